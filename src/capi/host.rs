@@ -1,0 +1,326 @@
+//! Host builder, host, and load options.
+
+use std::ffi::c_char;
+
+use super::{c_bytes, c_str, guard, guard_value, handle, out_param, fidius_error, fidius_plugin, Handle, PluginBox};
+use crate::error::{Error, Result, Status};
+use crate::host::{Host, HostBuilder, LoadOptions, LoadPolicy};
+use crate::plugin::BufferStrategy;
+use crate::signing;
+
+/// Values for `fidius_host_builder_set_load_policy`.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub enum fidius_load_policy {
+    /// Loading by name passes over broken libraries and keeps looking (default).
+    Lenient = 0,
+    /// Loading by name fails on the first library in the search paths that fails to open.
+    Strict = 1,
+}
+
+/// Buffer strategies of native plugins.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub enum fidius_buffer_strategy {
+    /// Not a native plugin (WASM and Python plugins have no buffer strategy).
+    None = 0,
+    /// The plugin allocates its output; libfidius copies it and frees it through the plugin.
+    PluginAllocated = 1,
+    /// libfidius lends the plugin a buffer to write into.
+    Arena = 2,
+}
+
+impl fidius_buffer_strategy {
+    pub(crate) fn from_core(s: Option<BufferStrategy>) -> Self {
+        match s {
+            None => Self::None,
+            Some(BufferStrategy::PluginAllocated) => Self::PluginAllocated,
+            Some(BufferStrategy::Arena) => Self::Arena,
+        }
+    }
+}
+
+/// Collects host settings. Created by `fidius_host_builder_new`, owned by
+/// the caller, released with `fidius_host_builder_free`. Not thread-safe:
+/// use one builder from one thread at a time.
+pub struct fidius_host_builder {
+    _opaque: [u8; 0],
+}
+handle!(fidius_host_builder => HostBuilder, 0x4649_4442_4c44_5231);
+
+/// A plugin host: search paths and the checks plugins must pass. Created by
+/// `fidius_host_builder_build`, owned by the caller, released with
+/// `fidius_host_free`. Thread-safe: any number of threads may discover and
+/// load through one host at once. Plugins loaded from it stay valid after
+/// the host is freed.
+pub struct fidius_host {
+    _opaque: [u8; 0],
+}
+handle!(fidius_host => Host, 0x4649_4448_4f53_5431);
+
+/// Options for one load (plugin configuration, ...). Created by
+/// `fidius_load_options_new`, owned by the caller, released with
+/// `fidius_load_options_free`; a load copies what it needs, so options may
+/// be freed or reused right after. Not thread-safe while being modified.
+pub struct fidius_load_options {
+    _opaque: [u8; 0],
+}
+handle!(fidius_load_options => LoadOptions, 0x4649_444c_4f50_5431);
+
+/// Create a host builder with no search paths and no requirements.
+/// Returns NULL only if memory is exhausted. Release with `fidius_host_builder_free` (after
+/// `fidius_host_builder_build`, which does not consume it).
+#[no_mangle]
+pub extern "C" fn fidius_host_builder_new() -> *mut fidius_host_builder {
+    guard_value(std::ptr::null_mut(), || Ok(fidius_host_builder::into_raw(HostBuilder::new())))
+}
+
+/// Release a builder. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_builder_free(builder: *mut fidius_host_builder) {
+    guard_value((), || {
+        fidius_host_builder::free(builder);
+        Ok(())
+    })
+}
+
+fn with_builder(
+    builder: *mut fidius_host_builder,
+    error: *mut *mut fidius_error,
+    body: impl FnOnce(&mut HostBuilder) -> Result<()>,
+) -> Status {
+    guard(error, || body(unsafe { fidius_host_builder::get_mut(builder)? }))
+}
+
+/// Add a directory to scan for plugins (one level deep). Directories are
+/// searched in the order added. `path` is a NUL-terminated UTF-8 string,
+/// copied. Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_HANDLE.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_builder_add_search_path(
+    builder: *mut fidius_host_builder,
+    path: *const c_char,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_builder(builder, error, |b| {
+        b.search_path(c_str(path, "path")?);
+        Ok(())
+    })
+}
+
+/// Set what loading by name does with broken libraries (a `fidius_load_policy`
+/// value). Errors: INVALID_ARGUMENT for an unknown value, INVALID_HANDLE.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_builder_set_load_policy(
+    builder: *mut fidius_host_builder,
+    policy: u32,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_builder(builder, error, |b| {
+        b.load_policy(match policy {
+            0 => LoadPolicy::Lenient,
+            1 => LoadPolicy::Strict,
+            other => return Err(Error::new(Status::InvalidArgument, format!("unknown load policy {other}"))),
+        });
+        Ok(())
+    })
+}
+
+/// Require every plugin to carry a signature by a trusted key (default: off).
+/// With this on, `fidius_host_builder_build` fails unless a trusted key was added.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_builder_set_require_signature(
+    builder: *mut fidius_host_builder,
+    require: bool,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_builder(builder, error, |b| {
+        b.require_signature(require);
+        Ok(())
+    })
+}
+
+/// Trust an Ed25519 public key given as its 32 raw bytes (the content of the
+/// `.public` file `fidius keygen` writes). The bytes are copied. Errors:
+/// NULL_ARGUMENT, INVALID_ARGUMENT (not 32 bytes, not a valid key).
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_builder_add_trusted_key(
+    builder: *mut fidius_host_builder,
+    key: *const u8,
+    key_len: usize,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_builder(builder, error, |b| {
+        b.trusted_key(signing::key_from_bytes(c_bytes(key, key_len, "key")?)?);
+        Ok(())
+    })
+}
+
+/// Trust the Ed25519 public key in a `.public` key file (32 raw bytes).
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, IO, INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_builder_add_trusted_key_file(
+    builder: *mut fidius_host_builder,
+    path: *const c_char,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_builder(builder, error, |b| {
+        b.trusted_key(signing::key_from_file(c_str(path, "path")?.as_ref())?);
+        Ok(())
+    })
+}
+
+/// Require native plugins to have this interface hash (the
+/// `<Trait>_INTERFACE_HASH` constant of the interface crate). Plugins with
+/// another hash are skipped by discovery and refused by load with
+/// `FIDIUS_STATUS_INTERFACE_HASH_MISMATCH`, naming both hashes.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_builder_set_interface_hash(
+    builder: *mut fidius_host_builder,
+    hash: u64,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_builder(builder, error, |b| {
+        b.interface_hash(hash);
+        Ok(())
+    })
+}
+
+/// Require native plugins to use this buffer strategy (a
+/// `fidius_buffer_strategy` value other than NONE). Errors: INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_builder_set_buffer_strategy(
+    builder: *mut fidius_host_builder,
+    strategy: u32,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_builder(builder, error, |b| {
+        b.buffer_strategy(match strategy {
+            1 => BufferStrategy::PluginAllocated,
+            2 => BufferStrategy::Arena,
+            other => return Err(Error::new(Status::InvalidArgument, format!("unknown buffer strategy {other}"))),
+        });
+        Ok(())
+    })
+}
+
+/// Build a host from the builder's current settings (the builder is not
+/// consumed and may be reused or freed). On success `*host` receives a new
+/// host owned by the caller (release with `fidius_host_free`); on failure it
+/// is set to NULL. Errors: NULL_ARGUMENT, INVALID_HANDLE, INVALID_ARGUMENT
+/// (signature required without trusted keys).
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_builder_build(
+    builder: *const fidius_host_builder,
+    host: *mut *mut fidius_host,
+    error: *mut *mut fidius_error,
+) -> Status {
+    guard(error, || {
+        let out = out_param(host, "host")?;
+        *out = std::ptr::null_mut();
+        *out = fidius_host::into_raw(fidius_host_builder::get(builder)?.build()?);
+        Ok(())
+    })
+}
+
+/// Release a host. NULL is ignored. Plugins loaded from it remain valid.
+/// Must not race with other calls on the same host.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_free(host: *mut fidius_host) {
+    guard_value((), || {
+        fidius_host::free(host);
+        Ok(())
+    })
+}
+
+/// Create empty load options. Returns NULL only if memory is exhausted.
+#[no_mangle]
+pub extern "C" fn fidius_load_options_new() -> *mut fidius_load_options {
+    guard_value(std::ptr::null_mut(), || Ok(fidius_load_options::into_raw(LoadOptions::default())))
+}
+
+/// Release load options. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_load_options_free(options: *mut fidius_load_options) {
+    guard_value((), || {
+        fidius_load_options::free(options);
+        Ok(())
+    })
+}
+
+/// Give the plugin a configuration: the bincode encoding of its config type
+/// (fidius 0.5 `#[plugin_impl(Trait, config = C)]`), copied and handed to
+/// the plugin's constructor. `config` may be NULL when `config_len` is 0.
+/// A plugin that cannot decode it fails to load with CONFIG_REJECTED.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_load_options_set_config(
+    options: *mut fidius_load_options,
+    config: *const u8,
+    config_len: usize,
+    error: *mut *mut fidius_error,
+) -> Status {
+    guard(error, || {
+        fidius_load_options::get_mut(options)?.config = Some(c_bytes(config, config_len, "config")?.to_vec());
+        Ok(())
+    })
+}
+
+unsafe fn options_or_default(options: *const fidius_load_options) -> Result<LoadOptions> {
+    if options.is_null() {
+        Ok(LoadOptions::default())
+    } else {
+        Ok(fidius_load_options::get(options)?.clone())
+    }
+}
+
+/// Load the plugin named `name` from the search paths: a native plugin's
+/// type name (e.g. "BasicCalc") or a package's name. `options` may be NULL.
+///
+/// On success `*plugin` receives a new plugin owned by the caller (release
+/// with `fidius_plugin_free`); on failure it is set to NULL and the error
+/// says which check failed, with the values involved. Errors include
+/// PLUGIN_NOT_FOUND (listing what was passed over and why),
+/// ARCHITECTURE_MISMATCH, INVALID_MAGIC, ABI_VERSION, INVALID_DESCRIPTOR,
+/// BUFFER_STRATEGY, INTERFACE_HASH_MISMATCH, CONFIG_REJECTED,
+/// SIGNATURE_REQUIRED, SIGNATURE_INVALID, LIBRARY_LOAD, UNSUPPORTED.
+/// Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_load(
+    host: *const fidius_host,
+    name: *const c_char,
+    options: *const fidius_load_options,
+    plugin: *mut *mut fidius_plugin,
+    error: *mut *mut fidius_error,
+) -> Status {
+    guard(error, || {
+        let out = out_param(plugin, "plugin")?;
+        *out = std::ptr::null_mut();
+        let loaded = fidius_host::get(host)?.load(c_str(name, "name")?, &options_or_default(options)?)?;
+        *out = fidius_plugin::into_raw(PluginBox::new(loaded));
+        Ok(())
+    })
+}
+
+/// Load a native plugin from the library file at `path`, which need not be
+/// in a search path. `name` picks one plugin of several in the library; it
+/// may be NULL when the library holds exactly one. Signature and host
+/// requirements apply as for `fidius_host_load`. Ownership and errors as
+/// for `fidius_host_load`. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_load_path(
+    host: *const fidius_host,
+    path: *const c_char,
+    name: *const c_char,
+    options: *const fidius_load_options,
+    plugin: *mut *mut fidius_plugin,
+    error: *mut *mut fidius_error,
+) -> Status {
+    guard(error, || {
+        let out = out_param(plugin, "plugin")?;
+        *out = std::ptr::null_mut();
+        let name = if name.is_null() { None } else { Some(c_str(name, "name")?) };
+        let host = fidius_host::get(host)?;
+        let loaded = host.load_path(c_str(path, "path")?.as_ref(), name, &options_or_default(options)?)?;
+        *out = fidius_plugin::into_raw(PluginBox::new(loaded));
+        Ok(())
+    })
+}

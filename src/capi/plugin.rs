@@ -1,0 +1,224 @@
+//! Loaded plugins: calls, output buffers, metadata.
+
+use std::ffi::{c_char, CString};
+use std::ptr;
+
+use super::{c_bytes, fidius_error, fidius_plugin_info, guard, guard_value, handle, out_param, to_cstring, Handle, InfoBox, Tagged};
+use crate::error::{Error, Result, Status};
+use crate::plugin::{Format, Plugin};
+
+/// The encoding of a call's input and output.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub enum fidius_format {
+    /// Fidius wire bytes: the bincode (1.3, legacy config) tuple of the
+    /// arguments, e.g. `(i64, i64)` is two little-endian i64; for
+    /// `#[wire(raw)]` methods, the raw bytes. The output is the bincode of the
+    /// return value (of `T` for `Result<T, PluginError>`), or raw bytes.
+    Wire = 0,
+    /// A JSON array of the arguments; the output is JSON. WASM plugins only:
+    /// native plugins carry no type information (UNSUPPORTED).
+    Json = 1,
+}
+
+/// A byte buffer allocated by libfidius and owned by the caller, who
+/// releases it with `fidius_bytes_free`. `data` is NULL when `len` is 0.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct fidius_bytes {
+    pub data: *mut u8,
+    pub len: usize,
+}
+
+impl fidius_bytes {
+    fn from_vec(bytes: Vec<u8>) -> Self {
+        if bytes.is_empty() {
+            return fidius_bytes { data: ptr::null_mut(), len: 0 };
+        }
+        let boxed = bytes.into_boxed_slice();
+        let len = boxed.len();
+        fidius_bytes { data: Box::into_raw(boxed) as *mut u8, len }
+    }
+}
+
+/// A loaded plugin with its metadata made C-ready.
+pub struct PluginBox {
+    plugin: Plugin,
+    info: Tagged<InfoBox>,
+    method_metadata: Vec<Vec<(CString, CString)>>,
+    trait_metadata: Vec<(CString, CString)>,
+}
+
+fn c_pairs(pairs: &[(String, String)]) -> Vec<(CString, CString)> {
+    pairs.iter().map(|(k, v)| (to_cstring(k), to_cstring(v))).collect()
+}
+
+impl PluginBox {
+    pub(crate) fn new(plugin: Plugin) -> Self {
+        let method_metadata =
+            (0..plugin.info().method_count).map(|i| plugin.method_metadata(i).map(|m| c_pairs(m)).unwrap_or_default()).collect();
+        PluginBox {
+            info: Tagged::new::<fidius_plugin_info>(InfoBox::new(plugin.info().clone())),
+            trait_metadata: c_pairs(plugin.trait_metadata()),
+            method_metadata,
+            plugin,
+        }
+    }
+}
+
+/// A loaded plugin instance. Created by `fidius_host_load` /
+/// `fidius_host_load_path`, owned by the caller, released with
+/// `fidius_plugin_free`. Thread-safe: any number of threads may call
+/// methods on one plugin at once. The plugin's library stays loaded while
+/// any plugin from it lives. Freeing must not race with calls.
+pub struct fidius_plugin {
+    _opaque: [u8; 0],
+}
+handle!(fidius_plugin => PluginBox, 0x4649_4450_4c55_4731);
+
+/// Release a plugin: destroys its instance (fidius 0.5) and unloads its
+/// library once no other plugin uses it. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_plugin_free(plugin: *mut fidius_plugin) {
+    guard_value((), || {
+        fidius_plugin::free(plugin);
+        Ok(())
+    })
+}
+
+/// What the plugin is. Borrowed from `plugin`: valid until `fidius_plugin_free`.
+/// NULL for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_plugin_get_info(plugin: *const fidius_plugin) -> *const fidius_plugin_info {
+    guard_value(ptr::null(), || {
+        Ok(&fidius_plugin::get(plugin)?.info as *const Tagged<InfoBox> as *const fidius_plugin_info)
+    })
+}
+
+/// Call method `method` (its index in the interface, in declaration order)
+/// with `input` encoded as `format` (a `fidius_format` value).
+///
+/// `input` may be NULL when `input_len` is 0 (a method without arguments).
+/// On success `*output` receives a new buffer owned by the caller (release
+/// with `fidius_bytes_free`); on failure it is set to `{NULL, 0}`.
+///
+/// Errors: METHOD_INDEX; NOT_IMPLEMENTED (an optional method the plugin
+/// lacks); PLUGIN_ERROR (the error carries the plugin's code, message and
+/// details); PLUGIN_PANIC (with the panic message where the plugin sends
+/// one); SERIALIZATION (input not the method's argument types);
+/// UNKNOWN_STATUS; BUFFER_TOO_SMALL; UNSUPPORTED (JSON on a native plugin);
+/// NULL_ARGUMENT; INVALID_HANDLE; INVALID_ARGUMENT. The plugin stays usable
+/// after any of them. Thread-safe.
+///
+/// Arena plugins whose output outgrows the lent buffer are called a second
+/// time with a larger one, as fidius-host does: the method runs twice.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_plugin_call(
+    plugin: *const fidius_plugin,
+    method: u32,
+    format: u32,
+    input: *const u8,
+    input_len: usize,
+    output: *mut fidius_bytes,
+    error: *mut *mut fidius_error,
+) -> Status {
+    guard(error, || {
+        let out = out_param(output, "output")?;
+        *out = fidius_bytes { data: ptr::null_mut(), len: 0 };
+        let format = match format {
+            0 => Format::Wire,
+            1 => Format::Json,
+            other => return Err(Error::new(Status::InvalidArgument, format!("unknown format {other}"))),
+        };
+        let plugin = &fidius_plugin::get(plugin)?.plugin;
+        *out = fidius_bytes::from_vec(plugin.call(method, format, c_bytes(input, input_len, "input")?)?);
+        Ok(())
+    })
+}
+
+/// Release a buffer returned by libfidius and reset it to `{NULL, 0}`.
+/// NULL, and a buffer whose `data` is NULL, are ignored. Only for buffers
+/// libfidius filled, exactly once.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_bytes_free(bytes: *mut fidius_bytes) {
+    guard_value((), || {
+        if let Some(b) = bytes.as_mut() {
+            if !b.data.is_null() {
+                drop(Box::from_raw(ptr::slice_from_raw_parts_mut(b.data, b.len)));
+            }
+            *b = fidius_bytes { data: ptr::null_mut(), len: 0 };
+        }
+        Ok(())
+    })
+}
+
+fn pair<'a>(pairs: &'a [(CString, CString)], index: usize) -> Result<&'a (CString, CString)> {
+    pairs.get(index).ok_or_else(|| {
+        Error::new(Status::InvalidArgument, format!("metadata index {index} is out of range ({} entries)", pairs.len()))
+    })
+}
+
+unsafe fn method_pairs<'a>(plugin: *const fidius_plugin, method: u32) -> Result<&'a [(CString, CString)]> {
+    let p = fidius_plugin::get(plugin)?;
+    p.method_metadata.get(method as usize).map(Vec::as_slice).ok_or_else(|| {
+        Error::new(
+            Status::MethodIndex,
+            format!("method index {method} is out of range: plugin has {} methods", p.method_metadata.len()),
+        )
+    })
+}
+
+unsafe fn write_pair(pair: &(CString, CString), key: *mut *const c_char, value: *mut *const c_char) -> Result<()> {
+    *out_param(key, "key")? = pair.0.as_ptr();
+    *out_param(value, "value")? = pair.1.as_ptr();
+    Ok(())
+}
+
+/// Number of `#[method_meta]` key/value pairs on method `method`.
+/// Errors: METHOD_INDEX, NULL_ARGUMENT, INVALID_HANDLE.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_plugin_method_metadata_count(
+    plugin: *const fidius_plugin,
+    method: u32,
+    count: *mut usize,
+    error: *mut *mut fidius_error,
+) -> Status {
+    guard(error, || {
+        *out_param(count, "count")? = method_pairs(plugin, method)?.len();
+        Ok(())
+    })
+}
+
+/// The `index`-th metadata pair of method `method`. `*key` and `*value`
+/// receive NUL-terminated strings borrowed from `plugin`.
+/// Errors: METHOD_INDEX, INVALID_ARGUMENT (index), NULL_ARGUMENT, INVALID_HANDLE.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_plugin_method_metadata_get(
+    plugin: *const fidius_plugin,
+    method: u32,
+    index: usize,
+    key: *mut *const c_char,
+    value: *mut *const c_char,
+    error: *mut *mut fidius_error,
+) -> Status {
+    guard(error, || write_pair(pair(method_pairs(plugin, method)?, index)?, key, value))
+}
+
+/// Number of interface-level metadata pairs; 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_plugin_trait_metadata_count(plugin: *const fidius_plugin) -> usize {
+    guard_value(0, || Ok(fidius_plugin::get(plugin)?.trait_metadata.len()))
+}
+
+/// The `index`-th interface-level metadata pair; strings borrowed from `plugin`.
+/// Errors: INVALID_ARGUMENT (index), NULL_ARGUMENT, INVALID_HANDLE.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_plugin_trait_metadata_get(
+    plugin: *const fidius_plugin,
+    index: usize,
+    key: *mut *const c_char,
+    value: *mut *const c_char,
+    error: *mut *mut fidius_error,
+) -> Status {
+    guard(error, || write_pair(pair(&fidius_plugin::get(plugin)?.trait_metadata, index)?, key, value))
+}

@@ -1,0 +1,175 @@
+//! One error type for the whole library, and the stable status codes C sees.
+
+use std::fmt;
+
+/// Result codes returned by every fallible libfidius function.
+///
+/// The numeric values are part of the ABI and never change; new codes are
+/// only ever appended. `FIDIUS_STATUS_OK` (0) is success; anything else is a
+/// failure, and the optional `fidius_error` out-parameter carries the
+/// details.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Success.
+    Ok = 0,
+    /// A required pointer argument was NULL.
+    NullArgument = 1,
+    /// A string argument was not valid UTF-8.
+    InvalidUtf8 = 2,
+    /// An argument was out of range or otherwise unusable (the message says which).
+    InvalidArgument = 3,
+    /// A handle was of the wrong kind, or was used after it was freed (where detectable).
+    InvalidHandle = 4,
+    /// libfidius itself panicked; the panic was caught at the C boundary. A bug: please report it.
+    InternalPanic = 5,
+    /// A file could not be read.
+    Io = 6,
+    /// The requested operation is not supported for this plugin (e.g. JSON on a native plugin).
+    Unsupported = 7,
+
+    /// No plugin with the requested name was found in the search paths.
+    PluginNotFound = 20,
+    /// The file is not a Fidius plugin (no `fidius_get_registry` export, or not a loadable library).
+    NotAPlugin = 21,
+    /// The shared library could not be loaded by the dynamic loader.
+    LibraryLoad = 22,
+    /// The file was built for another CPU architecture or object format.
+    ArchitectureMismatch = 23,
+    /// The plugin registry does not start with the Fidius magic bytes.
+    InvalidMagic = 24,
+    /// The plugin registry version is not one this host understands.
+    RegistryVersion = 25,
+    /// The plugin was built for a Fidius ABI this host does not support.
+    AbiVersion = 26,
+    /// The plugin descriptor is malformed (size, NULL fields, bad strings).
+    InvalidDescriptor = 27,
+    /// The plugin's buffer strategy is unknown, or differs from the one the host expects.
+    BufferStrategy = 28,
+    /// The plugin's interface hash differs from the one the host expects.
+    InterfaceHashMismatch = 29,
+    /// The plugin refused its configuration (its constructor returned NULL).
+    ConfigRejected = 30,
+    /// A signature was required and none was found.
+    SignatureRequired = 31,
+    /// A signature was found but no trusted key verifies it.
+    SignatureInvalid = 32,
+    /// A package manifest (`package.toml`) is missing or invalid.
+    InvalidManifest = 33,
+
+    /// The method index is out of range for this plugin.
+    MethodIndex = 40,
+    /// The method exists in the interface but this plugin does not implement it.
+    NotImplemented = 41,
+    /// The plugin returned a `PluginError`; the error object carries its code, message and details.
+    PluginError = 42,
+    /// The plugin panicked while running the method; the error message carries the panic message.
+    PluginPanic = 43,
+    /// Input or output bytes did not match the method's types.
+    Serialization = 44,
+    /// The plugin returned a status code this host does not know.
+    UnknownStatus = 45,
+    /// The plugin's output did not fit even after one retry with the size it asked for (Arena).
+    BufferTooSmall = 46,
+}
+
+impl Status {
+    /// Every status, for lookups by number.
+    pub const ALL: [Status; 29] = {
+        use Status::*;
+        [
+            Ok, NullArgument, InvalidUtf8, InvalidArgument, InvalidHandle, InternalPanic, Io, Unsupported,
+            PluginNotFound, NotAPlugin, LibraryLoad, ArchitectureMismatch, InvalidMagic, RegistryVersion,
+            AbiVersion, InvalidDescriptor, BufferStrategy, InterfaceHashMismatch, ConfigRejected,
+            SignatureRequired, SignatureInvalid, InvalidManifest, MethodIndex, NotImplemented, PluginError,
+            PluginPanic, Serialization, UnknownStatus, BufferTooSmall,
+        ]
+    };
+
+    /// A short description, for messages and logs.
+    pub fn name(self) -> &'static std::ffi::CStr {
+        use Status::*;
+        match self {
+            Ok => c"ok",
+            NullArgument => c"null argument",
+            InvalidUtf8 => c"invalid UTF-8",
+            InvalidArgument => c"invalid argument",
+            InvalidHandle => c"invalid handle",
+            InternalPanic => c"internal panic",
+            Io => c"I/O error",
+            Unsupported => c"unsupported",
+            PluginNotFound => c"plugin not found",
+            NotAPlugin => c"not a Fidius plugin",
+            LibraryLoad => c"library load failed",
+            ArchitectureMismatch => c"architecture mismatch",
+            InvalidMagic => c"invalid registry magic",
+            RegistryVersion => c"unsupported registry version",
+            AbiVersion => c"unsupported ABI version",
+            InvalidDescriptor => c"invalid plugin descriptor",
+            BufferStrategy => c"buffer strategy",
+            InterfaceHashMismatch => c"interface hash mismatch",
+            ConfigRejected => c"configuration rejected",
+            SignatureRequired => c"signature required",
+            SignatureInvalid => c"signature invalid",
+            InvalidManifest => c"invalid manifest",
+            MethodIndex => c"method index out of range",
+            NotImplemented => c"not implemented",
+            PluginError => c"plugin error",
+            PluginPanic => c"plugin panicked",
+            Serialization => c"serialization error",
+            UnknownStatus => c"unknown plugin status",
+            BufferTooSmall => c"buffer too small",
+        }
+    }
+}
+
+/// The error a plugin method returned: Fidius' `PluginError`
+/// (`{ code: String, message: String, details: Option<String> }`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct PluginError {
+    pub code: String,
+    pub message: String,
+    /// A JSON document, by Fidius convention.
+    pub details: Option<String>,
+}
+
+/// Any libfidius failure: a status, a human-readable message, and for
+/// [`Status::PluginError`] the plugin's own error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub status: Status,
+    pub message: String,
+    pub plugin_error: Option<PluginError>,
+}
+
+impl Error {
+    pub fn new(status: Status, message: impl Into<String>) -> Self {
+        Error { status, message: message.into(), plugin_error: None }
+    }
+
+    pub fn plugin(err: PluginError) -> Self {
+        let message = format!("plugin error {}: {}", err.code, err.message);
+        Error { status: Status::PluginError, message, plugin_error: Some(err) }
+    }
+
+    /// Prefix the message with where it happened (a path, a plugin name).
+    pub fn context(mut self, what: impl fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shorthand for building an `Err`.
+pub(crate) fn fail<T>(status: Status, message: impl Into<String>) -> Result<T> {
+    Err(Error::new(status, message))
+}

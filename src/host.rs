@@ -1,0 +1,315 @@
+//! The host: where plugins are looked for, what they must satisfy, and
+//! loading them by name.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::error::{fail, Error, Result, Status};
+use crate::native::{self, NativeLibrary, NativePlugin};
+use crate::package::{Manifest, MANIFEST};
+use crate::plugin::{BufferStrategy, Plugin, PluginInfo, Runtime};
+use crate::signing;
+
+/// How `load` treats broken candidates it meets while looking for a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadPolicy {
+    /// Skip libraries that fail to open or validate, and keep looking
+    /// (the reasons are in the "not found" message).
+    #[default]
+    Lenient,
+    /// Fail on the first library in the search paths that fails to open or validate.
+    Strict,
+}
+
+/// Options for one `load`.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Bincode of the plugin's config type, handed to its constructor
+    /// (fidius 0.5 `#[plugin_impl(Trait, config = C)]`).
+    pub config: Option<Vec<u8>>,
+}
+
+/// Collects a host's settings; `build` checks them.
+#[derive(Debug, Clone, Default)]
+pub struct HostBuilder {
+    search_paths: Vec<PathBuf>,
+    load_policy: LoadPolicy,
+    require_signature: bool,
+    trusted_keys: Vec<VerifyingKey>,
+    interface_hash: Option<u64>,
+    buffer_strategy: Option<BufferStrategy>,
+}
+
+impl HostBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a directory to scan (one level deep), in priority order.
+    pub fn search_path(&mut self, path: impl Into<PathBuf>) -> &mut Self {
+        self.search_paths.push(path.into());
+        self
+    }
+
+    pub fn load_policy(&mut self, policy: LoadPolicy) -> &mut Self {
+        self.load_policy = policy;
+        self
+    }
+
+    /// Refuse plugins not signed by one of the trusted keys.
+    pub fn require_signature(&mut self, on: bool) -> &mut Self {
+        self.require_signature = on;
+        self
+    }
+
+    pub fn trusted_key(&mut self, key: VerifyingKey) -> &mut Self {
+        self.trusted_keys.push(key);
+        self
+    }
+
+    /// Native plugins must have this interface hash.
+    pub fn interface_hash(&mut self, hash: u64) -> &mut Self {
+        self.interface_hash = Some(hash);
+        self
+    }
+
+    /// Native plugins must use this buffer strategy.
+    pub fn buffer_strategy(&mut self, strategy: BufferStrategy) -> &mut Self {
+        self.buffer_strategy = Some(strategy);
+        self
+    }
+
+    pub fn build(&self) -> Result<Host> {
+        if self.require_signature && self.trusted_keys.is_empty() {
+            return fail(Status::InvalidArgument, "require_signature is on but no trusted key was given");
+        }
+        Ok(Host { config: Arc::new(self.clone()) })
+    }
+}
+
+/// A plugin host. Immutable once built; share it freely across threads.
+#[derive(Debug, Clone)]
+pub struct Host {
+    config: Arc<HostBuilder>,
+}
+
+/// A file or directory discovery passed over, and why.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub path: PathBuf,
+    /// The plugin's name, when the library got far enough to tell.
+    pub plugin: Option<String>,
+    pub error: Error,
+}
+
+/// The result of scanning the search paths.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    pub plugins: Vec<PluginInfo>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// One thing found in a search path.
+enum Candidate {
+    Library(PathBuf),
+    Package(PathBuf),
+}
+
+impl Host {
+    pub fn builder() -> HostBuilder {
+        HostBuilder::new()
+    }
+
+    /// List every plugin in the search paths, and every candidate passed over with the reason.
+    pub fn discover(&self) -> Discovery {
+        let mut found = Discovery::default();
+        for candidate in self.candidates(&mut found.skipped) {
+            match candidate {
+                Candidate::Library(path) => match self.open_library(&path) {
+                    Ok(lib) => {
+                        for entry in lib.entries {
+                            let (plugin, result) = match entry {
+                                Ok(e) => (Some(e.info.name.clone()), self.check_expectations(&e.info).map(|()| e)),
+                                Err(bad) => (bad.plugin, Err(bad.error)),
+                            };
+                            match result {
+                                Ok(e) => found.plugins.push(e.info.clone()),
+                                Err(error) => found.skipped.push(Skipped { path: path.clone(), plugin, error }),
+                            }
+                        }
+                    }
+                    Err(error) => found.skipped.push(Skipped { path, plugin: None, error }),
+                },
+                Candidate::Package(dir) => match Manifest::read(&dir) {
+                    Ok(manifest) => found.plugins.extend(manifest.info(&dir)),
+                    Err(error) => found.skipped.push(Skipped { path: dir, plugin: None, error }),
+                },
+            }
+        }
+        found
+    }
+
+    /// Load the plugin called `name` (a native plugin's type name, or a package's name).
+    pub fn load(&self, name: &str, options: &LoadOptions) -> Result<Plugin> {
+        let mut passed_over = Vec::new();
+        for candidate in self.candidates(&mut passed_over) {
+            match candidate {
+                Candidate::Library(path) => match self.open_library(&path) {
+                    Ok(lib) => {
+                        if let Some(plugin) = self.instantiate(&lib, Some(name), options) {
+                            return plugin;
+                        }
+                    }
+                    Err(error) if self.config.load_policy == LoadPolicy::Strict => return Err(error),
+                    Err(error) => passed_over.push(Skipped { path, plugin: None, error }),
+                },
+                Candidate::Package(dir) => match Manifest::read(&dir) {
+                    Ok(manifest) if manifest.package.name == name => {
+                        if let Some(info) = manifest.info(&dir) {
+                            return self.load_package(info);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => passed_over.push(Skipped { path: dir, plugin: None, error }),
+                },
+            }
+        }
+        Err(not_found(name, &self.config.search_paths, &passed_over))
+    }
+
+    /// Load a plugin from the library at `path`. `name` picks one of several
+    /// plugins in it; NULL/None takes the only one.
+    pub fn load_path(&self, path: &Path, name: Option<&str>, options: &LoadOptions) -> Result<Plugin> {
+        let lib = self.open_library(path)?;
+        if name.is_none() && lib.entries.len() != 1 {
+            return fail(
+                Status::InvalidArgument,
+                format!("{} holds {} plugins: name the one to load", path.display(), lib.entries.len()),
+            );
+        }
+        self.instantiate(&lib, name, options).unwrap_or_else(|| {
+            Err(Error::new(
+                Status::PluginNotFound,
+                format!("{} holds no plugin named {}", path.display(), name.unwrap_or("?")),
+            ))
+        })
+    }
+
+    /// Make a plugin from the entry named `name` (any entry when None):
+    /// None when no entry has that name.
+    fn instantiate(&self, lib: &NativeLibrary, name: Option<&str>, options: &LoadOptions) -> Option<Result<Plugin>> {
+        let in_file = |e: Error| e.context(lib.path.display());
+        for entry in &lib.entries {
+            let entry = match entry {
+                Ok(entry) if name.is_none_or(|n| entry.info.name == n) => entry,
+                Ok(_) => continue,
+                // A descriptor that failed validation and carries the wanted name:
+                // report why, rather than "not found".
+                Err(bad) if name.is_none() || bad.plugin.as_deref() == name => {
+                    return Some(Err(in_file(bad.error.clone())))
+                }
+                Err(_) => continue,
+            };
+            let plugin = self
+                .check_expectations(&entry.info)
+                .and_then(|()| NativePlugin::new(lib.library.clone(), entry.clone(), options.config.as_deref()))
+                .map(Plugin::native)
+                .map_err(in_file);
+            return Some(plugin);
+        }
+        None
+    }
+
+    fn load_package(&self, info: PluginInfo) -> Result<Plugin> {
+        match info.runtime {
+            Runtime::Python => fail(
+                Status::Unsupported,
+                format!("package {} is a Python plugin; libfidius does not run Python plugins", info.name),
+            ),
+            _ => fail(
+                Status::Unsupported,
+                format!("package {} is a WASM plugin; this build of libfidius has no WASM runtime", info.name),
+            ),
+        }
+    }
+
+    /// The host's expectations on native plugins (interface hash, buffer strategy).
+    fn check_expectations(&self, info: &PluginInfo) -> Result<()> {
+        let name = &info.name;
+        if let Some(expected) = self.config.interface_hash {
+            if info.interface_hash != expected {
+                return fail(
+                    Status::InterfaceHashMismatch,
+                    format!(
+                        "plugin {name}: interface hash is 0x{:016x}, the host expects 0x{expected:016x}",
+                        info.interface_hash
+                    ),
+                );
+            }
+        }
+        if let (Some(expected), Some(got)) = (self.config.buffer_strategy, info.buffer_strategy) {
+            if got != expected {
+                return fail(
+                    Status::BufferStrategy,
+                    format!("plugin {name}: buffer strategy is {got:?}, the host expects {expected:?}"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Verify (when required) and open a library.
+    fn open_library(&self, path: &Path) -> Result<NativeLibrary> {
+        let in_file = |e: Error| e.context(path.display());
+        if !self.config.require_signature {
+            return native::library::open(path, native::Source::Path).map_err(in_file);
+        }
+        // Read once, verify those bytes, and load those same bytes.
+        let bytes = std::fs::read(path).map_err(|e| in_file(Error::new(Status::Io, format!("cannot read: {e}"))))?;
+        signing::verify(&bytes, &signing::sig_path_for(path), &self.config.trusted_keys).map_err(in_file)?;
+        native::library::open(path, native::Source::Bytes(&bytes)).map_err(in_file)
+    }
+
+    /// Files and package directories in the search paths, in a stable order.
+    fn candidates(&self, skipped: &mut Vec<Skipped>) -> Vec<Candidate> {
+        let mut out = Vec::new();
+        for dir in &self.config.search_paths {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    skipped.push(Skipped {
+                        path: dir.clone(),
+                        plugin: None,
+                        error: Error::new(Status::Io, format!("search path cannot be read: {e}")),
+                    });
+                    continue;
+                }
+            };
+            let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            for path in paths {
+                if path.is_dir() {
+                    if path.join(MANIFEST).is_file() {
+                        out.push(Candidate::Package(path));
+                    }
+                } else if path.extension().is_some_and(|e| e == std::env::consts::DLL_EXTENSION) {
+                    out.push(Candidate::Library(path));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn not_found(name: &str, search_paths: &[PathBuf], passed_over: &[Skipped]) -> Error {
+    let paths: Vec<String> = search_paths.iter().map(|p| p.display().to_string()).collect();
+    let mut message = format!("no plugin named {name} in the search paths [{}]", paths.join(", "));
+    if !passed_over.is_empty() {
+        message.push_str("; passed over: ");
+        let reasons: Vec<String> = passed_over.iter().map(|s| s.error.message.clone()).collect();
+        message.push_str(&reasons.join("; "));
+    }
+    Error::new(Status::PluginNotFound, message)
+}

@@ -1,0 +1,22 @@
+//! libfidius: host [Fidius](https://crates.io/crates/fidius) plugins from C,
+//! Go, C#, Python or any language with a C FFI.
+//!
+//! The safe Rust core ([`Host`], [`Plugin`]) is usable from Rust directly;
+//! [`capi`] is the thin C surface over it, from which `include/fidius.h` is
+//! generated.
+
+pub mod capi;
+pub mod error;
+pub mod host;
+pub mod native;
+pub mod package;
+pub mod plugin;
+pub mod signing;
+pub mod wire;
+
+pub use error::{Error, PluginError, Result, Status};
+pub use host::{Discovery, Host, HostBuilder, LoadOptions, LoadPolicy, Skipped};
+pub use plugin::{BufferStrategy, Format, Plugin, PluginInfo, Runtime};
+
+/// The library version, `MAJOR.MINOR.PATCH`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

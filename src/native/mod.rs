@@ -1,0 +1,9 @@
+//! Native (cdylib) Fidius plugins: ABI 400 (fidius 0.4) and 500 (fidius 0.5).
+
+pub mod abi;
+pub mod arch;
+pub mod library;
+pub mod plugin;
+
+pub use library::{NativeEntry, NativeLibrary, Source};
+pub use plugin::NativePlugin;

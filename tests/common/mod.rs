@@ -1,0 +1,341 @@
+//! Shared test harness: builds the fixture plugins (published fidius crates,
+//! and hostile hand-made libraries), lays out search paths, and wraps the C
+//! entry points so tests read as C callers would use them.
+#![allow(dead_code)]
+
+use std::ffi::{c_char, CStr, CString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::ptr;
+use std::sync::OnceLock;
+
+use fidius::capi::*;
+use fidius::Status;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where fixture workspaces build (shared by all of them, not by the library).
+pub fn fixture_target() -> PathBuf {
+    repo().join("target").join("fixtures")
+}
+
+fn run(cmd: &mut Command) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(status.success(), "{cmd:?} failed: {status}");
+}
+
+/// The native fixture libraries, built once per test binary (cargo's lock
+/// serializes concurrent builds across binaries).
+pub struct NativeFixtures {
+    pub v5: PathBuf,
+    pub v4: PathBuf,
+}
+
+pub fn native() -> &'static NativeFixtures {
+    static BUILT: OnceLock<NativeFixtures> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        run(Command::new(env!("CARGO"))
+            .args(["build", "-j2", "--quiet", "--manifest-path"])
+            .arg(repo().join("tests/fixtures/native/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(fixture_target()));
+        let dir = fixture_target().join("debug");
+        NativeFixtures { v5: dir.join("libfixture_v5.so"), v4: dir.join("libfixture_v4.so") }
+    })
+}
+
+/// A hand-written C library from tests/hostile, compiled with the system cc.
+pub fn hostile(name: &str, defines: &[&str]) -> PathBuf {
+    let out_dir = fixture_target().join("hostile");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let tag = defines.join("_").replace(['=', '-'], "");
+    let out = out_dir.join(format!("lib{name}{tag}.so"));
+    let mut cmd = Command::new("cc");
+    cmd.args(["-shared", "-fPIC", "-Wall", "-Wextra", "-o"]).arg(&out);
+    for d in defines {
+        cmd.arg(format!("-D{d}"));
+    }
+    run(cmd.arg(repo().join("tests/hostile").join(format!("{name}.c"))));
+    out
+}
+
+/// A fresh, empty directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A scratch search path holding copies of `files`.
+pub fn search_path(name: &str, files: &[&Path]) -> PathBuf {
+    let dir = scratch(name);
+    for f in files {
+        std::fs::copy(f, dir.join(f.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+/// What a failed C call reported, copied out of its `fidius_error`.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub status: Status,
+    pub message: String,
+    pub plugin_code: Option<String>,
+    pub plugin_message: Option<String>,
+    pub plugin_details: Option<String>,
+}
+
+pub unsafe fn opt_str(p: *const c_char) -> Option<String> {
+    (!p.is_null()).then(|| CStr::from_ptr(p).to_str().expect("libfidius strings are UTF-8").to_owned())
+}
+
+/// Turn a status + error object into a Result, freeing the error. Also
+/// checks the contract that the error's status equals the returned one.
+pub unsafe fn check(status: Status, error: *mut fidius_error) -> Result<(), Failure> {
+    if status == Status::Ok {
+        assert!(error.is_null(), "success must leave *error NULL");
+        return Ok(());
+    }
+    assert!(!error.is_null(), "failure ({status:?}) must fill *error");
+    assert_eq!(fidius_error_status(error), status);
+    let failure = Failure {
+        status,
+        message: opt_str(fidius_error_message(error)).expect("an error always has a message"),
+        plugin_code: opt_str(fidius_error_plugin_code(error)),
+        plugin_message: opt_str(fidius_error_plugin_message(error)),
+        plugin_details: opt_str(fidius_error_plugin_details(error)),
+    };
+    fidius_error_free(error);
+    Err(failure)
+}
+
+pub fn cstr(s: &str) -> CString {
+    CString::new(s).unwrap()
+}
+
+/// A host over the given search paths, built through the C API.
+pub struct TestHost(pub *mut fidius_host);
+
+unsafe impl Send for TestHost {}
+unsafe impl Sync for TestHost {}
+
+pub struct HostOptions<'a> {
+    pub paths: &'a [&'a Path],
+    pub interface_hash: Option<u64>,
+    pub buffer_strategy: Option<u32>,
+    pub strict: bool,
+}
+
+impl TestHost {
+    pub fn new(paths: &[&Path]) -> TestHost {
+        Self::with(HostOptions { paths, interface_hash: None, buffer_strategy: None, strict: false })
+    }
+
+    pub fn with(o: HostOptions<'_>) -> TestHost {
+        unsafe {
+            let b = fidius_host_builder_new();
+            let mut err = ptr::null_mut();
+            for p in o.paths {
+                let p = cstr(p.to_str().unwrap());
+                check(fidius_host_builder_add_search_path(b, p.as_ptr(), &mut err), err).unwrap();
+            }
+            if let Some(h) = o.interface_hash {
+                check(fidius_host_builder_set_interface_hash(b, h, &mut err), err).unwrap();
+            }
+            if let Some(s) = o.buffer_strategy {
+                check(fidius_host_builder_set_buffer_strategy(b, s, &mut err), err).unwrap();
+            }
+            if o.strict {
+                check(fidius_host_builder_set_load_policy(b, 1, &mut err), err).unwrap();
+            }
+            let mut host = ptr::null_mut();
+            check(fidius_host_builder_build(b, &mut host, &mut err), err).unwrap();
+            fidius_host_builder_free(b);
+            TestHost(host)
+        }
+    }
+
+    pub fn load(&self, name: &str) -> Result<TestPlugin, Failure> {
+        self.load_with(name, None)
+    }
+
+    pub fn load_with(&self, name: &str, config: Option<&[u8]>) -> Result<TestPlugin, Failure> {
+        unsafe {
+            let opts = config.map(|c| {
+                let o = fidius_load_options_new();
+                let mut err = ptr::null_mut();
+                check(fidius_load_options_set_config(o, c.as_ptr(), c.len(), &mut err), err).unwrap();
+                o
+            });
+            let mut plugin = ptr::null_mut();
+            let mut err = ptr::null_mut();
+            let name = cstr(name);
+            let status = fidius_host_load(self.0, name.as_ptr(), opts.unwrap_or(ptr::null_mut()), &mut plugin, &mut err);
+            if let Some(o) = opts {
+                fidius_load_options_free(o);
+            }
+            let result = check(status, err).map(|()| TestPlugin(plugin));
+            if result.is_err() {
+                assert!(plugin.is_null(), "a failed load leaves *plugin NULL");
+            }
+            result
+        }
+    }
+
+    pub fn load_path(&self, path: &Path, name: Option<&str>) -> Result<TestPlugin, Failure> {
+        unsafe {
+            let mut plugin = ptr::null_mut();
+            let mut err = ptr::null_mut();
+            let path = cstr(path.to_str().unwrap());
+            let name = name.map(cstr);
+            let status = fidius_host_load_path(
+                self.0,
+                path.as_ptr(),
+                name.as_ref().map_or(ptr::null(), |n| n.as_ptr()),
+                ptr::null(),
+                &mut plugin,
+                &mut err,
+            );
+            check(status, err).map(|()| TestPlugin(plugin))
+        }
+    }
+
+    pub fn discover(&self) -> TestDiscovery {
+        unsafe {
+            let mut d = ptr::null_mut();
+            let mut err = ptr::null_mut();
+            check(fidius_host_discover(self.0, &mut d, &mut err), err).unwrap();
+            TestDiscovery(d)
+        }
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        unsafe { fidius_host_free(self.0) }
+    }
+}
+
+pub struct TestPlugin(pub *mut fidius_plugin);
+
+unsafe impl Send for TestPlugin {}
+unsafe impl Sync for TestPlugin {}
+
+impl TestPlugin {
+    pub fn call_format(&self, method: u32, format: u32, input: &[u8]) -> Result<Vec<u8>, Failure> {
+        unsafe {
+            let mut out = fidius_bytes { data: ptr::null_mut(), len: 0 };
+            let mut err = ptr::null_mut();
+            let status = fidius_plugin_call(self.0, method, format, input.as_ptr(), input.len(), &mut out, &mut err);
+            check(status, err).map_err(|f| {
+                assert!(out.data.is_null() && out.len == 0, "a failed call leaves the output empty");
+                f
+            })?;
+            let bytes = if out.data.is_null() { Vec::new() } else { std::slice::from_raw_parts(out.data, out.len).to_vec() };
+            fidius_bytes_free(&mut out);
+            assert!(out.data.is_null() && out.len == 0, "fidius_bytes_free resets the buffer");
+            Ok(bytes)
+        }
+    }
+
+    /// A call with Fidius wire bytes.
+    pub fn call(&self, method: u32, input: &[u8]) -> Result<Vec<u8>, Failure> {
+        self.call_format(method, 0, input)
+    }
+
+    pub fn info(&self) -> Info {
+        unsafe { Info::read(fidius_plugin_get_info(self.0)) }
+    }
+}
+
+impl Drop for TestPlugin {
+    fn drop(&mut self) {
+        unsafe { fidius_plugin_free(self.0) }
+    }
+}
+
+/// A plugin description copied out of a `fidius_plugin_info`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Info {
+    pub name: String,
+    pub interface_name: String,
+    pub interface_hash: u64,
+    pub interface_version: u32,
+    pub runtime: u32,
+    pub buffer_strategy: u32,
+    pub capabilities: u64,
+    pub method_count: u32,
+    pub abi_version: u32,
+    pub path: String,
+}
+
+impl Info {
+    pub unsafe fn read(i: *const fidius_plugin_info) -> Info {
+        assert!(!i.is_null());
+        Info {
+            name: opt_str(fidius_plugin_info_name(i)).unwrap(),
+            interface_name: opt_str(fidius_plugin_info_interface_name(i)).unwrap(),
+            interface_hash: fidius_plugin_info_interface_hash(i),
+            interface_version: fidius_plugin_info_interface_version(i),
+            runtime: fidius_plugin_info_runtime(i) as u32,
+            buffer_strategy: fidius_plugin_info_buffer_strategy(i) as u32,
+            capabilities: fidius_plugin_info_capabilities(i),
+            method_count: fidius_plugin_info_method_count(i),
+            abi_version: fidius_plugin_info_abi_version(i),
+            path: opt_str(fidius_plugin_info_path(i)).unwrap(),
+        }
+    }
+}
+
+pub struct TestDiscovery(pub *mut fidius_discovery);
+
+#[derive(Debug, Clone)]
+pub struct SkippedEntry {
+    pub path: String,
+    pub plugin: Option<String>,
+    pub status: Status,
+    pub reason: String,
+}
+
+impl TestDiscovery {
+    pub fn plugins(&self) -> Vec<Info> {
+        unsafe {
+            let n = fidius_discovery_plugin_count(self.0);
+            assert!(fidius_discovery_plugin(self.0, n).is_null(), "out of range gives NULL");
+            (0..n).map(|i| Info::read(fidius_discovery_plugin(self.0, i))).collect()
+        }
+    }
+
+    pub fn skipped(&self) -> Vec<SkippedEntry> {
+        unsafe {
+            let n = fidius_discovery_skipped_count(self.0);
+            assert!(fidius_discovery_skipped_path(self.0, n).is_null(), "out of range gives NULL");
+            (0..n)
+                .map(|i| SkippedEntry {
+                    path: opt_str(fidius_discovery_skipped_path(self.0, i)).unwrap(),
+                    plugin: opt_str(fidius_discovery_skipped_plugin(self.0, i)),
+                    status: fidius_discovery_skipped_status(self.0, i),
+                    reason: opt_str(fidius_discovery_skipped_reason(self.0, i)).unwrap(),
+                })
+                .collect()
+        }
+    }
+}
+
+impl Drop for TestDiscovery {
+    fn drop(&mut self) {
+        unsafe { fidius_discovery_free(self.0) }
+    }
+}
+
+/// Fidius wire encoding of test arguments (bincode 1.3, as the plugins use).
+pub fn wire<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    fidius::wire::encode(value)
+}
+
+pub fn unwire<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
+    bincode::deserialize(bytes).expect("output decodes as the method's return type")
+}
