@@ -47,17 +47,26 @@ pub fn native() -> &'static NativeFixtures {
 }
 
 /// A hand-written C library from tests/hostile, compiled with the system cc.
+/// Serialized, and renamed into place, so parallel tests never see a half-written file.
 pub fn hostile(name: &str, defines: &[&str]) -> PathBuf {
+    static COMPILED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut compiled = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
     let out_dir = fixture_target().join("hostile");
     std::fs::create_dir_all(&out_dir).unwrap();
     let tag = defines.join("_").replace(['=', '-'], "");
     let out = out_dir.join(format!("lib{name}{tag}.so"));
+    if compiled.contains(&out) {
+        return out;
+    }
+    let partial = out.with_extension(format!("{}.partial", std::process::id()));
     let mut cmd = Command::new("cc");
-    cmd.args(["-shared", "-fPIC", "-Wall", "-Wextra", "-o"]).arg(&out);
+    cmd.args(["-shared", "-fPIC", "-Wall", "-Wextra", "-o"]).arg(&partial);
     for d in defines {
         cmd.arg(format!("-D{d}"));
     }
     run(cmd.arg(repo().join("tests/hostile").join(format!("{name}.c"))));
+    std::fs::rename(&partial, &out).unwrap();
+    compiled.push(out.clone());
     out
 }
 
