@@ -122,9 +122,14 @@ typedef enum fidius_status {
    */
   FIDIUS_STATUS_SIGNATURE_INVALID = 32,
   /**
-   * A package manifest (`package.toml`) is missing or invalid.
+   * A package manifest (`package.toml`) is missing or invalid, or its component is.
    */
   FIDIUS_STATUS_INVALID_MANIFEST = 33,
+  /**
+   * The component needs something the sandbox does not grant (e.g. wasi:http
+   * without the `http` capability and an egress policy); the message says which.
+   */
+  FIDIUS_STATUS_CAPABILITY = 34,
   /**
    * The method index is out of range for this plugin.
    */
@@ -153,6 +158,26 @@ typedef enum fidius_status {
    * The plugin's output did not fit even after one retry with the size it asked for (Arena).
    */
   FIDIUS_STATUS_BUFFER_TOO_SMALL = 46,
+  /**
+   * A WASM call ran past its timeout and was stopped.
+   */
+  FIDIUS_STATUS_TIMEOUT = 50,
+  /**
+   * A WASM plugin tried to grow its memory past the limit and was stopped.
+   */
+  FIDIUS_STATUS_MEMORY_LIMIT = 51,
+  /**
+   * A WASM call used up its fuel budget and was stopped.
+   */
+  FIDIUS_STATUS_FUEL_EXHAUSTED = 52,
+  /**
+   * A WASM plugin trapped (or its runtime failed); the message carries the trap.
+   */
+  FIDIUS_STATUS_TRAP = 53,
+  /**
+   * A WASM call exhausted its stack (unbounded recursion) and was stopped.
+   */
+  FIDIUS_STATUS_STACK_OVERFLOW = 54,
 } fidius_status;
 
 /**
@@ -554,13 +579,93 @@ void fidius_load_options_free(struct fidius_load_options *options);
 /**
  * Give the plugin a configuration: the bincode encoding of its config type
  * (fidius 0.5 `#[plugin_impl(Trait, config = C)]`), copied and handed to
- * the plugin's constructor. `config` may be NULL when `config_len` is 0.
+ * the plugin's constructor (native) or `fidius-configure` export (WASM,
+ * which then keeps one configured instance). `config` may be NULL when `config_len` is 0.
  * A plugin that cannot decode it fails to load with CONFIG_REJECTED.
  */
 enum fidius_status fidius_load_options_set_config(struct fidius_load_options *options,
                                                   const uint8_t *config,
                                                   size_t config_len,
                                                   struct fidius_error **error);
+
+/**
+ * Expect this interface hash of the plugin, whatever its runtime: a native
+ * plugin's descriptor hash, or a component's `fidius-interface-hash`.
+ * A mismatch fails the load with INTERFACE_HASH_MISMATCH, naming both.
+ */
+enum fidius_status fidius_load_options_set_interface_hash(struct fidius_load_options *options,
+                                                          uint64_t hash,
+                                                          struct fidius_error **error);
+
+/**
+ * WASM: the exported interface to use, e.g. "fidius:calc/calc@0.1.0"
+ * (copied). Without it, the single exported interface that has
+ * `fidius-interface-hash` is used; several are an error.
+ */
+enum fidius_status fidius_load_options_set_interface_export(struct fidius_load_options *options,
+                                                            const char *export_name,
+                                                            struct fidius_error **error);
+
+/**
+ * WASM: stop any call that runs longer than `timeout_ms` milliseconds
+ * (FIDIUS_STATUS_TIMEOUT; enforced in 5 ms steps). 0 means no timeout (the default).
+ */
+enum fidius_status fidius_load_options_set_timeout_ms(struct fidius_load_options *options,
+                                                      uint64_t timeout_ms,
+                                                      struct fidius_error **error);
+
+/**
+ * WASM: cap each instance's linear memory at `bytes`; growing past it stops
+ * the call with FIDIUS_STATUS_MEMORY_LIMIT. 0 means no cap beyond 4 GiB (the default).
+ */
+enum fidius_status fidius_load_options_set_memory_limit(struct fidius_load_options *options,
+                                                        size_t bytes,
+                                                        struct fidius_error **error);
+
+/**
+ * WASM: give each call this much fuel (about one unit per WebAssembly
+ * instruction); running out stops the call with FIDIUS_STATUS_FUEL_EXHAUSTED.
+ * 0 means unmetered (the default; metering costs some speed).
+ */
+enum fidius_status fidius_load_options_set_fuel(struct fidius_load_options *options,
+                                                uint64_t fuel,
+                                                struct fidius_error **error);
+
+/**
+ * WASM: keep one instance for all calls instead of a fresh instance per
+ * call (the default). Faster, but calls see each other's state and are
+ * serialized; after a trap the instance is rebuilt. A config (see
+ * `fidius_load_options_set_config`) implies this mode.
+ */
+enum fidius_status fidius_load_options_set_reuse_instance(struct fidius_load_options *options,
+                                                          bool reuse,
+                                                          struct fidius_error **error);
+
+/**
+ * WASM: say whether method `method_name` is a `#[wire(raw)]` method.
+ * Components do not record this, so by default a method shaped
+ * `list<u8> -> list<u8>` (or `-> result<list<u8>, plugin-error>`) is raw
+ * for FIDIUS_FORMAT_WIRE calls; use this for a non-raw method of that shape.
+ */
+enum fidius_status fidius_load_options_set_wire_raw(struct fidius_load_options *options,
+                                                    const char *method_name,
+                                                    bool raw,
+                                                    struct fidius_error **error);
+
+/**
+ * Ahead-of-time compile WebAssembly component bytes into `.cwasm` bytes,
+ * for a package's `[wasm].precompiled` file. The result is specific to this
+ * libfidius build (its wasmtime version and settings); a package whose
+ * `.cwasm` does not fit falls back to compiling its `.wasm`, with a load
+ * warning saying why. On success `*output` receives a buffer owned by the
+ * caller (`fidius_bytes_free`). Errors: INVALID_ARGUMENT (not a component),
+ * NULL_ARGUMENT, INVALID_HANDLE. Thread-safe.
+ */
+enum fidius_status fidius_host_precompile_component(const struct fidius_host *host,
+                                                    const uint8_t *component,
+                                                    size_t component_len,
+                                                    struct fidius_bytes *output,
+                                                    struct fidius_error **error);
 
 /**
  * Load the plugin named `name` from the search paths: a native plugin's
@@ -676,6 +781,38 @@ enum fidius_status fidius_plugin_trait_metadata_get(const struct fidius_plugin *
                                                     const char **key,
                                                     const char **value,
                                                     struct fidius_error **error);
+
+/**
+ * The name of method `method` (kebab-case, as the component exports it),
+ * or NULL when out of range or when the plugin is native (native
+ * descriptors carry no method names). Borrowed from `plugin`.
+ */
+const char *fidius_plugin_method_name(const struct fidius_plugin *plugin,
+                                      uint32_t method);
+
+/**
+ * Find a method's index by name (kebab-case or snake_case), for calls by
+ * name. Errors: METHOD_INDEX (no such method; always for native plugins,
+ * whose descriptors carry no names), NULL_ARGUMENT, INVALID_UTF8,
+ * INVALID_HANDLE.
+ */
+enum fidius_status fidius_plugin_method_index(const struct fidius_plugin *plugin,
+                                              const char *name,
+                                              uint32_t *index,
+                                              struct fidius_error **error);
+
+/**
+ * Number of load warnings: things the host should know about how the
+ * plugin was loaded, e.g. a precompiled `.cwasm` that could not be used
+ * (and was compiled from the `.wasm` instead). 0 for NULL.
+ */
+size_t fidius_plugin_warning_count(const struct fidius_plugin *plugin);
+
+/**
+ * The `index`-th load warning, or NULL when out of range. Borrowed from `plugin`.
+ */
+const char *fidius_plugin_warning(const struct fidius_plugin *plugin,
+                                  size_t index);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -54,8 +54,11 @@ pub enum Status {
     SignatureRequired = 31,
     /// A signature was found but no trusted key verifies it.
     SignatureInvalid = 32,
-    /// A package manifest (`package.toml`) is missing or invalid.
+    /// A package manifest (`package.toml`) is missing or invalid, or its component is.
     InvalidManifest = 33,
+    /// The component needs something the sandbox does not grant (e.g. wasi:http
+    /// without the `http` capability and an egress policy); the message says which.
+    Capability = 34,
 
     /// The method index is out of range for this plugin.
     MethodIndex = 40,
@@ -71,18 +74,30 @@ pub enum Status {
     UnknownStatus = 45,
     /// The plugin's output did not fit even after one retry with the size it asked for (Arena).
     BufferTooSmall = 46,
+
+    /// A WASM call ran past its timeout and was stopped.
+    Timeout = 50,
+    /// A WASM plugin tried to grow its memory past the limit and was stopped.
+    MemoryLimit = 51,
+    /// A WASM call used up its fuel budget and was stopped.
+    FuelExhausted = 52,
+    /// A WASM plugin trapped (or its runtime failed); the message carries the trap.
+    Trap = 53,
+    /// A WASM call exhausted its stack (unbounded recursion) and was stopped.
+    StackOverflow = 54,
 }
 
 impl Status {
     /// Every status, for lookups by number.
-    pub const ALL: [Status; 29] = {
+    pub const ALL: [Status; 35] = {
         use Status::*;
         [
             Ok, NullArgument, InvalidUtf8, InvalidArgument, InvalidHandle, InternalPanic, Io, Unsupported,
             PluginNotFound, NotAPlugin, LibraryLoad, ArchitectureMismatch, InvalidMagic, RegistryVersion,
             AbiVersion, InvalidDescriptor, BufferStrategy, InterfaceHashMismatch, ConfigRejected,
             SignatureRequired, SignatureInvalid, InvalidManifest, MethodIndex, NotImplemented, PluginError,
-            PluginPanic, Serialization, UnknownStatus, BufferTooSmall,
+            PluginPanic, Serialization, UnknownStatus, BufferTooSmall, Capability, Timeout, MemoryLimit,
+            FuelExhausted, Trap, StackOverflow,
         ]
     };
 
@@ -119,6 +134,12 @@ impl Status {
             Serialization => c"serialization error",
             UnknownStatus => c"unknown plugin status",
             BufferTooSmall => c"buffer too small",
+            Capability => c"capability not granted",
+            Timeout => c"timeout",
+            MemoryLimit => c"memory limit",
+            FuelExhausted => c"fuel exhausted",
+            Trap => c"trap",
+            StackOverflow => c"stack overflow",
         }
     }
 }

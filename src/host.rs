@@ -2,7 +2,8 @@
 //! loading them by name.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
 
@@ -11,6 +12,7 @@ use crate::native::{self, NativeLibrary, NativePlugin};
 use crate::package::{Manifest, MANIFEST};
 use crate::plugin::{BufferStrategy, Plugin, PluginInfo, Runtime};
 use crate::signing;
+use crate::wasm::{self, WasmOptions, WasmRuntime};
 
 /// How `load` treats broken candidates it meets while looking for a plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -27,8 +29,23 @@ pub enum LoadPolicy {
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Bincode of the plugin's config type, handed to its constructor
-    /// (fidius 0.5 `#[plugin_impl(Trait, config = C)]`).
+    /// (fidius 0.5 `#[plugin_impl(Trait, config = C)]`) or to a component's
+    /// `fidius-configure`.
     pub config: Option<Vec<u8>>,
+    /// WASM: the exported interface (e.g. `fidius:calc/calc@0.1.0`); detected when None.
+    pub interface_export: Option<String>,
+    /// WASM: wall-clock limit per call.
+    pub timeout: Option<Duration>,
+    /// WASM: maximum linear memory per instance, in bytes.
+    pub memory_limit: Option<usize>,
+    /// WASM: fuel (roughly, instructions) per call.
+    pub fuel: Option<u64>,
+    /// WASM: keep one instance across calls instead of a fresh one per call.
+    pub reuse_instance: bool,
+    /// WASM: per-method overrides of the raw-method rule (name, raw).
+    pub raw_overrides: Vec<(String, bool)>,
+    /// The interface hash this plugin must have (any runtime).
+    pub interface_hash: Option<u64>,
 }
 
 /// Collects a host's settings; `build` checks them.
@@ -85,14 +102,16 @@ impl HostBuilder {
         if self.require_signature && self.trusted_keys.is_empty() {
             return fail(Status::InvalidArgument, "require_signature is on but no trusted key was given");
         }
-        Ok(Host { config: Arc::new(self.clone()) })
+        Ok(Host { config: Arc::new(self.clone()), runtimes: Arc::default() })
     }
 }
 
 /// A plugin host. Immutable once built; share it freely across threads.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Host {
     config: Arc<HostBuilder>,
+    /// WASM engines, made on first use: without and with fuel metering.
+    runtimes: Arc<[Mutex<Option<Arc<WasmRuntime>>>; 2]>,
 }
 
 /// A file or directory discovery passed over, and why.
@@ -168,7 +187,7 @@ impl Host {
                 Candidate::Package(dir) => match Manifest::read(&dir) {
                     Ok(manifest) if manifest.package.name == name => {
                         if let Some(info) = manifest.info(&dir) {
-                            return self.load_package(info);
+                            return self.load_package(info, &manifest, options);
                         }
                     }
                     Ok(_) => {}
@@ -214,6 +233,7 @@ impl Host {
             };
             let plugin = self
                 .check_expectations(&entry.info)
+                .and_then(|()| check_hash(&entry.info, options.interface_hash))
                 .and_then(|()| NativePlugin::new(lib.library.clone(), entry.clone(), options.config.as_deref()))
                 .map(Plugin::native)
                 .map_err(in_file);
@@ -222,17 +242,41 @@ impl Host {
         None
     }
 
-    fn load_package(&self, info: PluginInfo) -> Result<Plugin> {
-        match info.runtime {
-            Runtime::Python => fail(
+    fn load_package(&self, info: PluginInfo, manifest: &Manifest, options: &LoadOptions) -> Result<Plugin> {
+        if info.runtime == Runtime::Python {
+            return fail(
                 Status::Unsupported,
                 format!("package {} is a Python plugin; libfidius does not run Python plugins", info.name),
-            ),
-            _ => fail(
-                Status::Unsupported,
-                format!("package {} is a WASM plugin; this build of libfidius has no WASM runtime", info.name),
-            ),
+            );
         }
+        let runtime = self.wasm_runtime(options.fuel.is_some())?;
+        let options = WasmOptions {
+            interface_export: options.interface_export.clone(),
+            timeout: options.timeout,
+            memory_limit: options.memory_limit,
+            fuel: options.fuel,
+            reuse_instance: options.reuse_instance,
+            config: options.config.clone(),
+            raw_overrides: options.raw_overrides.clone(),
+            expected_hash: options.interface_hash,
+        };
+        let loaded = wasm::load_package(runtime, &info.path, manifest, options)?;
+        Ok(Plugin::wasm(info, loaded.plugin, loaded.warnings))
+    }
+
+    /// The host's WASM engine (one per fuel setting), made on first use.
+    pub fn wasm_runtime(&self, fuel: bool) -> Result<Arc<WasmRuntime>> {
+        let mut slot = self.runtimes[fuel as usize].lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = slot.as_ref() {
+            return Ok(r.clone());
+        }
+        Ok(slot.insert(WasmRuntime::new(fuel)?).clone())
+    }
+
+    /// Ahead-of-time compile a component into `.cwasm` bytes that packages
+    /// loaded by this libfidius build can use (`[wasm].precompiled`).
+    pub fn precompile_component(&self, wasm: &[u8]) -> Result<Vec<u8>> {
+        wasm::precompile(&*self.wasm_runtime(false)?, wasm)
     }
 
     /// The host's expectations on native plugins (interface hash, buffer strategy).
@@ -300,6 +344,17 @@ impl Host {
             }
         }
         out
+    }
+}
+
+/// The per-load expected hash.
+fn check_hash(info: &PluginInfo, expected: Option<u64>) -> Result<()> {
+    match expected {
+        Some(h) if h != info.interface_hash => fail(
+            Status::InterfaceHashMismatch,
+            format!("plugin {}: interface hash is 0x{:016x}, the load expects 0x{h:016x}", info.name, info.interface_hash),
+        ),
+        _ => Ok(()),
     }
 }
 

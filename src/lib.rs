@@ -12,11 +12,12 @@ pub mod native;
 pub mod package;
 pub mod plugin;
 pub mod signing;
+pub mod wasm;
 pub mod wire;
 
 pub use error::{Error, PluginError, Result, Status};
 pub use host::{Discovery, Host, HostBuilder, LoadOptions, LoadPolicy, Skipped};
-pub use plugin::{BufferStrategy, Format, Plugin, PluginInfo, Runtime};
+pub use plugin::{BufferStrategy, Format, MethodInfo, Plugin, PluginInfo, Runtime};
 
 /// The library version, `MAJOR.MINOR.PATCH`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use crate::error::{fail, Result, Status};
+use crate::error::{fail, Error, Result, Status};
 use crate::native::library::Meta;
 use crate::native::NativePlugin;
+use crate::wasm::WasmPlugin;
 
 /// How a plugin runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,19 +56,47 @@ pub struct PluginInfo {
     pub path: PathBuf,
 }
 
+/// What is known about one method.
+#[derive(Debug, Clone, Default)]
+pub struct MethodInfo {
+    /// WASM plugins name their methods; native descriptors do not carry names.
+    pub name: Option<String>,
+    /// `#[method_meta]` pairs (native plugins).
+    pub metadata: Meta,
+}
+
 /// A loaded plugin: one instance, callable from many threads at once.
 pub struct Plugin {
     info: PluginInfo,
+    methods: Vec<MethodInfo>,
+    trait_metadata: Meta,
+    warnings: Vec<String>,
     backend: Backend,
 }
 
 enum Backend {
     Native(NativePlugin),
+    Wasm(WasmPlugin),
 }
 
 impl Plugin {
     pub(crate) fn native(plugin: NativePlugin) -> Self {
-        Plugin { info: plugin.entry().info.clone(), backend: Backend::Native(plugin) }
+        let entry = plugin.entry();
+        let methods = entry.method_metadata.iter().map(|m| MethodInfo { name: None, metadata: m.clone() }).collect();
+        Plugin {
+            info: entry.info.clone(),
+            methods,
+            trait_metadata: entry.trait_metadata.clone(),
+            warnings: Vec::new(),
+            backend: Backend::Native(plugin),
+        }
+    }
+
+    pub(crate) fn wasm(mut info: PluginInfo, plugin: WasmPlugin, warnings: Vec<String>) -> Self {
+        info.interface_hash = plugin.interface_hash;
+        info.method_count = plugin.methods.len() as u32;
+        let methods = plugin.methods.iter().map(|m| MethodInfo { name: Some(m.name.clone()), metadata: Vec::new() }).collect();
+        Plugin { info, methods, trait_metadata: Vec::new(), warnings, backend: Backend::Wasm(plugin) }
     }
 
     pub fn info(&self) -> &PluginInfo {
@@ -85,23 +114,45 @@ impl Plugin {
                     self.info.name
                 ),
             ),
+            (Backend::Wasm(p), format) => p.call(index, format, input),
         }
     }
 
-    /// The `#[method_meta]` pairs of method `index`.
-    pub fn method_metadata(&self, index: u32) -> Result<&Meta> {
-        let Backend::Native(p) = &self.backend;
-        p.entry().method_metadata.get(index as usize).ok_or_else(|| {
-            crate::error::Error::new(
+    pub fn methods(&self) -> &[MethodInfo] {
+        &self.methods
+    }
+
+    pub fn method(&self, index: u32) -> Result<&MethodInfo> {
+        self.methods.get(index as usize).ok_or_else(|| {
+            Error::new(
                 Status::MethodIndex,
-                format!("method index {index} is out of range: plugin {} has {} methods", self.info.name, self.info.method_count),
+                format!("method index {index} is out of range: plugin {} has {} methods", self.info.name, self.methods.len()),
             )
         })
     }
 
+    /// The index of the method called `name` (kebab-case or snake_case).
+    pub fn method_index(&self, name: &str) -> Result<u32> {
+        let wanted = name.replace('_', "-");
+        if let Some(i) = self.methods.iter().position(|m| m.name.as_deref().is_some_and(|n| n.replace('_', "-") == wanted)) {
+            return Ok(i as u32);
+        }
+        let why = if matches!(self.backend, Backend::Native(_)) {
+            "native plugin descriptors carry no method names: use the method's index (its declaration order)"
+        } else {
+            "no such method"
+        };
+        fail(Status::MethodIndex, format!("plugin {} has no method named {name}: {why}", self.info.name))
+    }
+
     /// The interface-level metadata pairs.
     pub fn trait_metadata(&self) -> &Meta {
-        let Backend::Native(p) = &self.backend;
-        &p.entry().trait_metadata
+        &self.trait_metadata
+    }
+
+    /// Things the host should know about how the plugin was loaded
+    /// (e.g. a precompiled `.cwasm` that could not be used, and why).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 }

@@ -249,7 +249,8 @@ pub unsafe extern "C" fn fidius_load_options_free(options: *mut fidius_load_opti
 
 /// Give the plugin a configuration: the bincode encoding of its config type
 /// (fidius 0.5 `#[plugin_impl(Trait, config = C)]`), copied and handed to
-/// the plugin's constructor. `config` may be NULL when `config_len` is 0.
+/// the plugin's constructor (native) or `fidius-configure` export (WASM,
+/// which then keeps one configured instance). `config` may be NULL when `config_len` is 0.
 /// A plugin that cannot decode it fails to load with CONFIG_REJECTED.
 #[no_mangle]
 pub unsafe extern "C" fn fidius_load_options_set_config(
@@ -258,8 +259,146 @@ pub unsafe extern "C" fn fidius_load_options_set_config(
     config_len: usize,
     error: *mut *mut fidius_error,
 ) -> Status {
+    with_options(options, error, |o| {
+        o.config = Some(c_bytes(config, config_len, "config")?.to_vec());
+        Ok(())
+    })
+}
+
+fn with_options(
+    options: *mut fidius_load_options,
+    error: *mut *mut fidius_error,
+    body: impl FnOnce(&mut LoadOptions) -> Result<()>,
+) -> Status {
+    guard(error, || body(unsafe { fidius_load_options::get_mut(options)? }))
+}
+
+/// Expect this interface hash of the plugin, whatever its runtime: a native
+/// plugin's descriptor hash, or a component's `fidius-interface-hash`.
+/// A mismatch fails the load with INTERFACE_HASH_MISMATCH, naming both.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_load_options_set_interface_hash(
+    options: *mut fidius_load_options,
+    hash: u64,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_options(options, error, |o| {
+        o.interface_hash = Some(hash);
+        Ok(())
+    })
+}
+
+/// WASM: the exported interface to use, e.g. "fidius:calc/calc@0.1.0"
+/// (copied). Without it, the single exported interface that has
+/// `fidius-interface-hash` is used; several are an error.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_load_options_set_interface_export(
+    options: *mut fidius_load_options,
+    export_name: *const c_char,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_options(options, error, |o| {
+        o.interface_export = Some(c_str(export_name, "export_name")?.to_owned());
+        Ok(())
+    })
+}
+
+/// WASM: stop any call that runs longer than `timeout_ms` milliseconds
+/// (FIDIUS_STATUS_TIMEOUT; enforced in 5 ms steps). 0 means no timeout (the default).
+#[no_mangle]
+pub unsafe extern "C" fn fidius_load_options_set_timeout_ms(
+    options: *mut fidius_load_options,
+    timeout_ms: u64,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_options(options, error, |o| {
+        o.timeout = (timeout_ms > 0).then(|| std::time::Duration::from_millis(timeout_ms));
+        Ok(())
+    })
+}
+
+/// WASM: cap each instance's linear memory at `bytes`; growing past it stops
+/// the call with FIDIUS_STATUS_MEMORY_LIMIT. 0 means no cap beyond 4 GiB (the default).
+#[no_mangle]
+pub unsafe extern "C" fn fidius_load_options_set_memory_limit(
+    options: *mut fidius_load_options,
+    bytes: usize,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_options(options, error, |o| {
+        o.memory_limit = (bytes > 0).then_some(bytes);
+        Ok(())
+    })
+}
+
+/// WASM: give each call this much fuel (about one unit per WebAssembly
+/// instruction); running out stops the call with FIDIUS_STATUS_FUEL_EXHAUSTED.
+/// 0 means unmetered (the default; metering costs some speed).
+#[no_mangle]
+pub unsafe extern "C" fn fidius_load_options_set_fuel(
+    options: *mut fidius_load_options,
+    fuel: u64,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_options(options, error, |o| {
+        o.fuel = (fuel > 0).then_some(fuel);
+        Ok(())
+    })
+}
+
+/// WASM: keep one instance for all calls instead of a fresh instance per
+/// call (the default). Faster, but calls see each other's state and are
+/// serialized; after a trap the instance is rebuilt. A config (see
+/// `fidius_load_options_set_config`) implies this mode.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_load_options_set_reuse_instance(
+    options: *mut fidius_load_options,
+    reuse: bool,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_options(options, error, |o| {
+        o.reuse_instance = reuse;
+        Ok(())
+    })
+}
+
+/// WASM: say whether method `method_name` is a `#[wire(raw)]` method.
+/// Components do not record this, so by default a method shaped
+/// `list<u8> -> list<u8>` (or `-> result<list<u8>, plugin-error>`) is raw
+/// for FIDIUS_FORMAT_WIRE calls; use this for a non-raw method of that shape.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_load_options_set_wire_raw(
+    options: *mut fidius_load_options,
+    method_name: *const c_char,
+    raw: bool,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_options(options, error, |o| {
+        o.raw_overrides.push((c_str(method_name, "method_name")?.to_owned(), raw));
+        Ok(())
+    })
+}
+
+/// Ahead-of-time compile WebAssembly component bytes into `.cwasm` bytes,
+/// for a package's `[wasm].precompiled` file. The result is specific to this
+/// libfidius build (its wasmtime version and settings); a package whose
+/// `.cwasm` does not fit falls back to compiling its `.wasm`, with a load
+/// warning saying why. On success `*output` receives a buffer owned by the
+/// caller (`fidius_bytes_free`). Errors: INVALID_ARGUMENT (not a component),
+/// NULL_ARGUMENT, INVALID_HANDLE. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_precompile_component(
+    host: *const fidius_host,
+    component: *const u8,
+    component_len: usize,
+    output: *mut super::fidius_bytes,
+    error: *mut *mut fidius_error,
+) -> Status {
     guard(error, || {
-        fidius_load_options::get_mut(options)?.config = Some(c_bytes(config, config_len, "config")?.to_vec());
+        let out = out_param(output, "output")?;
+        *out = super::fidius_bytes::from_vec(Vec::new());
+        let bytes = fidius_host::get(host)?.precompile_component(c_bytes(component, component_len, "component")?)?;
+        *out = super::fidius_bytes::from_vec(bytes);
         Ok(())
     })
 }

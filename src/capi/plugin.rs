@@ -31,7 +31,7 @@ pub struct fidius_bytes {
 }
 
 impl fidius_bytes {
-    fn from_vec(bytes: Vec<u8>) -> Self {
+    pub(crate) fn from_vec(bytes: Vec<u8>) -> Self {
         if bytes.is_empty() {
             return fidius_bytes { data: ptr::null_mut(), len: 0 };
         }
@@ -41,12 +41,14 @@ impl fidius_bytes {
     }
 }
 
-/// A loaded plugin with its metadata made C-ready.
+/// A loaded plugin with its names and metadata made C-ready.
 pub struct PluginBox {
     plugin: Plugin,
     info: Tagged<InfoBox>,
+    method_names: Vec<Option<CString>>,
     method_metadata: Vec<Vec<(CString, CString)>>,
     trait_metadata: Vec<(CString, CString)>,
+    warnings: Vec<CString>,
 }
 
 fn c_pairs(pairs: &[(String, String)]) -> Vec<(CString, CString)> {
@@ -55,12 +57,12 @@ fn c_pairs(pairs: &[(String, String)]) -> Vec<(CString, CString)> {
 
 impl PluginBox {
     pub(crate) fn new(plugin: Plugin) -> Self {
-        let method_metadata =
-            (0..plugin.info().method_count).map(|i| plugin.method_metadata(i).map(|m| c_pairs(m)).unwrap_or_default()).collect();
         PluginBox {
             info: Tagged::new::<fidius_plugin_info>(InfoBox::new(plugin.info().clone())),
+            method_names: plugin.methods().iter().map(|m| m.name.as_deref().map(to_cstring)).collect(),
+            method_metadata: plugin.methods().iter().map(|m| c_pairs(&m.metadata)).collect(),
             trait_metadata: c_pairs(plugin.trait_metadata()),
-            method_metadata,
+            warnings: plugin.warnings().iter().map(|w| to_cstring(w)).collect(),
             plugin,
         }
     }
@@ -221,4 +223,47 @@ pub unsafe extern "C" fn fidius_plugin_trait_metadata_get(
     error: *mut *mut fidius_error,
 ) -> Status {
     guard(error, || write_pair(pair(&fidius_plugin::get(plugin)?.trait_metadata, index)?, key, value))
+}
+
+/// The name of method `method` (kebab-case, as the component exports it),
+/// or NULL when out of range or when the plugin is native (native
+/// descriptors carry no method names). Borrowed from `plugin`.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_plugin_method_name(plugin: *const fidius_plugin, method: u32) -> *const c_char {
+    guard_value(ptr::null(), || {
+        let p = fidius_plugin::get(plugin)?;
+        Ok(p.method_names.get(method as usize).and_then(Option::as_ref).map_or(ptr::null(), |n| n.as_ptr()))
+    })
+}
+
+/// Find a method's index by name (kebab-case or snake_case), for calls by
+/// name. Errors: METHOD_INDEX (no such method; always for native plugins,
+/// whose descriptors carry no names), NULL_ARGUMENT, INVALID_UTF8,
+/// INVALID_HANDLE.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_plugin_method_index(
+    plugin: *const fidius_plugin,
+    name: *const c_char,
+    index: *mut u32,
+    error: *mut *mut fidius_error,
+) -> Status {
+    guard(error, || {
+        let found = fidius_plugin::get(plugin)?.plugin.method_index(super::c_str(name, "name")?)?;
+        *out_param(index, "index")? = found;
+        Ok(())
+    })
+}
+
+/// Number of load warnings: things the host should know about how the
+/// plugin was loaded, e.g. a precompiled `.cwasm` that could not be used
+/// (and was compiled from the `.wasm` instead). 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_plugin_warning_count(plugin: *const fidius_plugin) -> usize {
+    guard_value(0, || Ok(fidius_plugin::get(plugin)?.warnings.len()))
+}
+
+/// The `index`-th load warning, or NULL when out of range. Borrowed from `plugin`.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_plugin_warning(plugin: *const fidius_plugin, index: usize) -> *const c_char {
+    guard_value(ptr::null(), || Ok(fidius_plugin::get(plugin)?.warnings.get(index).map_or(ptr::null(), |w| w.as_ptr())))
 }

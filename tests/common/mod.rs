@@ -46,6 +46,49 @@ pub fn native() -> &'static NativeFixtures {
     })
 }
 
+/// The WASM fixture packages (published fidius 0.5.9 guest crates), built
+/// once and laid out as package directories: calc, caps, fetch.
+pub fn wasm_packages() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = fixture_target().join("wasm-packages");
+        run(Command::new("bash").arg(repo().join("tests/fixtures/wasm/build.sh")).arg(&out));
+        out
+    })
+}
+
+/// A scratch search path with copies of the named WASM fixture packages,
+/// each manifest passed through `edit` (name, text) -> text.
+pub fn wasm_search_path(name: &str, packages: &[&str], edit: impl Fn(&str, &str) -> String) -> PathBuf {
+    let dir = scratch(name);
+    for p in packages {
+        let src = wasm_packages().join(p);
+        let dst = dir.join(p);
+        std::fs::create_dir_all(&dst).unwrap();
+        for f in std::fs::read_dir(&src).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dst.join(f.file_name().unwrap())).unwrap();
+        }
+        let manifest = dst.join("package.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        std::fs::write(&manifest, edit(p, &text)).unwrap();
+    }
+    dir
+}
+
+/// A package holding the hostile WAT component of tests/hostile/hostile.wat.
+pub fn hostile_wasm_package(dir: &Path) {
+    let pkg = dir.join("hostile");
+    std::fs::create_dir_all(&pkg).unwrap();
+    let wasm = wat::parse_file(repo().join("tests/hostile/hostile.wat")).expect("hostile.wat parses");
+    std::fs::write(pkg.join("hostile.wasm"), wasm).unwrap();
+    std::fs::write(
+        pkg.join("package.toml"),
+        "[package]\nname = \"hostile\"\nversion = \"0.1.0\"\ninterface = \"hostile\"\ninterface_version = 1\nruntime = \"wasm\"\n\n[metadata]\n\n[wasm]\ncomponent = \"hostile.wasm\"\n",
+    )
+    .unwrap();
+}
+
 /// A hand-written C library from tests/hostile, compiled with the system cc.
 /// Serialized, and renamed into place, so parallel tests never see a half-written file.
 pub fn hostile(name: &str, defines: &[&str]) -> PathBuf {
@@ -172,20 +215,23 @@ impl TestHost {
     }
 
     pub fn load_with(&self, name: &str, config: Option<&[u8]>) -> Result<TestPlugin, Failure> {
-        unsafe {
-            let opts = config.map(|c| {
-                let o = fidius_load_options_new();
+        let opts = config.map(|c| {
+            let o = TestOptions::new();
+            unsafe {
                 let mut err = ptr::null_mut();
-                check(fidius_load_options_set_config(o, c.as_ptr(), c.len(), &mut err), err).unwrap();
-                o
-            });
+                check(fidius_load_options_set_config(o.0, c.as_ptr(), c.len(), &mut err), err).unwrap();
+            }
+            o
+        });
+        self.load_opts(name, opts.as_ref())
+    }
+
+    pub fn load_opts(&self, name: &str, opts: Option<&TestOptions>) -> Result<TestPlugin, Failure> {
+        unsafe {
             let mut plugin = ptr::null_mut();
             let mut err = ptr::null_mut();
             let name = cstr(name);
-            let status = fidius_host_load(self.0, name.as_ptr(), opts.unwrap_or(ptr::null_mut()), &mut plugin, &mut err);
-            if let Some(o) = opts {
-                fidius_load_options_free(o);
-            }
+            let status = fidius_host_load(self.0, name.as_ptr(), opts.map_or(ptr::null(), |o| o.0), &mut plugin, &mut err);
             let result = check(status, err).map(|()| TestPlugin(plugin));
             if result.is_err() {
                 assert!(plugin.is_null(), "a failed load leaves *plugin NULL");
@@ -228,6 +274,28 @@ impl Drop for TestHost {
     }
 }
 
+/// Load options built through the C API.
+pub struct TestOptions(pub *mut fidius_load_options);
+
+impl TestOptions {
+    pub fn new() -> TestOptions {
+        TestOptions(fidius_load_options_new())
+    }
+
+    /// Apply one setter, asserting success.
+    pub fn set(self, f: impl FnOnce(*mut fidius_load_options, *mut *mut fidius_error) -> Status) -> TestOptions {
+        let mut err = ptr::null_mut();
+        unsafe { check(f(self.0, &mut err), err).unwrap() };
+        self
+    }
+}
+
+impl Drop for TestOptions {
+    fn drop(&mut self) {
+        unsafe { fidius_load_options_free(self.0) }
+    }
+}
+
 pub struct TestPlugin(pub *mut fidius_plugin);
 
 unsafe impl Send for TestPlugin {}
@@ -257,6 +325,28 @@ impl TestPlugin {
 
     pub fn info(&self) -> Info {
         unsafe { Info::read(fidius_plugin_get_info(self.0)) }
+    }
+
+    /// A JSON call: JSON text in, JSON value out.
+    pub fn json(&self, method: u32, input: &str) -> Result<serde_json::Value, Failure> {
+        let out = self.call_format(method, 1, input.as_bytes())?;
+        Ok(serde_json::from_slice(&out).expect("JSON output parses"))
+    }
+
+    /// The index of a method by name, through the C API.
+    pub fn index(&self, name: &str) -> Result<u32, Failure> {
+        unsafe {
+            let mut i = u32::MAX;
+            let mut err = ptr::null_mut();
+            let n = cstr(name);
+            check(fidius_plugin_method_index(self.0, n.as_ptr(), &mut i, &mut err), err).map(|()| i)
+        }
+    }
+
+    pub fn warnings(&self) -> Vec<String> {
+        unsafe {
+            (0..fidius_plugin_warning_count(self.0)).map(|i| opt_str(fidius_plugin_warning(self.0, i)).unwrap()).collect()
+        }
     }
 }
 

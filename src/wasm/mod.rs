@@ -1,0 +1,73 @@
+//! WASM-component plugins: Fidius packages (`runtime = "wasm"`) run in a
+//! deny-all wasmtime sandbox opened by the package's capability list.
+
+mod json;
+mod plugin;
+mod runtime;
+pub mod sandbox;
+mod wire;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use plugin::{WasmOptions, WasmPlugin};
+pub use runtime::WasmRuntime;
+
+use crate::error::{fail, Error, Result, Status};
+use crate::package::{resolve_in_package, Manifest};
+
+/// A package's component, compiled or deserialized, and what happened on the way.
+pub struct Loaded {
+    pub plugin: WasmPlugin,
+    /// Things the host should know (e.g. a `.cwasm` that could not be used, and why).
+    pub warnings: Vec<String>,
+}
+
+/// Load the WASM package in `dir`.
+pub fn load_package(runtime: Arc<WasmRuntime>, dir: &Path, manifest: &Manifest, options: WasmOptions) -> Result<Loaded> {
+    let in_pkg = |e: Error| e.context(format!("package {}", manifest.package.name));
+    let wasm = manifest.wasm.as_ref().ok_or_else(|| Error::new(Status::InvalidManifest, "no [wasm] section"))?;
+    let caps = sandbox::Capabilities::parse(&wasm.capabilities).map_err(in_pkg)?;
+    let component_path = resolve_in_package(dir, &wasm.component, "[wasm].component").map_err(in_pkg)?;
+    let precompiled = match &wasm.precompiled {
+        Some(p) => Some(resolve_in_package(dir, p, "[wasm].precompiled").map_err(in_pkg)?),
+        None => Some(component_path.with_extension("cwasm")).filter(|p| p.is_file()),
+    };
+    let mut warnings = Vec::new();
+    let mut component = None;
+    if let Some(cwasm) = &precompiled {
+        match std::fs::read(cwasm) {
+            // Safety: a .cwasm is native code; it is as trusted as the package
+            // (signature-checked first when the host requires signatures).
+            Ok(bytes) => match unsafe { runtime.deserialize(&bytes) } {
+                Ok(c) => component = Some(c),
+                Err(e) => warnings.push(format!(
+                    "precompiled {} not used ({}); compiled {} instead",
+                    cwasm.display(),
+                    e.message,
+                    wasm.component
+                )),
+            },
+            Err(e) => warnings.push(format!("precompiled {} not read ({e}); compiled {} instead", cwasm.display(), wasm.component)),
+        }
+    }
+    let component = match component {
+        Some(c) => c,
+        None => {
+            let bytes = std::fs::read(&component_path).map_err(|e| {
+                in_pkg(Error::new(Status::Io, format!("cannot read component {}: {e}", component_path.display())))
+            })?;
+            runtime.compile(&bytes).map_err(|e| in_pkg(e.context(component_path.display())))?
+        }
+    };
+    let plugin = WasmPlugin::new(runtime, &component, caps, options, dir).map_err(in_pkg)?;
+    Ok(Loaded { plugin, warnings })
+}
+
+/// Ahead-of-time compile a component for hosts of this libfidius build.
+pub fn precompile(runtime: &WasmRuntime, wasm: &[u8]) -> Result<Vec<u8>> {
+    if wasm.is_empty() {
+        return fail(Status::InvalidArgument, "no component bytes given");
+    }
+    runtime.precompile(wasm)
+}

@@ -1,0 +1,419 @@
+//! A loaded WASM-component plugin: its exported Fidius interface, the
+//! linked-once `InstancePre`, and calls in a fresh (or reused) store.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, ComponentExportIndex, Func, Instance, InstancePre, Type, Val};
+use wasmtime::{Store, Trap};
+
+use super::runtime::WasmRuntime;
+use super::sandbox::{Capabilities, MemoryLimitExceeded, StoreState};
+use super::{json, wire};
+use crate::error::{fail, Error, PluginError, Result, Status};
+use crate::plugin::Format;
+
+const HASH_EXPORT: &str = "fidius-interface-hash";
+const CONFIGURE_EXPORT: &str = "fidius-configure";
+
+/// Per-plugin settings, from the load options.
+#[derive(Debug, Clone, Default)]
+pub struct WasmOptions {
+    /// The exported interface, e.g. `fidius:calc/calc@0.1.0`; detected when None.
+    pub interface_export: Option<String>,
+    pub timeout: Option<Duration>,
+    pub memory_limit: Option<usize>,
+    pub fuel: Option<u64>,
+    /// Keep one instance across calls (faster, no isolation between calls).
+    pub reuse_instance: bool,
+    /// Bincode config handed to `fidius-configure` (implies a reused instance).
+    pub config: Option<Vec<u8>>,
+    /// Overrides of the raw-method rule, by method name.
+    pub raw_overrides: Vec<(String, bool)>,
+    /// The host's expected interface hash.
+    pub expected_hash: Option<u64>,
+}
+
+/// One exported method.
+pub struct Method {
+    pub name: String,
+    index: ComponentExportIndex,
+    params: Vec<(String, Type)>,
+    result: Option<Type>,
+    /// `#[wire(raw)]`: wire calls take and return the bytes as they are.
+    pub raw: bool,
+    /// Returns `result<T, plugin-error>`: `err` is the call's plugin error.
+    fallible: bool,
+    /// Returns a stream resource: not callable as a unary method.
+    streaming: bool,
+}
+
+enum Mode {
+    /// A fresh store and instance per call.
+    Isolated,
+    /// One instance, rebuilt after a failure; calls serialized.
+    Reused(Mutex<Option<(Store<StoreState>, Instance)>>),
+}
+
+pub struct WasmPlugin {
+    runtime: Arc<WasmRuntime>,
+    pre: InstancePre<StoreState>,
+    caps: Arc<Capabilities>,
+    pub methods: Vec<Method>,
+    pub interface_export: String,
+    pub interface_hash: u64,
+    options: WasmOptions,
+    configure: Option<ComponentExportIndex>,
+    mode: Mode,
+}
+
+impl WasmPlugin {
+    /// Link and check a compiled component.
+    pub fn new(
+        runtime: Arc<WasmRuntime>,
+        component: &Component,
+        caps: Capabilities,
+        options: WasmOptions,
+        origin: &Path,
+    ) -> Result<WasmPlugin> {
+        let (interface_export, funcs) = find_interface(&runtime, component, options.interface_export.as_deref())?;
+        let iface = component
+            .get_export_index(None, &interface_export)
+            .ok_or_else(|| Error::new(Status::InvalidManifest, format!("{interface_export} is not exported")))?;
+        let lookup = |name: &str| component.get_export_index(Some(&iface), name);
+        let mut methods = Vec::new();
+        let mut configure = None;
+        for (name, params, results) in funcs {
+            match name.as_str() {
+                HASH_EXPORT => continue,
+                CONFIGURE_EXPORT => configure = lookup(&name),
+                _ => {}
+            }
+            if name == CONFIGURE_EXPORT {
+                continue;
+            }
+            let index = lookup(&name).expect("listed by the component's own type");
+            let result = results.into_iter().next();
+            let fallible = result.as_ref().is_some_and(is_plugin_result);
+            let streaming = matches!(result, Some(Type::Own(_)));
+            let raw_shape = params.len() == 1 && is_bytes(&params[0].1) && result.as_ref().is_some_and(|r| {
+                is_bytes(r) || (fallible && r.unwrap_result().ok().as_ref().is_some_and(is_bytes))
+            });
+            let raw = match options.raw_overrides.iter().find(|(n, _)| json::snake(n) == json::snake(&name)) {
+                Some((_, raw)) if *raw && !raw_shape => {
+                    return fail(
+                        Status::InvalidArgument,
+                        format!("method {name} cannot be raw: raw methods are list<u8> -> list<u8>"),
+                    )
+                }
+                Some((_, raw)) => *raw,
+                None => raw_shape,
+            };
+            methods.push(Method { name, index, params, result, raw, fallible, streaming });
+        }
+        if options.config.is_some() && configure.is_none() {
+            return fail(
+                Status::InvalidArgument,
+                format!("{}: the component has no {CONFIGURE_EXPORT} export, so it takes no config", origin.display()),
+            );
+        }
+        let pre = runtime.linker.instantiate_pre(component).map_err(|e| link_error(e, &caps))?;
+        let mode = if options.reuse_instance || options.config.is_some() {
+            Mode::Reused(Mutex::new(None))
+        } else {
+            Mode::Isolated
+        };
+        let mut plugin = WasmPlugin {
+            runtime,
+            pre,
+            caps: Arc::new(caps),
+            methods,
+            interface_export,
+            interface_hash: 0,
+            options,
+            configure,
+            mode,
+        };
+        plugin.interface_hash = plugin.read_hash(&lookup(HASH_EXPORT))?;
+        if let Some(expected) = plugin.options.expected_hash {
+            if plugin.interface_hash != expected {
+                return fail(
+                    Status::InterfaceHashMismatch,
+                    format!(
+                        "{}: interface hash is 0x{:016x}, the host expects 0x{expected:016x}",
+                        plugin.interface_export, plugin.interface_hash
+                    ),
+                );
+            }
+        }
+        Ok(plugin)
+    }
+
+    /// Instantiate once to read `fidius-interface-hash` (and to prove the
+    /// component instantiates in this sandbox before anyone calls it).
+    fn read_hash(&self, index: &Option<ComponentExportIndex>) -> Result<u64> {
+        let index = index.as_ref().expect("find_interface only picks interfaces with the hash export");
+        let (mut store, instance) = self.instantiate()?;
+        let func = instance.get_func(&mut store, index).expect("exported");
+        let typed = func
+            .typed::<(), (u64,)>(&store)
+            .map_err(|e| Error::new(Status::InvalidManifest, format!("{HASH_EXPORT} is not func() -> u64: {e}")))?;
+        typed.call(&mut store, ()).map(|(h,)| h).map_err(|e| runtime_error(e, HASH_EXPORT))
+    }
+
+    fn new_store(&self) -> Result<Store<StoreState>> {
+        let mut store = Store::new(&self.runtime.engine, StoreState::new(&self.caps, self.options.memory_limit));
+        store.limiter(|s| &mut s.limiter);
+        self.arm(&mut store)?;
+        Ok(store)
+    }
+
+    /// Set the per-call budgets: deadline and fuel.
+    fn arm(&self, store: &mut Store<StoreState>) -> Result<()> {
+        store.set_epoch_deadline(WasmRuntime::deadline_ticks(self.options.timeout));
+        if self.runtime.fuel {
+            store
+                .set_fuel(self.options.fuel.unwrap_or(u64::MAX))
+                .map_err(|e| Error::new(Status::Trap, format!("cannot set fuel: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn instantiate(&self) -> Result<(Store<StoreState>, Instance)> {
+        let mut store = self.new_store()?;
+        let instance = self.pre.instantiate(&mut store).map_err(|e| runtime_error(e, "instantiation"))?;
+        if let (Some(config), Some(index)) = (&self.options.config, &self.configure) {
+            let func = instance.get_func(&mut store, index).expect("exported");
+            let typed = func.typed::<(&[u8],), ()>(&store).map_err(|e| {
+                Error::new(Status::InvalidManifest, format!("{CONFIGURE_EXPORT} is not func(list<u8>): {e}"))
+            })?;
+            typed.call(&mut store, (config.as_slice(),)).map_err(|e| runtime_error(e, CONFIGURE_EXPORT))?;
+            self.arm(&mut store)?;
+        }
+        Ok((store, instance))
+    }
+
+    /// The method at `index`, by the interface's declaration order.
+    pub fn method(&self, index: u32) -> Result<&Method> {
+        self.methods.get(index as usize).ok_or_else(|| {
+            Error::new(
+                Status::MethodIndex,
+                format!("method index {index} is out of range: {} has {} methods", self.interface_export, self.methods.len()),
+            )
+        })
+    }
+
+    pub fn call(&self, index: u32, format: Format, input: &[u8]) -> Result<Vec<u8>> {
+        let method = self.method(index)?;
+        if method.streaming {
+            return fail(Status::Unsupported, format!("method {} returns a stream; streaming calls are not supported", method.name));
+        }
+        match &self.mode {
+            Mode::Isolated => {
+                let (mut store, instance) = self.instantiate()?;
+                invoke(method, &mut store, &instance, format, input)
+            }
+            Mode::Reused(slot) => {
+                let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+                let (store, instance) = match slot.as_mut() {
+                    Some(live) => live,
+                    None => slot.insert(self.instantiate()?),
+                };
+                self.arm(store)?;
+                let result = invoke(method, store, instance, format, input);
+                // A trap leaves the instance in an unknown state: start afresh next call.
+                if result.as_ref().is_err_and(|e| e.status != Status::PluginError && e.status != Status::Serialization) {
+                    *slot = None;
+                }
+                result
+            }
+        }
+    }
+}
+
+fn invoke(method: &Method, store: &mut Store<StoreState>, instance: &Instance, format: Format, input: &[u8]) -> Result<Vec<u8>> {
+    let func = instance.get_func(&mut *store, &method.index).expect("exported");
+    if method.raw && format == Format::Wire {
+        return call_raw(method, store, func, input);
+    }
+    let args = match format {
+        Format::Json => json::params(&method.params, input),
+        Format::Wire => wire::params(&method.params, input),
+    }
+    .map_err(|e| e.context(format!("method {}", method.name)))?;
+    let mut results = vec![Val::Bool(false); method.result.is_some() as usize];
+    func.call(&mut *store, &args, &mut results).map_err(|e| runtime_error(e, &method.name))?;
+    // The outcome: for `result<T, plugin-error>`, `ok` is the value and `err` the plugin error.
+    let (ty, value) = match (&method.result, results.pop()) {
+        (Some(ty), Some(Val::Result(r))) if method.fallible => match r {
+            Ok(v) => (ty.unwrap_result().ok(), v.map(|b| *b)),
+            Err(e) => return Err(Error::plugin(plugin_error(e.as_deref()))),
+        },
+        (ty, v) => (ty.clone(), v),
+    };
+    match format {
+        Format::Json => {
+            let json = value.as_ref().map(json::from_val).transpose()?.unwrap_or(serde_json::Value::Null);
+            Ok(serde_json::to_vec(&json).expect("JSON values serialize"))
+        }
+        Format::Wire => {
+            let mut out = Vec::new();
+            if let (Some(ty), Some(v)) = (ty, value) {
+                wire::encode(&ty, &v, &mut out)?;
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Raw methods go through the typed (bulk copy) path, never a per-byte value list.
+fn call_raw(method: &Method, store: &mut Store<StoreState>, func: Func, input: &[u8]) -> Result<Vec<u8>> {
+    let typecheck = |e: wasmtime::Error| Error::new(Status::Serialization, format!("raw method {}: {e}", method.name));
+    if method.fallible {
+        let typed = func.typed::<(&[u8],), (Result<Vec<u8>, WitPluginError>,)>(&*store).map_err(typecheck)?;
+        match typed.call(&mut *store, (input,)).map_err(|e| runtime_error(e, &method.name))?.0 {
+            Ok(bytes) => Ok(bytes),
+            Err(e) => Err(Error::plugin(PluginError { code: e.code, message: e.message, details: e.details })),
+        }
+    } else {
+        let typed = func.typed::<(&[u8],), (Vec<u8>,)>(&*store).map_err(typecheck)?;
+        typed.call(&mut *store, (input,)).map(|(bytes,)| bytes).map_err(|e| runtime_error(e, &method.name))
+    }
+}
+
+/// The WIT `record plugin-error` every fidius interface declares.
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lift)]
+#[component(record)]
+struct WitPluginError {
+    code: String,
+    message: String,
+    details: Option<String>,
+}
+
+fn is_bytes(ty: &Type) -> bool {
+    matches!(ty, Type::List(l) if matches!(l.ty(), Type::U8))
+}
+
+/// `result<_, plugin-error>`, recognized by the error record's shape.
+fn is_plugin_result(ty: &Type) -> bool {
+    let Type::Result(r) = ty else { return false };
+    let Some(Type::Record(rec)) = r.err() else { return false };
+    let names: Vec<&str> = rec.fields().map(|f| f.name).collect();
+    names == ["code", "message", "details"]
+}
+
+fn plugin_error(v: Option<&Val>) -> PluginError {
+    let field = |fields: &[(String, Val)], name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    match v {
+        Some(Val::Record(fields)) => PluginError {
+            code: match field(fields, "code") {
+                Some(Val::String(s)) => s,
+                _ => "WASM_ERROR".into(),
+            },
+            message: match field(fields, "message") {
+                Some(Val::String(s)) => s,
+                _ => String::new(),
+            },
+            details: match field(fields, "details") {
+                Some(Val::Option(Some(b))) => match *b {
+                    Val::String(s) => Some(s),
+                    _ => None,
+                },
+                _ => None,
+            },
+        },
+        other => PluginError { code: "WASM_ERROR".into(), message: format!("{other:?}"), details: None },
+    }
+}
+
+type FuncSig = (String, Vec<(String, Type)>, Vec<Type>);
+
+/// Find the exported Fidius interface: the one named, or the single export
+/// carrying `fidius-interface-hash`. Returns its functions in declaration order.
+fn find_interface(runtime: &WasmRuntime, component: &Component, wanted: Option<&str>) -> Result<(String, Vec<FuncSig>)> {
+    let engine = &runtime.engine;
+    let ty = component.component_type();
+    let mut exported = Vec::new();
+    let mut candidates = Vec::new();
+    for (name, item) in ty.exports(engine) {
+        exported.push(name.to_string());
+        let ComponentItem::ComponentInstance(inst) = item.ty else { continue };
+        let funcs: Vec<FuncSig> = inst
+            .exports(engine)
+            .filter_map(|(fname, item)| match item.ty {
+                ComponentItem::ComponentFunc(f) if !fname.starts_with('[') => Some((
+                    fname.to_string(),
+                    f.params().map(|(n, t)| (n.to_string(), t)).collect(),
+                    f.results().collect(),
+                )),
+                _ => None,
+            })
+            .collect();
+        let is_fidius = funcs.iter().any(|(n, _, _)| n == HASH_EXPORT);
+        match wanted {
+            Some(w) if w == name => {
+                if !is_fidius {
+                    return fail(Status::InvalidManifest, format!("{name} does not export {HASH_EXPORT}: not a Fidius interface"));
+                }
+                return Ok((name.to_string(), funcs));
+            }
+            None if is_fidius => candidates.push((name.to_string(), funcs)),
+            _ => {}
+        }
+    }
+    match (wanted, candidates.len()) {
+        (Some(w), _) => fail(
+            Status::InvalidManifest,
+            format!("the component does not export interface {w} (it exports: {})", exported.join(", ")),
+        ),
+        (None, 1) => Ok(candidates.pop().unwrap()),
+        (None, 0) => fail(
+            Status::InvalidManifest,
+            format!("the component exports no Fidius interface (none has {HASH_EXPORT}; exports: {})", exported.join(", ")),
+        ),
+        (None, _) => {
+            let names: Vec<&str> = candidates.iter().map(|(n, _)| n.as_str()).collect();
+            fail(
+                Status::InvalidManifest,
+                format!("the component exports several Fidius interfaces ({}): name one in the load options", names.join(", ")),
+            )
+        }
+    }
+}
+
+/// Map a wasmtime failure to the status that says what happened.
+fn runtime_error(e: wasmtime::Error, during: &str) -> Error {
+    if let Some(limit) = e.downcast_ref::<MemoryLimitExceeded>() {
+        return Error::new(Status::MemoryLimit, format!("{during}: {limit}"));
+    }
+    let status = match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Status::Timeout,
+        Some(Trap::OutOfFuel) => Status::FuelExhausted,
+        Some(Trap::StackOverflow) => Status::StackOverflow,
+        _ => Status::Trap,
+    };
+    let what = match status {
+        Status::Timeout => "the call ran past its timeout".to_string(),
+        Status::FuelExhausted => "the call ran out of fuel".to_string(),
+        _ => format!("{e:#}"),
+    };
+    Error::new(status, format!("{during}: {what}"))
+}
+
+/// Why a component cannot be linked in this sandbox.
+fn link_error(e: wasmtime::Error, caps: &Capabilities) -> Error {
+    let text = format!("{e:#}");
+    if text.contains("wasi:http") {
+        let missing = match caps.http {
+            false => "the package does not declare the `http` capability, and no egress policy is registered",
+            true => "no egress policy is registered (host default or per plugin)",
+        };
+        return Error::new(
+            Status::Capability,
+            format!("the component imports wasi:http, which needs the `http` capability and an egress policy: {missing}"),
+        );
+    }
+    Error::new(Status::Capability, format!("the component needs imports this sandbox does not provide: {text}"))
+}

@@ -1,0 +1,157 @@
+//! One wasmtime engine per host (and per fuel setting), with what is shared
+//! across its plugins: the WASI linker, compiled components, and the epoch
+//! ticker that enforces call timeouts.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::sandbox::StoreState;
+use crate::error::{Error, Result, Status};
+
+/// Timeouts are enforced in steps of this (epoch interruption).
+pub const TICK: Duration = Duration::from_millis(5);
+
+/// Concurrent instances per host (pooling allocator slots).
+const POOL_INSTANCES: u32 = 256;
+
+pub struct WasmRuntime {
+    pub engine: Engine,
+    pub fuel: bool,
+    pub linker: Linker<StoreState>,
+    compiled: Mutex<HashMap<[u8; 32], Component>>,
+    ticker: Option<Ticker>,
+}
+
+impl WasmRuntime {
+    pub fn new(fuel: bool) -> Result<Arc<Self>> {
+        let engine = Engine::new(&config(fuel, true)).or_else(|e| {
+            // Pooling reserves address space up front; where that is refused
+            // (e.g. a ulimit on virtual memory), fall back to on-demand allocation.
+            Engine::new(&config(fuel, false)).map_err(|_| e)
+        });
+        let engine = engine.map_err(|e| Error::new(Status::Trap, format!("cannot create the WASM engine: {e}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| Error::new(Status::Trap, format!("cannot link WASI: {e}")))?;
+        let ticker = Some(Ticker::start(engine.clone()));
+        Ok(Arc::new(WasmRuntime { engine, fuel, linker, compiled: Mutex::new(HashMap::new()), ticker }))
+    }
+
+    /// Compile component bytes (or reuse an earlier compile of the same bytes).
+    pub fn compile(&self, wasm: &[u8]) -> Result<Component> {
+        let key = digest(wasm);
+        if let Some(c) = self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(c.clone());
+        }
+        let component = Component::new(&self.engine, wasm)
+            .map_err(|e| Error::new(Status::InvalidManifest, format!("not a valid WebAssembly component: {e:#}")))?;
+        self.compiled.lock().unwrap_or_else(|p| p.into_inner()).insert(key, component.clone());
+        Ok(component)
+    }
+
+    /// Load a precompiled `.cwasm`. The error says why it cannot be used
+    /// (another wasmtime version or configuration, not a .cwasm, ...).
+    ///
+    /// # Safety
+    /// `.cwasm` files are native code: only call this on bytes as trusted as
+    /// a native plugin (signed, when signatures are required).
+    pub unsafe fn deserialize(&self, cwasm: &[u8]) -> Result<Component> {
+        let key = digest(cwasm);
+        if let Some(c) = self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(c.clone());
+        }
+        if wasmtime::Engine::detect_precompiled(cwasm).is_none() {
+            return Err(Error::new(Status::InvalidManifest, "not a precompiled wasmtime artifact"));
+        }
+        let component = Component::deserialize(&self.engine, cwasm)
+            .map_err(|e| Error::new(Status::InvalidManifest, format!("{e:#}")))?;
+        self.compiled.lock().unwrap_or_else(|p| p.into_inner()).insert(key, component.clone());
+        Ok(component)
+    }
+
+    /// Ahead-of-time compile component bytes for this runtime's configuration.
+    pub fn precompile(&self, wasm: &[u8]) -> Result<Vec<u8>> {
+        self.engine
+            .precompile_component(wasm)
+            .map_err(|e| Error::new(Status::InvalidArgument, format!("not a valid WebAssembly component: {e:#}")))
+    }
+
+    /// Epoch ticks for a timeout (at least one full tick).
+    pub fn deadline_ticks(timeout: Option<Duration>) -> u64 {
+        match timeout {
+            Some(t) => (t.as_nanos() / TICK.as_nanos()) as u64 + 1,
+            None => u64::MAX / 2,
+        }
+    }
+}
+
+impl Drop for WasmRuntime {
+    fn drop(&mut self) {
+        drop(self.ticker.take());
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+fn config(fuel: bool, pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.consume_fuel(fuel);
+    if pooling {
+        // Fresh instances per call are cheap with pre-reserved slots and
+        // copy-on-write memory images (on by default).
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_INSTANCES);
+        pool.total_core_instances(POOL_INSTANCES * 4);
+        pool.total_memories(POOL_INSTANCES * 2);
+        pool.total_tables(POOL_INSTANCES * 4);
+        pool.total_stacks(POOL_INSTANCES);
+        pool.max_memories_per_component(4);
+        pool.max_tables_per_component(8);
+        pool.max_core_instances_per_component(16);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// Bumps the engine's epoch every [`TICK`]; stopped and joined on drop.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("fidius-wasm-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        Ticker { stop, thread }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

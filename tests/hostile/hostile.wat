@@ -1,0 +1,32 @@
+;; A hostile WASM component exporting a Fidius-shaped interface:
+;;   spin     loops forever                 (stopped by a timeout or fuel)
+;;   grow     grows its memory without end  (stopped by the memory limit)
+;;   recurse  recurses without end          (stopped by the stack limit)
+;;   ok       returns 7                     (proves the plugin still serves)
+(component
+  (core module $m
+    (memory (export "memory") 1)
+    (func (export "hash") (result i64) (i64.const 0x0bad0bad0bad0bad))
+    (func (export "spin") (loop $l (br $l)))
+    (func (export "grow")
+      (loop $l
+        (drop (memory.grow (i32.const 16)))
+        (br $l)))
+    (func $recurse (export "recurse") (call $recurse))
+    (func (export "ok") (result i32) (i32.const 7))
+  )
+  (core instance $i (instantiate $m))
+  (func $hash (result u64) (canon lift (core func $i "hash")))
+  (func $spin (canon lift (core func $i "spin")))
+  (func $grow (canon lift (core func $i "grow")))
+  (func $recurse (canon lift (core func $i "recurse")))
+  (func $ok (result u32) (canon lift (core func $i "ok")))
+  (instance $iface
+    (export "spin" (func $spin))
+    (export "grow" (func $grow))
+    (export "recurse" (func $recurse))
+    (export "ok" (func $ok))
+    (export "fidius-interface-hash" (func $hash))
+  )
+  (export "fidius:hostile/hostile@0.1.0" (instance $iface))
+)
