@@ -6,8 +6,10 @@
  * Builds a host over the given directories, lists what discovery found
  * (and what it passed over, and why), then loads plugins built with the
  * published fidius crates (0.5.9: BasicCalc, ArenaImpl, ConfiguredGreeter;
- * 0.4.2: LegacyCalc) and calls typed and raw methods, printing the results
- * and one plugin error. Exits non-zero if anything is not as expected.
+ * 0.4.2: LegacyCalc) and the WASM-component package "calc" (fidius 0.5.9
+ * guest crates), and calls typed and raw methods with wire and JSON
+ * buffers, printing the results and plugin errors. Exits non-zero if
+ * anything is not as expected.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -125,6 +127,28 @@ static void call_divide_by_zero(fidius_plugin *plugin, const char *label) {
     fidius_bytes_free(&out);
 }
 
+/* A JSON call; prints the result and checks it against `expect`. */
+static void call_json(fidius_plugin *plugin, const char *method, const char *args, const char *expect) {
+    uint32_t index = 0;
+    fidius_error *err = NULL;
+    fidius_status st = fidius_plugin_method_index(plugin, method, &index, &err);
+    if (st != FIDIUS_STATUS_OK) {
+        report("method_index", st, err, 0);
+        return;
+    }
+    fidius_bytes out = {NULL, 0};
+    st = fidius_plugin_call(plugin, index, FIDIUS_FORMAT_JSON, (const uint8_t *)args, strlen(args), &out, &err);
+    printf("  calc %s(%s) [json] = ", method, args);
+    if (st != FIDIUS_STATUS_OK) {
+        printf("\n");
+        report("  call", st, err, expect == NULL);
+        return;
+    }
+    printf("%.*s\n", (int)out.len, (const char *)out.data);
+    if (!expect || out.len != strlen(expect) || memcmp(out.data, expect, out.len) != 0) failures++;
+    fidius_bytes_free(&out);
+}
+
 static fidius_plugin *load(fidius_host *host, const char *name, const fidius_load_options *opts) {
     fidius_plugin *plugin = NULL;
     fidius_error *err = NULL;
@@ -134,9 +158,13 @@ static fidius_plugin *load(fidius_host *host, const char *name, const fidius_loa
         return NULL;
     }
     const fidius_plugin_info *info = fidius_plugin_get_info(plugin);
-    printf("loaded %s (interface %s, ABI %u, fidius %s)\n", fidius_plugin_info_name(info),
-           fidius_plugin_info_interface_name(info), fidius_plugin_info_abi_version(info),
-           fidius_plugin_info_abi_version(info) == 500 ? "0.5" : "0.4");
+    if (fidius_plugin_info_runtime(info) == FIDIUS_RUNTIME_WASM)
+        printf("loaded %s (WASM component, interface hash 0x%016" PRIx64 ", %u methods)\n", fidius_plugin_info_name(info),
+               fidius_plugin_info_interface_hash(info), fidius_plugin_info_method_count(info));
+    else
+        printf("loaded %s (interface %s, ABI %u, fidius %s)\n", fidius_plugin_info_name(info),
+               fidius_plugin_info_interface_name(info), fidius_plugin_info_abi_version(info),
+               fidius_plugin_info_abi_version(info) == 500 ? "0.5" : "0.4");
     return plugin;
 }
 
@@ -210,6 +238,23 @@ int main(int argc, char **argv) {
         call_greet(legacy, CALC_GREET, "LegacyCalc", "0.4", "Hello, 0.4!");
         call_echo(legacy, "LegacyCalc");
     }
+    /* A WASM component in a deny-all sandbox: the same wire bytes as the
+       native plugins, or JSON converted by the component's own types. */
+    fidius_load_options *wasm_opts = fidius_load_options_new();
+    fidius_load_options_set_timeout_ms(wasm_opts, 5000, NULL);
+    fidius_load_options_set_memory_limit(wasm_opts, 64u << 20, NULL);
+    fidius_plugin *calc = load(host, "calc", wasm_opts);
+    fidius_load_options_free(wasm_opts);
+    if (calc) {
+        call_add(calc, "calc (wasm)", 20, 22, 42);
+        call_greet(calc, CALC_GREET, "calc (wasm)", "component", "Hello, component!");
+        call_echo(calc, "calc (wasm)");
+        call_json(calc, "add", "[2, 40]", "42");
+        call_json(calc, "shift", "[{\"x\": 1, \"y\": 2, \"label\": \"p\"}, 10]", "{\"label\":\"p+10\",\"x\":11,\"y\":2}");
+        call_json(calc, "maybe_double", "[null]", "null");
+        call_json(calc, "divide", "[7, 0]", NULL);
+    }
+
     fidius_plugin *arena = load(host, "ArenaImpl", NULL);
     if (arena) call_add(arena, "ArenaImpl", -5, 5, 0);
 
@@ -228,13 +273,14 @@ int main(int argc, char **argv) {
     printf("load NoSuchPlugin:\n");
     report("  load", st, err, st == FIDIUS_STATUS_PLUGIN_NOT_FOUND);
 
+    fidius_plugin_free(calc);
     fidius_plugin_free(greeter);
     fidius_plugin_free(arena);
     fidius_plugin_free(legacy);
     fidius_plugin_free(basic);
     fidius_host_free(host);
 
-    if (!basic || !legacy || !arena || !greeter) failures++;
+    if (!basic || !legacy || !arena || !greeter || !calc) failures++;
     printf(failures ? "FAILED: %d unexpected results\n" : "all results as expected\n", failures);
     return failures ? 1 : 0;
 }
