@@ -249,11 +249,35 @@ typedef enum fidius_format {
 } fidius_format;
 
 /**
+ * What an egress callback returns.
+ */
+typedef enum fidius_egress_verdict {
+  /**
+   * Dispatch the request (with any header changes the callback made).
+   */
+  FIDIUS_EGRESS_VERDICT_ALLOW = 0,
+  /**
+   * Do not dispatch it; the guest sees an HTTP "request denied" error.
+   */
+  FIDIUS_EGRESS_VERDICT_DENY = 1,
+} fidius_egress_verdict;
+
+/**
  * The result of `fidius_host_discover`: the plugins found, and every file
  * or directory passed over with the reason. Owned by the caller, released
  * with `fidius_discovery_free`. Immutable and thread-safe.
  */
 typedef struct fidius_discovery fidius_discovery;
+
+/**
+ * An egress policy: a C callback deciding on every outbound HTTP request of
+ * the WASM plugins it is registered for. Created by
+ * `fidius_egress_policy_new`; the caller's reference is released with
+ * `fidius_egress_policy_free`. Builders, load options and plugins that use
+ * it hold their own references, so it may be freed right after
+ * registering it. Thread-safe.
+ */
+typedef struct fidius_egress_policy fidius_egress_policy;
 
 /**
  * An error: a status, a message, and for `FIDIUS_STATUS_PLUGIN_ERROR` the
@@ -282,6 +306,12 @@ typedef struct fidius_host fidius_host;
 typedef struct fidius_host_builder fidius_host_builder;
 
 /**
+ * One outbound HTTP request, as seen by an egress callback. Borrowed: valid
+ * only during the callback it was passed to.
+ */
+typedef struct fidius_http_request fidius_http_request;
+
+/**
  * Options for one load (plugin configuration, ...). Created by
  * `fidius_load_options_new`, owned by the caller, released with
  * `fidius_load_options_free`; a load copies what it needs, so options may
@@ -305,6 +335,32 @@ typedef struct fidius_plugin fidius_plugin;
  * thread-safe.
  */
 typedef struct fidius_plugin_info fidius_plugin_info;
+
+/**
+ * An egress policy callback. Called once for every outbound HTTP request a
+ * sandboxed plugin makes, before anything is sent, with the `user_data`
+ * given to `fidius_egress_policy_new` and a request that is valid only
+ * during the call. Returns a `fidius_egress_verdict` (any value other
+ * than ALLOW denies). May be called on any thread, and concurrently from
+ * several threads (one per plugin call in flight); it must not call back
+ * into the plugin whose request it is deciding.
+ */
+typedef uint32_t (*fidius_egress_fn)(void *user_data,
+                                     struct fidius_http_request *request);
+
+/**
+ * Releases user data when nothing references it any more.
+ */
+typedef void (*fidius_destroy_fn)(void *user_data);
+
+/**
+ * Receives the host's log lines (`level`: 1 error, 2 warning, 3 info;
+ * `message` is NUL-terminated UTF-8, valid during the call). May be called
+ * on any thread, concurrently.
+ */
+typedef void (*fidius_log_fn)(void *user_data,
+                              uint32_t level,
+                              const char *message);
 
 /**
  * A byte buffer allocated by libfidius and owned by the caller, who
@@ -430,6 +486,106 @@ uint32_t fidius_plugin_info_abi_version(const struct fidius_plugin_info *info);
 const char *fidius_plugin_info_path(const struct fidius_plugin_info *info);
 
 /**
+ * Make an egress policy from a callback. `user_data` is passed to every
+ * call of `callback` and must be usable from any thread; `destroy` (may be
+ * NULL) is called exactly once with it when no host, plugin or options
+ * reference the policy any more. On success `*policy` receives the
+ * caller's reference. On failure (NULL `callback`), `destroy` is not
+ * called. Errors: NULL_ARGUMENT.
+ */
+enum fidius_status fidius_egress_policy_new(fidius_egress_fn callback,
+                                            void *user_data,
+                                            fidius_destroy_fn destroy,
+                                            struct fidius_egress_policy **policy,
+                                            struct fidius_error **error);
+
+/**
+ * Release the caller's reference to a policy. NULL is ignored.
+ */
+void fidius_egress_policy_free(struct fidius_egress_policy *policy);
+
+/**
+ * The request method, e.g. "GET". Borrowed (valid during the callback).
+ */
+const char *fidius_http_request_method(const struct fidius_http_request *request);
+
+/**
+ * The URI scheme, "http" or "https". Borrowed.
+ */
+const char *fidius_http_request_scheme(const struct fidius_http_request *request);
+
+/**
+ * The authority, "host" or "host:port". Borrowed.
+ */
+const char *fidius_http_request_authority(const struct fidius_http_request *request);
+
+/**
+ * The path and query, e.g. "/v1/items?page=2". Borrowed.
+ */
+const char *fidius_http_request_path_and_query(const struct fidius_http_request *request);
+
+/**
+ * The name of the plugin making the request. Borrowed.
+ */
+const char *fidius_http_request_plugin(const struct fidius_http_request *request);
+
+/**
+ * Number of header fields (a name given several times counts each time); 0 for NULL.
+ */
+size_t fidius_http_request_header_count(const struct fidius_http_request *request);
+
+/**
+ * The `index`-th header: `*name` receives its lowercase name (NUL-terminated),
+ * `*value` and `*value_len` its value bytes exactly as the guest sent them
+ * (not NUL-terminated). Borrowed until the callback returns or the headers
+ * are changed. Errors: INVALID_ARGUMENT (index), NULL_ARGUMENT, INVALID_HANDLE.
+ */
+enum fidius_status fidius_http_request_header(const struct fidius_http_request *request,
+                                              size_t index,
+                                              const char **name,
+                                              const uint8_t **value,
+                                              size_t *value_len,
+                                              struct fidius_error **error);
+
+/**
+ * Set header `name` to `value` (`len` bytes), replacing every existing
+ * value of it: e.g. inject `Authorization` so the guest never holds the
+ * secret. Errors: INVALID_ARGUMENT (bad name or value), NULL_ARGUMENT, INVALID_HANDLE.
+ */
+enum fidius_status fidius_http_request_set_header(struct fidius_http_request *request,
+                                                  const char *name,
+                                                  const uint8_t *value,
+                                                  size_t len,
+                                                  struct fidius_error **error);
+
+/**
+ * Add a value for header `name`, keeping existing ones. Errors as for
+ * `fidius_http_request_set_header`.
+ */
+enum fidius_status fidius_http_request_add_header(struct fidius_http_request *request,
+                                                  const char *name,
+                                                  const uint8_t *value,
+                                                  size_t len,
+                                                  struct fidius_error **error);
+
+/**
+ * Remove every value of header `name` (absent is fine).
+ * Errors: INVALID_ARGUMENT, NULL_ARGUMENT, INVALID_UTF8, INVALID_HANDLE.
+ */
+enum fidius_status fidius_http_request_remove_header(struct fidius_http_request *request,
+                                                     const char *name,
+                                                     struct fidius_error **error);
+
+/**
+ * Give the reason for denying this request (copied); used when the
+ * callback returns DENY. It reaches the host (the failed call's error
+ * message and the log callback), never the guest.
+ */
+enum fidius_status fidius_http_request_set_deny_reason(struct fidius_http_request *request,
+                                                       const char *reason,
+                                                       struct fidius_error **error);
+
+/**
  * The status this error was returned with, or `FIDIUS_STATUS_NULL_ARGUMENT`
  * when `error` is NULL or not an error object.
  */
@@ -550,6 +706,30 @@ enum fidius_status fidius_host_builder_set_buffer_strategy(struct fidius_host_bu
                                                            struct fidius_error **error);
 
 /**
+ * Register the host-wide default egress policy: the one WASM plugins'
+ * outbound HTTP goes through unless a load gives its own
+ * (`fidius_load_options_set_egress_policy`). `wasi:http` is linked only for
+ * packages declaring the `http` capability when a policy is registered;
+ * without one, such a component fails to load (FIDIUS_STATUS_CAPABILITY).
+ * The builder takes its own reference to `policy`.
+ */
+enum fidius_status fidius_host_builder_set_egress_policy(struct fidius_host_builder *builder,
+                                                         const struct fidius_egress_policy *policy,
+                                                         struct fidius_error **error);
+
+/**
+ * Receive the host's log lines: egress denials (with the reason), load
+ * warnings. `user_data` must be usable from any thread; `destroy` (may be
+ * NULL) is called exactly once when the last host built with it is gone
+ * (or when it is replaced). Errors: NULL_ARGUMENT (callback), INVALID_HANDLE.
+ */
+enum fidius_status fidius_host_builder_set_log_callback(struct fidius_host_builder *builder,
+                                                        fidius_log_fn callback,
+                                                        void *user_data,
+                                                        fidius_destroy_fn destroy,
+                                                        struct fidius_error **error);
+
+/**
  * Build a host from the builder's current settings (the builder is not
  * consumed and may be reused or freed). On success `*host` receives a new
  * host owned by the caller (release with `fidius_host_free`); on failure it
@@ -596,6 +776,15 @@ enum fidius_status fidius_load_options_set_config(struct fidius_load_options *op
 enum fidius_status fidius_load_options_set_interface_hash(struct fidius_load_options *options,
                                                           uint64_t hash,
                                                           struct fidius_error **error);
+
+/**
+ * WASM: the egress policy for this plugin, overriding the host's default
+ * (the seed's `load_wasm_with_egress`). The options take their own
+ * reference, and so does the loaded plugin.
+ */
+enum fidius_status fidius_load_options_set_egress_policy(struct fidius_load_options *options,
+                                                         const struct fidius_egress_policy *policy,
+                                                         struct fidius_error **error);
 
 /**
  * WASM: the exported interface to use, e.g. "fidius:calc/calc@0.1.0"

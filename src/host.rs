@@ -12,7 +12,7 @@ use crate::native::{self, NativeLibrary, NativePlugin};
 use crate::package::{Manifest, MANIFEST};
 use crate::plugin::{BufferStrategy, Plugin, PluginInfo, Runtime};
 use crate::signing;
-use crate::wasm::{self, WasmOptions, WasmRuntime};
+use crate::wasm::{self, EgressPolicy, WasmOptions, WasmRuntime};
 
 /// How `load` treats broken candidates it meets while looking for a plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,9 +25,33 @@ pub enum LoadPolicy {
     Strict,
 }
 
+/// How much a log line matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+}
+
+/// Where the host sends what it wants the embedder to know outside any call's
+/// result: egress denials, load warnings.
+pub struct LogHook(Box<dyn Fn(LogLevel, &str) + Send + Sync>);
+
+impl LogHook {
+    pub fn new(f: impl Fn(LogLevel, &str) + Send + Sync + 'static) -> Self {
+        LogHook(Box::new(f))
+    }
+
+    pub fn log(&self, level: LogLevel, message: &str) {
+        (self.0)(level, message)
+    }
+}
+
 /// Options for one `load`.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct LoadOptions {
+    /// WASM: the egress policy for this plugin, overriding the host's default.
+    pub egress: Option<Arc<dyn EgressPolicy>>,
     /// Bincode of the plugin's config type, handed to its constructor
     /// (fidius 0.5 `#[plugin_impl(Trait, config = C)]`) or to a component's
     /// `fidius-configure`.
@@ -49,8 +73,10 @@ pub struct LoadOptions {
 }
 
 /// Collects a host's settings; `build` checks them.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct HostBuilder {
+    egress: Option<Arc<dyn EgressPolicy>>,
+    log: Option<Arc<LogHook>>,
     search_paths: Vec<PathBuf>,
     load_policy: LoadPolicy,
     require_signature: bool,
@@ -95,6 +121,18 @@ impl HostBuilder {
     /// Native plugins must use this buffer strategy.
     pub fn buffer_strategy(&mut self, strategy: BufferStrategy) -> &mut Self {
         self.buffer_strategy = Some(strategy);
+        self
+    }
+
+    /// The default egress policy for WASM plugins' outbound HTTP.
+    pub fn egress_policy(&mut self, policy: Arc<dyn EgressPolicy>) -> &mut Self {
+        self.egress = Some(policy);
+        self
+    }
+
+    /// Receive egress denials and load warnings.
+    pub fn log_hook(&mut self, hook: Arc<LogHook>) -> &mut Self {
+        self.log = Some(hook);
         self
     }
 
@@ -251,6 +289,9 @@ impl Host {
         }
         let runtime = self.wasm_runtime(options.fuel.is_some())?;
         let options = WasmOptions {
+            name: info.name.clone(),
+            egress: options.egress.clone().or_else(|| self.config.egress.clone()),
+            log: self.config.log.clone(),
             interface_export: options.interface_export.clone(),
             timeout: options.timeout,
             memory_limit: options.memory_limit,
@@ -261,6 +302,11 @@ impl Host {
             expected_hash: options.interface_hash,
         };
         let loaded = wasm::load_package(runtime, &info.path, manifest, options)?;
+        if let Some(log) = &self.config.log {
+            for w in &loaded.warnings {
+                log.log(LogLevel::Warn, &format!("plugin {}: {w}", info.name));
+            }
+        }
         Ok(Plugin::wasm(info, loaded.plugin, loaded.warnings))
     }
 

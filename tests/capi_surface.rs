@@ -4,7 +4,7 @@
 use std::path::Path;
 
 /// Calls that open with `catch_unwind` (directly or through a helper that does).
-const GUARDS: [&str; 5] = ["guard(", "guard_value(", "with_builder(", "with_info(", "with_options("];
+const GUARDS: [&str; 7] = ["guard(", "guard_value(", "with_builder(", "with_info(", "with_options(", "with_request(", "edit("];
 
 #[test]
 fn every_entry_point_is_guarded_and_documented() {

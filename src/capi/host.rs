@@ -203,6 +203,42 @@ pub unsafe extern "C" fn fidius_host_builder_set_buffer_strategy(
     })
 }
 
+/// Register the host-wide default egress policy: the one WASM plugins'
+/// outbound HTTP goes through unless a load gives its own
+/// (`fidius_load_options_set_egress_policy`). `wasi:http` is linked only for
+/// packages declaring the `http` capability when a policy is registered;
+/// without one, such a component fails to load (FIDIUS_STATUS_CAPABILITY).
+/// The builder takes its own reference to `policy`.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_builder_set_egress_policy(
+    builder: *mut fidius_host_builder,
+    policy: *const super::fidius_egress_policy,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_builder(builder, error, |b| {
+        b.egress_policy(super::egress::policy_ref(policy)?);
+        Ok(())
+    })
+}
+
+/// Receive the host's log lines: egress denials (with the reason), load
+/// warnings. `user_data` must be usable from any thread; `destroy` (may be
+/// NULL) is called exactly once when the last host built with it is gone
+/// (or when it is replaced). Errors: NULL_ARGUMENT (callback), INVALID_HANDLE.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_builder_set_log_callback(
+    builder: *mut fidius_host_builder,
+    callback: super::fidius_log_fn,
+    user_data: *mut std::ffi::c_void,
+    destroy: super::fidius_destroy_fn,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_builder(builder, error, |b| {
+        b.log_hook(std::sync::Arc::new(super::egress::log_hook(callback, user_data, destroy)?));
+        Ok(())
+    })
+}
+
 /// Build a host from the builder's current settings (the builder is not
 /// consumed and may be reused or freed). On success `*host` receives a new
 /// host owned by the caller (release with `fidius_host_free`); on failure it
@@ -284,6 +320,21 @@ pub unsafe extern "C" fn fidius_load_options_set_interface_hash(
 ) -> Status {
     with_options(options, error, |o| {
         o.interface_hash = Some(hash);
+        Ok(())
+    })
+}
+
+/// WASM: the egress policy for this plugin, overriding the host's default
+/// (the seed's `load_wasm_with_egress`). The options take their own
+/// reference, and so does the loaded plugin.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_load_options_set_egress_policy(
+    options: *mut fidius_load_options,
+    policy: *const super::fidius_egress_policy,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_options(options, error, |o| {
+        o.egress = Some(super::egress::policy_ref(policy)?);
         Ok(())
     })
 }

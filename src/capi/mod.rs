@@ -17,11 +17,13 @@ use std::ptr;
 use crate::error::{Error, Result, Status};
 
 pub mod discovery;
+pub mod egress;
 pub mod error;
 pub mod host;
 pub mod plugin;
 
 pub use discovery::*;
+pub use egress::*;
 pub use error::*;
 pub use host::*;
 pub use plugin::*;

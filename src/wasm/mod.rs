@@ -1,6 +1,7 @@
 //! WASM-component plugins: Fidius packages (`runtime = "wasm"`) run in a
 //! deny-all wasmtime sandbox opened by the package's capability list.
 
+pub mod egress;
 mod json;
 mod plugin;
 mod runtime;
@@ -10,6 +11,7 @@ mod wire;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use egress::{EgressPolicy, RequestParts};
 pub use plugin::{WasmOptions, WasmPlugin};
 pub use runtime::WasmRuntime;
 

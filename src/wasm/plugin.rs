@@ -9,7 +9,9 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, Func, Instance, InstancePre, Type, Val};
 use wasmtime::{Store, Trap};
 
+use super::egress::{Denials, EgressHooks, EgressPolicy};
 use super::runtime::WasmRuntime;
+use crate::host::LogHook;
 use super::sandbox::{Capabilities, MemoryLimitExceeded, StoreState};
 use super::{json, wire};
 use crate::error::{fail, Error, PluginError, Result, Status};
@@ -19,8 +21,13 @@ const HASH_EXPORT: &str = "fidius-interface-hash";
 const CONFIGURE_EXPORT: &str = "fidius-configure";
 
 /// Per-plugin settings, from the load options.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct WasmOptions {
+    /// The plugin's name, for egress decisions and logs.
+    pub name: String,
+    /// The egress policy (per plugin, else the host's default).
+    pub egress: Option<Arc<dyn EgressPolicy>>,
+    pub log: Option<Arc<LogHook>>,
     /// The exported interface, e.g. `fidius:calc/calc@0.1.0`; detected when None.
     pub interface_export: Option<String>,
     pub timeout: Option<Duration>,
@@ -119,7 +126,10 @@ impl WasmPlugin {
                 format!("{}: the component has no {CONFIGURE_EXPORT} export, so it takes no config", origin.display()),
             );
         }
-        let pre = runtime.linker.instantiate_pre(component).map_err(|e| link_error(e, &caps))?;
+        // Two keys: wasi:http is linked only when the package asks for `http`
+        // and the embedder supplied a policy; otherwise a guest importing it fails here.
+        let linker = if caps.http && options.egress.is_some() { runtime.http_linker()? } else { runtime.linker.clone() };
+        let pre = linker.instantiate_pre(component).map_err(|e| link_error(e, &caps, options.egress.is_some()))?;
         let mode = if options.reuse_instance || options.config.is_some() {
             Mode::Reused(Mutex::new(None))
         } else {
@@ -164,7 +174,13 @@ impl WasmPlugin {
     }
 
     fn new_store(&self) -> Result<Store<StoreState>> {
-        let mut store = Store::new(&self.runtime.engine, StoreState::new(&self.caps, self.options.memory_limit));
+        let egress = self.options.egress.as_ref().filter(|_| self.caps.http).map(|policy| EgressHooks {
+            policy: policy.clone(),
+            plugin: self.options.name.clone(),
+            log: self.options.log.clone(),
+            denials: Denials::default(),
+        });
+        let mut store = Store::new(&self.runtime.engine, StoreState::new(&self.caps, self.options.memory_limit, egress));
         store.limiter(|s| &mut s.limiter);
         self.arm(&mut store)?;
         Ok(store)
@@ -213,7 +229,8 @@ impl WasmPlugin {
         match &self.mode {
             Mode::Isolated => {
                 let (mut store, instance) = self.instantiate()?;
-                invoke(method, &mut store, &instance, format, input)
+                let result = invoke(method, &mut store, &instance, format, input);
+                with_denials(result, store.data())
             }
             Mode::Reused(slot) => {
                 let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
@@ -222,7 +239,9 @@ impl WasmPlugin {
                     None => slot.insert(self.instantiate()?),
                 };
                 self.arm(store)?;
+                store.data().denials(); // only this call's
                 let result = invoke(method, store, instance, format, input);
+                let result = with_denials(result, store.data());
                 // A trap leaves the instance in an unknown state: start afresh next call.
                 if result.as_ref().is_err_and(|e| e.status != Status::PluginError && e.status != Status::Serialization) {
                     *slot = None;
@@ -230,6 +249,18 @@ impl WasmPlugin {
                 result
             }
         }
+    }
+}
+
+/// A failed call says which of its requests the egress policy denied.
+fn with_denials(result: Result<Vec<u8>>, state: &StoreState) -> Result<Vec<u8>> {
+    let denials = state.denials();
+    match result {
+        Err(mut e) if !denials.is_empty() => {
+            e.message = format!("{} ({})", e.message, denials.join("; "));
+            Err(e)
+        }
+        other => other,
     }
 }
 
@@ -403,12 +434,13 @@ fn runtime_error(e: wasmtime::Error, during: &str) -> Error {
 }
 
 /// Why a component cannot be linked in this sandbox.
-fn link_error(e: wasmtime::Error, caps: &Capabilities) -> Error {
+fn link_error(e: wasmtime::Error, caps: &Capabilities, has_policy: bool) -> Error {
     let text = format!("{e:#}");
     if text.contains("wasi:http") {
-        let missing = match caps.http {
-            false => "the package does not declare the `http` capability, and no egress policy is registered",
-            true => "no egress policy is registered (host default or per plugin)",
+        let missing = match (caps.http, has_policy) {
+            (false, false) => "the package does not declare the `http` capability, and no egress policy is registered",
+            (false, true) => "the package does not declare the `http` capability",
+            _ => "no egress policy is registered (host default or per plugin)",
         };
         return Error::new(
             Status::Capability,

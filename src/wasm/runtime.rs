@@ -24,6 +24,8 @@ pub struct WasmRuntime {
     pub engine: Engine,
     pub fuel: bool,
     pub linker: Linker<StoreState>,
+    /// `linker` plus wasi:http, for packages with `http` and an egress policy.
+    http_linker: Mutex<Option<Linker<StoreState>>>,
     compiled: Mutex<HashMap<[u8; 32], Component>>,
     ticker: Option<Ticker>,
 }
@@ -40,7 +42,26 @@ impl WasmRuntime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| Error::new(Status::Trap, format!("cannot link WASI: {e}")))?;
         let ticker = Some(Ticker::start(engine.clone()));
-        Ok(Arc::new(WasmRuntime { engine, fuel, linker, compiled: Mutex::new(HashMap::new()), ticker }))
+        Ok(Arc::new(WasmRuntime {
+            engine,
+            fuel,
+            linker,
+            http_linker: Mutex::new(None),
+            compiled: Mutex::new(HashMap::new()),
+            ticker,
+        }))
+    }
+
+    /// The linker with wasi:http added (made on first use).
+    pub fn http_linker(&self) -> Result<Linker<StoreState>> {
+        let mut slot = self.http_linker.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = slot.as_ref() {
+            return Ok(l.clone());
+        }
+        let mut linker = self.linker.clone();
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+            .map_err(|e| Error::new(Status::Trap, format!("cannot link wasi:http: {e}")))?;
+        Ok(slot.insert(linker).clone())
     }
 
     /// Compile component bytes (or reuse an earlier compile of the same bytes).

@@ -6,8 +6,14 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use std::sync::Arc;
+
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::{WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use super::egress::{DenyAll, Denials, EgressHooks};
 
 use crate::error::{fail, Result, Status};
 
@@ -125,22 +131,48 @@ fn blocked_v4(ip: Ipv4Addr) -> bool {
     ip.is_loopback() || ip.is_link_local() || ip.is_private() || ip.is_unspecified() || ip.is_broadcast()
 }
 
-/// What each store holds: WASI state and the memory limiter.
+/// What each store holds: WASI state, the egress hooks, the memory limiter.
 pub struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    hooks: EgressHooks,
     pub(crate) limiter: MemoryLimiter,
 }
 
 impl StoreState {
-    pub fn new(caps: &Capabilities, memory_limit: Option<usize>) -> Self {
-        StoreState { wasi: caps.wasi_ctx(), table: ResourceTable::new(), limiter: MemoryLimiter { limit: memory_limit } }
+    /// `egress`: the hooks for brokered HTTP, when wasi:http is linked.
+    pub fn new(caps: &Capabilities, memory_limit: Option<usize>, egress: Option<EgressHooks>) -> Self {
+        let hooks = egress.unwrap_or_else(|| EgressHooks {
+            policy: Arc::new(DenyAll),
+            plugin: String::new(),
+            log: None,
+            denials: Denials::default(),
+        });
+        StoreState {
+            wasi: caps.wasi_ctx(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks,
+            limiter: MemoryLimiter { limit: memory_limit },
+        }
+    }
+
+    /// Requests the egress policy denied in this store so far.
+    pub fn denials(&self) -> Vec<String> {
+        std::mem::take(&mut *self.hooks.denials.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for StoreState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
     }
 }
 

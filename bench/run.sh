@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Build the fixtures (release) and the benchmark, then run it: fidius-host 0.5.9
+# and libfidius side by side in one process, printing a comparison table.
+#
+#   bash bench/run.sh [--scale F]     (F multiplies every time budget; default 1, ~1 minute of runs)
+#
+# The bench is its own cargo workspace (bench/Cargo.toml); it builds into
+# bench/target, never into the main crate's target/ (the fixtures do, as the tests build them).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+jobs="${CARGO_BUILD_JOBS:-2}"
+
+echo "== building the native fixture (release)" >&2
+cargo build --release -j"$jobs" --quiet \
+    --manifest-path "$repo/tests/fixtures/native/Cargo.toml" --target-dir "$repo/target/fixtures"
+
+echo "== building the WASM fixture packages (release)" >&2
+packages="$here/target/fixture-packages"
+bash "$repo/tests/fixtures/wasm/build.sh" "$packages" >&2
+
+echo "== building the bench (release)" >&2
+cargo build --release -j"$jobs" --quiet \
+    --manifest-path "$here/Cargo.toml" --target-dir "$here/target"
+
+echo "== running" >&2
+exec "$here/target/release/fidius-bench" \
+    --native "$repo/target/fixtures/release/libfixture_v5.so" \
+    --wasm-package "$packages/calc" \
+    --work "$here/target/work" \
+    "$@"
