@@ -239,11 +239,34 @@ typedef enum fidius_format {
    * arguments, e.g. `(i64, i64)` is two little-endian i64; for
    * `#[wire(raw)]` methods, the raw bytes. The output is the bincode of the
    * return value (of `T` for `Result<T, PluginError>`), or raw bytes.
+   * The same bytes work for native and WASM plugins: for a component they
+   * are decoded by its WIT types (as the matching Rust types encode), and
+   * a method shaped `list<u8> -> list<u8>` (or `-> result<list<u8>,
+   * plugin-error>`) is taken as raw unless the load options say otherwise.
    */
   FIDIUS_FORMAT_WIRE = 0,
   /**
-   * A JSON array of the arguments; the output is JSON. WASM plugins only:
-   * native plugins carry no type information (UNSUPPORTED).
+   * JSON, WASM plugins only (native plugins carry no type information:
+   * UNSUPPORTED). The input is an array of the arguments in order, or an
+   * object keyed by parameter name; empty input means no arguments. The
+   * output is the JSON of the result (`null` for none). Conversion follows
+   * the component's own types:
+   * - integers must be whole and in range for their width (never wrapped);
+   *   64-bit integers also accept a decimal string, and are written as one
+   *   beyond ±2^53 so no reader loses precision;
+   * - floats are numbers or "NaN", "Infinity", "-Infinity"; `char` is a
+   *   one-character string; `list<T>` (also `list<u8>`) is an array;
+   *   `tuple` is an array of exactly its length; a Rust map
+   *   (`list<tuple<K, V>>`) is an array of `[key, value]` pairs;
+   * - records are objects with snake_case keys (kebab-case accepted); a
+   *   missing `option` field is none; unknown keys are errors;
+   * - variants are `{"Case": payload}` or `"Case"`, enums `"Case"`
+   *   (written PascalCase; PascalCase, snake_case or kebab-case accepted);
+   * - `option<T>`: `null` is none; `result<T, E>` is `{"ok": v}` or
+   *   `{"err": e}`, except a method's own `result<T, plugin-error>`: its
+   *   `ok` is the output and its `err` is FIDIUS_STATUS_PLUGIN_ERROR;
+   * - flags are an array of names.
+   * Errors name the argument path, e.g. "args.p.x: 300 is out of range for u8".
    */
   FIDIUS_FORMAT_JSON = 1,
 } fidius_format;
