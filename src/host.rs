@@ -292,14 +292,7 @@ impl Host {
             name: info.name.clone(),
             egress: options.egress.clone().or_else(|| self.config.egress.clone()),
             log: self.config.log.clone(),
-            interface_export: options.interface_export.clone(),
-            timeout: options.timeout,
-            memory_limit: options.memory_limit,
-            fuel: options.fuel,
-            reuse_instance: options.reuse_instance,
-            config: options.config.clone(),
-            raw_overrides: options.raw_overrides.clone(),
-            expected_hash: options.interface_hash,
+            load: options.clone(),
         };
         let loaded = wasm::load_package(runtime, &info.path, manifest, options)?;
         if let Some(log) = &self.config.log {

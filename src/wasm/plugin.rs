@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, Func, Instance, InstancePre, Type, Val};
@@ -11,7 +10,7 @@ use wasmtime::{Store, Trap};
 
 use super::egress::{Denials, EgressHooks, EgressPolicy};
 use super::runtime::WasmRuntime;
-use crate::host::LogHook;
+use crate::host::{LoadOptions, LogHook};
 use super::sandbox::{Capabilities, MemoryLimitExceeded, StoreState};
 use super::{json, wire};
 use crate::error::{fail, Error, PluginError, Result, Status};
@@ -20,27 +19,15 @@ use crate::plugin::Format;
 const HASH_EXPORT: &str = "fidius-interface-hash";
 const CONFIGURE_EXPORT: &str = "fidius-configure";
 
-/// Per-plugin settings, from the load options.
+/// Per-plugin settings: the load options, plus what the host resolves.
 #[derive(Clone, Default)]
 pub struct WasmOptions {
     /// The plugin's name, for egress decisions and logs.
     pub name: String,
-    /// The egress policy (per plugin, else the host's default).
+    /// The egress policy (the load's own, else the host's default).
     pub egress: Option<Arc<dyn EgressPolicy>>,
     pub log: Option<Arc<LogHook>>,
-    /// The exported interface, e.g. `fidius:calc/calc@0.1.0`; detected when None.
-    pub interface_export: Option<String>,
-    pub timeout: Option<Duration>,
-    pub memory_limit: Option<usize>,
-    pub fuel: Option<u64>,
-    /// Keep one instance across calls (faster, no isolation between calls).
-    pub reuse_instance: bool,
-    /// Bincode config handed to `fidius-configure` (implies a reused instance).
-    pub config: Option<Vec<u8>>,
-    /// Overrides of the raw-method rule, by method name.
-    pub raw_overrides: Vec<(String, bool)>,
-    /// The host's expected interface hash.
-    pub expected_hash: Option<u64>,
+    pub load: LoadOptions,
 }
 
 /// One exported method.
@@ -85,7 +72,7 @@ impl WasmPlugin {
         options: WasmOptions,
         origin: &Path,
     ) -> Result<WasmPlugin> {
-        let (interface_export, funcs) = find_interface(&runtime, component, options.interface_export.as_deref())?;
+        let (interface_export, funcs) = find_interface(&runtime, component, options.load.interface_export.as_deref())?;
         let iface = component
             .get_export_index(None, &interface_export)
             .ok_or_else(|| Error::new(Status::InvalidManifest, format!("{interface_export} is not exported")))?;
@@ -108,7 +95,7 @@ impl WasmPlugin {
             let raw_shape = params.len() == 1 && is_bytes(&params[0].1) && result.as_ref().is_some_and(|r| {
                 is_bytes(r) || (fallible && r.unwrap_result().ok().as_ref().is_some_and(is_bytes))
             });
-            let raw = match options.raw_overrides.iter().find(|(n, _)| json::snake(n) == json::snake(&name)) {
+            let raw = match options.load.raw_overrides.iter().find(|(n, _)| json::snake(n) == json::snake(&name)) {
                 Some((_, raw)) if *raw && !raw_shape => {
                     return fail(
                         Status::InvalidArgument,
@@ -120,7 +107,7 @@ impl WasmPlugin {
             };
             methods.push(Method { name, index, params, result, raw, fallible, streaming });
         }
-        if options.config.is_some() && configure.is_none() {
+        if options.load.config.is_some() && configure.is_none() {
             return fail(
                 Status::InvalidArgument,
                 format!("{}: the component has no {CONFIGURE_EXPORT} export, so it takes no config", origin.display()),
@@ -130,7 +117,7 @@ impl WasmPlugin {
         // and the embedder supplied a policy; otherwise a guest importing it fails here.
         let linker = if caps.http && options.egress.is_some() { runtime.http_linker()? } else { runtime.linker.clone() };
         let pre = linker.instantiate_pre(component).map_err(|e| link_error(e, &caps, options.egress.is_some()))?;
-        let mode = if options.reuse_instance || options.config.is_some() {
+        let mode = if options.load.reuse_instance || options.load.config.is_some() {
             Mode::Reused(Mutex::new(None))
         } else {
             Mode::Isolated
@@ -147,7 +134,7 @@ impl WasmPlugin {
             mode,
         };
         plugin.interface_hash = plugin.read_hash(&lookup(HASH_EXPORT))?;
-        if let Some(expected) = plugin.options.expected_hash {
+        if let Some(expected) = plugin.options.load.interface_hash {
             if plugin.interface_hash != expected {
                 return fail(
                     Status::InterfaceHashMismatch,
@@ -180,7 +167,7 @@ impl WasmPlugin {
             log: self.options.log.clone(),
             denials: Denials::default(),
         });
-        let mut store = Store::new(&self.runtime.engine, StoreState::new(&self.caps, self.options.memory_limit, egress));
+        let mut store = Store::new(&self.runtime.engine, StoreState::new(&self.caps, self.options.load.memory_limit, egress));
         store.limiter(|s| &mut s.limiter);
         self.arm(&mut store)?;
         Ok(store)
@@ -188,10 +175,10 @@ impl WasmPlugin {
 
     /// Set the per-call budgets: deadline and fuel.
     fn arm(&self, store: &mut Store<StoreState>) -> Result<()> {
-        store.set_epoch_deadline(WasmRuntime::deadline_ticks(self.options.timeout));
+        store.set_epoch_deadline(WasmRuntime::deadline_ticks(self.options.load.timeout));
         if self.runtime.fuel {
             store
-                .set_fuel(self.options.fuel.unwrap_or(u64::MAX))
+                .set_fuel(self.options.load.fuel.unwrap_or(u64::MAX))
                 .map_err(|e| Error::new(Status::Trap, format!("cannot set fuel: {e}")))?;
         }
         Ok(())
@@ -200,7 +187,7 @@ impl WasmPlugin {
     fn instantiate(&self) -> Result<(Store<StoreState>, Instance)> {
         let mut store = self.new_store()?;
         let instance = self.pre.instantiate(&mut store).map_err(|e| runtime_error(e, "instantiation"))?;
-        if let (Some(config), Some(index)) = (&self.options.config, &self.configure) {
+        if let (Some(config), Some(index)) = (&self.options.load.config, &self.configure) {
             let func = instance.get_func(&mut store, index).expect("exported");
             let typed = func.typed::<(&[u8],), ()>(&store).map_err(|e| {
                 Error::new(Status::InvalidManifest, format!("{CONFIGURE_EXPORT} is not func(list<u8>): {e}"))
