@@ -16,11 +16,13 @@ use std::ptr;
 
 use crate::error::{Error, Result, Status};
 
+pub mod archive;
 pub mod discovery;
 pub mod error;
 pub mod host;
 pub mod plugin;
 
+pub use archive::*;
 pub use discovery::*;
 pub use error::*;
 pub use host::*;
