@@ -93,7 +93,8 @@ impl Archive {
                     }
                 }
             }
-            let declared = entry.header().size().map_err(broken)?;
+            // The size the tar reader will deliver (a pax `size` record overrides the header's).
+            let declared = entry.size();
             declared_total = declared_total.saturating_add(declared);
             if declared_total > MAX_CONTENT_BYTES {
                 return refuse(path, format!("content exceeds {MAX_CONTENT_BYTES} bytes (entry {shown} brings it to {declared_total})"));

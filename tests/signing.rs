@@ -186,7 +186,9 @@ fn calc_package(name: &str, edit: impl Fn(&str) -> String) -> (PathBuf, PathBuf)
 #[test]
 fn a_wasm_package_signed_by_fidius_cli_loads_with_signatures_required() {
     let keys = keys("sig_wasm_ok");
-    let (dir, pkg) = calc_package("sig_wasm_ok", str::to_owned);
+    // Beside it, the caps package, unsigned.
+    let dir = wasm_search_path("sig_wasm_ok", &["calc", "caps"], |_, t| t.to_string());
+    let pkg = dir.join("calc");
     std::fs::create_dir_all(pkg.join("docs")).unwrap();
     std::fs::write(pkg.join("docs/README"), "covered by the signature too").unwrap();
     sign_package(&keys.dev, &pkg);
@@ -201,7 +203,11 @@ fn a_wasm_package_signed_by_fidius_cli_loads_with_signatures_required() {
     let host = signed_host(&[&dir], &keys);
     let found = host.discover();
     assert_eq!(found.plugins().iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["calc"]);
-    assert!(found.skipped().is_empty(), "{:?}", found.skipped());
+    let skipped = found.skipped();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!((skipped[0].status, skipped[0].plugin.as_deref()), (Status::SignatureRequired, Some("caps")));
+    assert!(skipped[0].reason.contains("caps/package.sig is missing"), "{skipped:?}");
+    assert_eq!(host.load("caps").err().unwrap().status, Status::SignatureRequired);
     let calc = host.load("calc").unwrap();
     assert_eq!(add_wasm(&calc), 42);
     assert!(calc.warnings().is_empty(), "{:?}", calc.warnings());
@@ -514,6 +520,12 @@ fn hostile_fid_archives_are_refused_before_anything_is_extracted() {
         ("hardlink", FidBuilder::new().calc().entry("calc-0.1.0/link", Link, b"", "/etc/passwd"), "entry calc-0.1.0/link is a hard link"),
         ("too_many", many.calc(), "more than 10000 entries"),
         ("oversized", FidBuilder::new().calc().declared("calc-0.1.0/huge", 600 << 20), "content exceeds 524288000 bytes"),
+        (
+            "pax_oversized",
+            // The size in a pax record, not the header's 0, is what a tar reader delivers.
+            FidBuilder::new().calc().entry("calc-0.1.0/PaxHeader", tar::EntryType::XHeader, b"18 size=629145600\n", "").file("calc-0.1.0/huge", b""),
+            "content exceeds 524288000 bytes (entry calc-0.1.0/huge brings it to",
+        ),
         ("bomb", FidBuilder::new().calc().file("calc-0.1.0/zeros", &vec![0; 16 << 20]), "content exceeds 10 times the archive's size"),
         ("duplicate", FidBuilder::new().calc().file("calc-0.1.0/package.toml", b"x"), "entry calc-0.1.0/package.toml appears twice"),
         ("no_package", FidBuilder::new().file("calc-0.1.0/calc.wasm", b"\0asm"), "no top-level directory holds a package.toml"),
