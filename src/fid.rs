@@ -25,6 +25,32 @@ const MAX_CONTENT_BYTES: u64 = 500 * 1024 * 1024;
 /// And at most this many times the archive's own size (fidius-core's default).
 const MAX_RATIO: u64 = 10;
 
+/// What the decompressed tar stream may hold beyond the content: headers,
+/// padding, pax records and long names (10,000 entries need under 10 MiB).
+const STREAM_OVERHEAD: u64 = 16 * 1024 * 1024;
+
+/// A reader that fails once more than `left` bytes would come out of it.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::other("it decompresses to more than its content budget plus headers")),
+            };
+        }
+        let max = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// A `.fid` archive's package, in memory.
 pub struct Archive {
     /// The archive file.
@@ -58,7 +84,12 @@ impl Archive {
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Archive> {
         let broken = |e: std::io::Error| Error::new(Status::Archive, format!("{}: not a readable .fid archive (tar + bzip2): {e}", path.display()));
         let ratio_cap = (bytes.len() as u64).saturating_mul(MAX_RATIO);
-        let mut tar = tar::Archive::new(bzip2::read::BzDecoder::new(bytes));
+        // The tar reader takes pax records and long names into memory before
+        // it shows the entry they belong to, so the decompressed stream as a
+        // whole is capped too: the content budget plus room for headers.
+        let stream_cap = ratio_cap.min(MAX_CONTENT_BYTES) + STREAM_OVERHEAD;
+        let stream = Capped { inner: bzip2::read::BzDecoder::new(bytes), left: stream_cap };
+        let mut tar = tar::Archive::new(stream);
         let mut entries_seen = 0u64;
         let mut declared_total = 0u64;
         let mut all: BTreeMap<Vec<String>, Vec<u8>> = BTreeMap::new();

@@ -526,6 +526,12 @@ fn hostile_fid_archives_are_refused_before_anything_is_extracted() {
             FidBuilder::new().calc().entry("calc-0.1.0/PaxHeader", tar::EntryType::XHeader, b"18 size=629145600\n", "").file("calc-0.1.0/huge", b""),
             "content exceeds 524288000 bytes (entry calc-0.1.0/huge brings it to",
         ),
+        (
+            "long_name_bomb",
+            // A GNU long name is read whole before its entry is seen: the decompressed stream is capped.
+            FidBuilder::new().calc().entry("././@LongLink", tar::EntryType::GNULongName, &vec![b'a'; 32 << 20], "").file("calc-0.1.0/x", b""),
+            "decompresses to more than its content budget",
+        ),
         ("bomb", FidBuilder::new().calc().file("calc-0.1.0/zeros", &vec![0; 16 << 20]), "content exceeds 10 times the archive's size"),
         ("duplicate", FidBuilder::new().calc().file("calc-0.1.0/package.toml", b"x"), "entry calc-0.1.0/package.toml appears twice"),
         ("no_package", FidBuilder::new().file("calc-0.1.0/calc.wasm", b"\0asm"), "no top-level directory holds a package.toml"),
