@@ -178,6 +178,11 @@ typedef enum fidius_status {
    * A WASM call exhausted its stack (unbounded recursion) and was stopped.
    */
   FIDIUS_STATUS_STACK_OVERFLOW = 54,
+  /**
+   * A `.fid` archive is unreadable, or refused: a link, an absolute path or
+   * `..`, too many entries, too much content, no package in it (the message says which).
+   */
+  FIDIUS_STATUS_ARCHIVE = 60,
 } fidius_status;
 
 /**
@@ -360,6 +365,15 @@ typedef struct fidius_plugin fidius_plugin;
 typedef struct fidius_plugin_info fidius_plugin_info;
 
 /**
+ * A byte buffer allocated by libfidius and owned by the caller, who
+ * releases it with `fidius_bytes_free`. `data` is NULL when `len` is 0.
+ */
+typedef struct fidius_bytes {
+  uint8_t *data;
+  size_t len;
+} fidius_bytes;
+
+/**
  * An egress policy callback. Called once for every outbound HTTP request a
  * sandboxed plugin makes, before anything is sent, with the `user_data`
  * given to `fidius_egress_policy_new` and a request that is valid only
@@ -385,22 +399,64 @@ typedef void (*fidius_log_fn)(void *user_data,
                               uint32_t level,
                               const char *message);
 
-/**
- * A byte buffer allocated by libfidius and owned by the caller, who
- * releases it with `fidius_bytes_free`. `data` is NULL when `len` is 0.
- */
-typedef struct fidius_bytes {
-  uint8_t *data;
-  size_t len;
-} fidius_bytes;
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
 /**
+ * Load the plugin package in the `.fid` archive at `path` (as `fidius
+ * package pack` writes it: tar + bzip2). `options` may be NULL.
+ *
+ * The archive is read once and extracted into memory, refusing links,
+ * absolute paths, `..`, more than 10,000 entries, and more than 500 MiB (or
+ * ten times the archive's size) of content. With signatures required, the
+ * archive's `package.sig` must verify the extracted content by a trusted
+ * key. The package is then loaded from those same bytes: nothing is written
+ * to disk, no temporary directory is made, and the archive file is not
+ * needed after this returns. The plugin's info path is the archive's path.
+ *
+ * On success `*plugin` receives a new plugin owned by the caller (release
+ * with `fidius_plugin_free`); on failure it is set to NULL. Errors: ARCHIVE
+ * (the message says which entry and which rule), IO, SIGNATURE_REQUIRED,
+ * SIGNATURE_INVALID, INVALID_MANIFEST, UNSUPPORTED (a python or rust
+ * package), and those of loading a package by name. Thread-safe.
+ */
+enum fidius_status fidius_host_load_fid(const struct fidius_host *host,
+                                        const char *path,
+                                        const struct fidius_load_options *options,
+                                        struct fidius_plugin **plugin,
+                                        struct fidius_error **error);
+
+/**
+ * Extract the package in the `.fid` archive at `path` into the directory
+ * `dest_dir` (created if missing), e.g. to make it loadable from a search
+ * path. The package lands in `dest_dir/<name>-<version>` (the archive's
+ * top-level directory), replacing a directory of that name, as `fidius
+ * package unpack` does; it is staged in a temporary directory inside
+ * `dest_dir` and renamed into place, so a refused or failed extraction
+ * leaves nothing behind. The same checks as `fidius_host_load_fid` apply,
+ * and with signatures required nothing is written unless `package.sig`
+ * verifies (it is checked again whenever the package is loaded).
+ *
+ * `package_dir` may be NULL; otherwise on success it receives the path of
+ * the extracted package directory as UTF-8 bytes (not NUL-terminated),
+ * owned by the caller: release with `fidius_bytes_free`. On failure it is
+ * set to `{NULL, 0}`. Errors: ARCHIVE, IO, SIGNATURE_REQUIRED,
+ * SIGNATURE_INVALID, NULL_ARGUMENT, INVALID_UTF8, INVALID_HANDLE.
+ * Thread-safe, except that two extractions into the same `dest_dir` of
+ * packages with the same name race to replace each other.
+ */
+enum fidius_status fidius_host_unpack_fid(const struct fidius_host *host,
+                                          const char *path,
+                                          const char *dest_dir,
+                                          struct fidius_bytes *package_dir,
+                                          struct fidius_error **error);
+
+/**
  * Scan the host's search paths. Libraries are opened to read their
- * registries (their static constructors run), and closed again. On success
+ * registries (their static constructors run), and closed again. With
+ * signatures required, libraries and packages are verified first, and those
+ * that fail are listed as skipped with the reason, never opened. On success
  * `*discovery` receives a new result owned by the caller. Errors:
  * NULL_ARGUMENT, INVALID_HANDLE; problems with individual files are not
  * errors but entries in the skipped list. Thread-safe.
@@ -685,7 +741,15 @@ enum fidius_status fidius_host_builder_set_load_policy(struct fidius_host_builde
                                                        struct fidius_error **error);
 
 /**
- * Require every plugin to carry a signature by a trusted key (default: off).
+ * Require every plugin to carry a signature by a trusted key (default: off),
+ * in the formats of the fidius toolchain: a library needs `<file name>.sig`
+ * (`fidius sign`: 64 raw bytes over the whole file), a package directory or
+ * `.fid` archive needs `package.sig` (`fidius package sign`: over the digest
+ * of every file but `*.sig`, `target/` and `.git/`). Any trusted key
+ * verifying is enough. Every load path and discovery verifies before a
+ * library is mapped or a component (or `.cwasm`) is read for compiling, and
+ * loads exactly the bytes it verified; discovery lists what fails as
+ * skipped, with SIGNATURE_REQUIRED (no signature) or SIGNATURE_INVALID.
  * With this on, `fidius_host_builder_build` fails unless a trusted key was added.
  */
 enum fidius_status fidius_host_builder_set_require_signature(struct fidius_host_builder *builder,

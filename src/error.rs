@@ -85,11 +85,15 @@ pub enum Status {
     Trap = 53,
     /// A WASM call exhausted its stack (unbounded recursion) and was stopped.
     StackOverflow = 54,
+
+    /// A `.fid` archive is unreadable, or refused: a link, an absolute path or
+    /// `..`, too many entries, too much content, no package in it (the message says which).
+    Archive = 60,
 }
 
 impl Status {
     /// Every status, for lookups by number.
-    pub const ALL: [Status; 35] = {
+    pub const ALL: [Status; 36] = {
         use Status::*;
         [
             Ok, NullArgument, InvalidUtf8, InvalidArgument, InvalidHandle, InternalPanic, Io, Unsupported,
@@ -97,7 +101,7 @@ impl Status {
             AbiVersion, InvalidDescriptor, BufferStrategy, InterfaceHashMismatch, ConfigRejected,
             SignatureRequired, SignatureInvalid, InvalidManifest, MethodIndex, NotImplemented, PluginError,
             PluginPanic, Serialization, UnknownStatus, BufferTooSmall, Capability, Timeout, MemoryLimit,
-            FuelExhausted, Trap, StackOverflow,
+            FuelExhausted, Trap, StackOverflow, Archive,
         ]
     };
 
@@ -140,6 +144,7 @@ impl Status {
             FuelExhausted => c"fuel exhausted",
             Trap => c"trap",
             StackOverflow => c"stack overflow",
+            Archive => c"invalid archive",
         }
     }
 }

@@ -9,7 +9,8 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::error::{fail, Error, Result, Status};
 use crate::native::{self, NativeLibrary, NativePlugin};
-use crate::package::{Manifest, MANIFEST};
+use crate::fid::Archive;
+use crate::package::{Manifest, PackageFiles, MANIFEST};
 use crate::plugin::{BufferStrategy, Plugin, PluginInfo, Runtime};
 use crate::signing;
 use crate::wasm::{self, EgressPolicy, WasmOptions, WasmRuntime};
@@ -200,7 +201,11 @@ impl Host {
                     Err(error) => found.skipped.push(Skipped { path, plugin: None, error }),
                 },
                 Candidate::Package(dir) => match Manifest::read(&dir) {
-                    Ok(manifest) => found.plugins.extend(manifest.info(&dir)),
+                    Ok(manifest) if manifest.info(&dir).is_none() => {}
+                    Ok(manifest) => match self.open_package(&dir) {
+                        Ok((verified, _)) => found.plugins.extend(verified.info(&dir)),
+                        Err(error) => found.skipped.push(Skipped { path: dir, plugin: Some(manifest.package.name), error }),
+                    },
                     Err(error) => found.skipped.push(Skipped { path: dir, plugin: None, error }),
                 },
             }
@@ -223,10 +228,8 @@ impl Host {
                     Err(error) => passed_over.push(Skipped { path, plugin: None, error }),
                 },
                 Candidate::Package(dir) => match Manifest::read(&dir) {
-                    Ok(manifest) if manifest.package.name == name => {
-                        if let Some(info) = manifest.info(&dir) {
-                            return self.load_package(info, &manifest, options);
-                        }
+                    Ok(manifest) if manifest.package.name == name && manifest.info(&dir).is_some() => {
+                        return self.load_package_dir(&dir, name, options);
                     }
                     Ok(_) => {}
                     Err(error) => passed_over.push(Skipped { path: dir, plugin: None, error }),
@@ -280,7 +283,7 @@ impl Host {
         None
     }
 
-    fn load_package(&self, info: PluginInfo, manifest: &Manifest, options: &LoadOptions) -> Result<Plugin> {
+    fn load_package(&self, info: PluginInfo, manifest: &Manifest, files: &PackageFiles, options: &LoadOptions) -> Result<Plugin> {
         if info.runtime == Runtime::Python {
             return fail(
                 Status::Unsupported,
@@ -294,13 +297,80 @@ impl Host {
             log: self.config.log.clone(),
             load: options.clone(),
         };
-        let loaded = wasm::load_package(runtime, &info.path, manifest, options)?;
+        let loaded = wasm::load_package(runtime, files, manifest, options)?;
         if let Some(log) = &self.config.log {
             for w in &loaded.warnings {
                 log.log(LogLevel::Warn, &format!("plugin {}: {w}", info.name));
             }
         }
         Ok(Plugin::wasm(info, loaded.plugin, loaded.warnings))
+    }
+
+    /// Load the package in `dir`, found by its (not yet verified) manifest
+    /// under the name `name`.
+    fn load_package_dir(&self, dir: &Path, name: &str, options: &LoadOptions) -> Result<Plugin> {
+        let (manifest, files) = self.open_package(dir)?;
+        if manifest.package.name != name {
+            return fail(
+                Status::InvalidManifest,
+                format!("{}: the package's name changed to {} while it was read", dir.display(), manifest.package.name),
+            );
+        }
+        let info = manifest.info(dir).ok_or_else(|| Error::new(Status::InvalidManifest, format!("{}: not a wasm or python package", dir.display())))?;
+        self.load_package(info, &manifest, &files, options)
+    }
+
+    /// A package directory's manifest and files. With signatures required,
+    /// every signed file is read into memory once and verified, and the
+    /// manifest, component and `.cwasm` are then taken from those bytes.
+    fn open_package(&self, dir: &Path) -> Result<(Manifest, PackageFiles)> {
+        let files = if self.config.require_signature {
+            let content = signing::read_package(dir)?;
+            let sig_path = dir.join(signing::PACKAGE_SIG);
+            let sig = match std::fs::read(&sig_path) {
+                Ok(sig) => Some(sig),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return fail(Status::Io, format!("cannot read {}: {e}", sig_path.display())),
+            };
+            signing::verify_package(dir, &content, sig.as_deref(), &self.config.trusted_keys)?;
+            PackageFiles::in_memory(dir, content)
+        } else {
+            PackageFiles::on_disk(dir)
+        };
+        Ok((files.manifest()?, files))
+    }
+
+    /// Load the package in the `.fid` archive at `path` (`fidius package
+    /// pack`). The archive is read and extracted into memory once, its
+    /// `package.sig` verified against the extracted content when signatures
+    /// are required, and the package loaded from those bytes: nothing is
+    /// written to disk, and the archive is not needed afterwards.
+    pub fn load_fid(&self, path: &Path, options: &LoadOptions) -> Result<Plugin> {
+        let (content, sig) = Archive::read(path)?.into_package();
+        if self.config.require_signature {
+            signing::verify_package(path, &content, sig.as_deref(), &self.config.trusted_keys)?;
+        }
+        let files = PackageFiles::in_memory(path, content);
+        let manifest = files.manifest()?;
+        let info = manifest.info(path).ok_or_else(|| {
+            Error::new(
+                Status::Unsupported,
+                format!("{}: a rust-runtime package holds source code; load the library built from it", path.display()),
+            )
+        })?;
+        self.load_package(info, &manifest, &files, options)
+    }
+
+    /// Extract the package in the `.fid` archive at `path` into `dest`, as
+    /// `dest/<top-level directory>` (replacing one of that name), and return
+    /// that directory. With signatures required, nothing is written unless
+    /// the archive's `package.sig` verifies the extracted content.
+    pub fn unpack_fid(&self, path: &Path, dest: &Path) -> Result<PathBuf> {
+        let archive = Archive::read(path)?;
+        if self.config.require_signature {
+            signing::verify_package(path, &archive.signed_content(), archive.signature(), &self.config.trusted_keys)?;
+        }
+        archive.unpack(dest)
     }
 
     /// The host's WASM engine (one per fuel setting), made on first use.

@@ -7,6 +7,7 @@
 
 pub mod capi;
 pub mod error;
+pub mod fid;
 pub mod host;
 pub mod native;
 pub mod package;

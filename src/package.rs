@@ -1,11 +1,13 @@
 //! Fidius package directories: `package.toml` as fidius-core 0.4/0.5 reads it.
 
+use std::borrow::Cow;
 use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::error::{fail, Error, Result, Status};
 use crate::plugin::{PluginInfo, Runtime};
+use crate::signing::PackageContent;
 
 pub const MANIFEST: &str = "package.toml";
 
@@ -113,6 +115,87 @@ impl Manifest {
             abi_version: 0,
             path: dir.to_path_buf(),
         })
+    }
+}
+
+/// Where a package's files are read from when it is loaded: its directory,
+/// or memory (the files a package signature covered, read once and verified,
+/// or a `.fid` archive's content), so that what was verified is what is used.
+pub struct PackageFiles {
+    origin: PathBuf,
+    memory: Option<PackageContent>,
+}
+
+impl PackageFiles {
+    /// Files read from the directory `dir` as they are needed.
+    pub fn on_disk(dir: &Path) -> Self {
+        PackageFiles { origin: dir.to_path_buf(), memory: None }
+    }
+
+    /// Files held in memory; `origin` (a directory or a `.fid` file) names
+    /// the package and prefixes the resolved paths.
+    pub fn in_memory(origin: &Path, files: PackageContent) -> Self {
+        PackageFiles { origin: origin.to_path_buf(), memory: Some(files) }
+    }
+
+    /// The package directory, or the archive it came from.
+    pub fn origin(&self) -> &Path {
+        &self.origin
+    }
+
+    /// The manifest, from these files.
+    pub fn manifest(&self) -> Result<Manifest> {
+        match &self.memory {
+            None => Manifest::read(&self.origin),
+            Some(files) => {
+                let path = self.origin.join(MANIFEST);
+                let bytes = files.get(MANIFEST).ok_or_else(|| {
+                    Error::new(Status::InvalidManifest, format!("{} is missing", path.display()))
+                })?;
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|e| Error::new(Status::InvalidManifest, format!("{} is not UTF-8: {e}", path.display())))?;
+                Manifest::parse(text).map_err(|e| e.context(path.display()))
+            }
+        }
+    }
+
+    /// A manifest field's file, as a path under [`PackageFiles::origin`].
+    pub fn resolve(&self, relative: &str, field: &str) -> Result<PathBuf> {
+        resolve_in_package(&self.origin, relative, field)
+    }
+
+    fn key(&self, resolved: &Path) -> Option<String> {
+        let rel = resolved.strip_prefix(&self.origin).ok()?;
+        let parts: Vec<String> = rel
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(p) => Some(p.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect();
+        Some(parts.join("/"))
+    }
+
+    /// Whether a resolved file exists.
+    pub fn exists(&self, resolved: &Path) -> bool {
+        match &self.memory {
+            None => resolved.is_file(),
+            Some(files) => self.key(resolved).is_some_and(|k| files.contains_key(&k)),
+        }
+    }
+
+    /// The content of a resolved file.
+    pub fn read(&self, resolved: &Path) -> std::io::Result<Cow<'_, [u8]>> {
+        match &self.memory {
+            None => std::fs::read(resolved).map(Cow::Owned),
+            Some(files) => match self.key(resolved).and_then(|k| files.get(&k)) {
+                Some(bytes) => Ok(Cow::Borrowed(bytes)),
+                None => Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "not in the package's signed content (files under target/ or .git/, and *.sig files, are not part of it)",
+                )),
+            },
+        }
     }
 }
 

@@ -73,7 +73,9 @@ pub struct fidius_discovery {
 handle!(fidius_discovery => DiscoveryBox, 0x4649_4444_4953_4331);
 
 /// Scan the host's search paths. Libraries are opened to read their
-/// registries (their static constructors run), and closed again. On success
+/// registries (their static constructors run), and closed again. With
+/// signatures required, libraries and packages are verified first, and those
+/// that fail are listed as skipped with the reason, never opened. On success
 /// `*discovery` receives a new result owned by the caller. Errors:
 /// NULL_ARGUMENT, INVALID_HANDLE; problems with individual files are not
 /// errors but entries in the skipped list. Thread-safe.

@@ -125,7 +125,15 @@ pub unsafe extern "C" fn fidius_host_builder_set_load_policy(
     })
 }
 
-/// Require every plugin to carry a signature by a trusted key (default: off).
+/// Require every plugin to carry a signature by a trusted key (default: off),
+/// in the formats of the fidius toolchain: a library needs `<file name>.sig`
+/// (`fidius sign`: 64 raw bytes over the whole file), a package directory or
+/// `.fid` archive needs `package.sig` (`fidius package sign`: over the digest
+/// of every file but `*.sig`, `target/` and `.git/`). Any trusted key
+/// verifying is enough. Every load path and discovery verifies before a
+/// library is mapped or a component (or `.cwasm`) is read for compiling, and
+/// loads exactly the bytes it verified; discovery lists what fails as
+/// skipped, with SIGNATURE_REQUIRED (no signature) or SIGNATURE_INVALID.
 /// With this on, `fidius_host_builder_build` fails unless a trusted key was added.
 #[no_mangle]
 pub unsafe extern "C" fn fidius_host_builder_set_require_signature(

@@ -16,12 +16,14 @@ use std::ptr;
 
 use crate::error::{Error, Result, Status};
 
+pub mod archive;
 pub mod discovery;
 pub mod egress;
 pub mod error;
 pub mod host;
 pub mod plugin;
 
+pub use archive::*;
 pub use discovery::*;
 pub use egress::*;
 pub use error::*;

@@ -160,8 +160,13 @@ fn dlopen_bytes(path: &Path, bytes: &[u8]) -> Result<Library> {
     let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
     file.write_all(bytes).map_err(|e| Error::new(Status::Io, format!("cannot stage verified library: {e}")))?;
     let staged = PathBuf::from(format!("/proc/self/fd/{fd}"));
-    // The mapping outlives the descriptor, which `file` closes on return.
-    dlopen(&staged).map_err(|e| e.context(format!("verified copy of {}", path.display())))
+    let library = dlopen(&staged).map_err(|e| e.context(format!("verified copy of {}", path.display())))?;
+    // Keep the descriptor open for as long as the mapping (the process, see
+    // [`dlopen`]): the dynamic loader knows a library by the name it was
+    // opened with, so were this fd number reused, the next staged library's
+    // "/proc/self/fd/N" would be taken for this one and not loaded at all.
+    let _ = std::os::fd::IntoRawFd::into_raw_fd(file);
+    Ok(library)
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -8,7 +8,6 @@ mod runtime;
 pub mod sandbox;
 mod wire;
 
-use std::path::Path;
 use std::sync::Arc;
 
 pub use egress::{EgressPolicy, RequestParts};
@@ -16,7 +15,7 @@ pub use plugin::{WasmOptions, WasmPlugin};
 pub use runtime::WasmRuntime;
 
 use crate::error::{fail, Error, Result, Status};
-use crate::package::{resolve_in_package, Manifest};
+use crate::package::{Manifest, PackageFiles};
 
 /// A package's component, compiled or deserialized, and what happened on the way.
 pub struct Loaded {
@@ -25,20 +24,21 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-/// Load the WASM package in `dir`.
-pub fn load_package(runtime: Arc<WasmRuntime>, dir: &Path, manifest: &Manifest, options: WasmOptions) -> Result<Loaded> {
+/// Load the WASM package whose files are `files` (its directory, or the
+/// verified bytes in memory).
+pub fn load_package(runtime: Arc<WasmRuntime>, files: &PackageFiles, manifest: &Manifest, options: WasmOptions) -> Result<Loaded> {
     let in_pkg = |e: Error| e.context(format!("package {}", manifest.package.name));
     let wasm = manifest.wasm.as_ref().ok_or_else(|| Error::new(Status::InvalidManifest, "no [wasm] section"))?;
     let caps = sandbox::Capabilities::parse(&wasm.capabilities).map_err(in_pkg)?;
-    let component_path = resolve_in_package(dir, &wasm.component, "[wasm].component").map_err(in_pkg)?;
+    let component_path = files.resolve(&wasm.component, "[wasm].component").map_err(in_pkg)?;
     let precompiled = match &wasm.precompiled {
-        Some(p) => Some(resolve_in_package(dir, p, "[wasm].precompiled").map_err(in_pkg)?),
-        None => Some(component_path.with_extension("cwasm")).filter(|p| p.is_file()),
+        Some(p) => Some(files.resolve(p, "[wasm].precompiled").map_err(in_pkg)?),
+        None => Some(component_path.with_extension("cwasm")).filter(|p| files.exists(p)),
     };
     let mut warnings = Vec::new();
     let mut component = None;
     if let Some(cwasm) = &precompiled {
-        match std::fs::read(cwasm) {
+        match files.read(cwasm) {
             // Safety: a .cwasm is native code; it is as trusted as the package
             // (signature-checked first when the host requires signatures).
             Ok(bytes) => match unsafe { runtime.deserialize(&bytes) } {
@@ -56,13 +56,13 @@ pub fn load_package(runtime: Arc<WasmRuntime>, dir: &Path, manifest: &Manifest, 
     let component = match component {
         Some(c) => c,
         None => {
-            let bytes = std::fs::read(&component_path).map_err(|e| {
+            let bytes = files.read(&component_path).map_err(|e| {
                 in_pkg(Error::new(Status::Io, format!("cannot read component {}: {e}", component_path.display())))
             })?;
             runtime.compile(&bytes).map_err(|e| in_pkg(e.context(component_path.display())))?
         }
     };
-    let plugin = WasmPlugin::new(runtime, &component, caps, options, dir).map_err(in_pkg)?;
+    let plugin = WasmPlugin::new(runtime, &component, caps, options, files.origin()).map_err(in_pkg)?;
     Ok(Loaded { plugin, warnings })
 }
 

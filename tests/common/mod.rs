@@ -12,6 +12,8 @@ use std::sync::OnceLock;
 use fidius::capi::*;
 use fidius::Status;
 
+pub mod sign;
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -31,6 +33,8 @@ fn run(cmd: &mut Command) {
 pub struct NativeFixtures {
     pub v5: PathBuf,
     pub v4: PathBuf,
+    /// `MarkerPlugin` (fidius 0.5.9), whose library constructor writes the file named by `$FIDIUS_TEST_MARKER`.
+    pub marker: PathBuf,
 }
 
 pub fn native() -> &'static NativeFixtures {
@@ -42,7 +46,11 @@ pub fn native() -> &'static NativeFixtures {
             .arg("--target-dir")
             .arg(fixture_target()));
         let dir = fixture_target().join("debug");
-        NativeFixtures { v5: dir.join("libfixture_v5.so"), v4: dir.join("libfixture_v4.so") }
+        NativeFixtures {
+            v5: dir.join("libfixture_v5.so"),
+            v4: dir.join("libfixture_v4.so"),
+            marker: dir.join("libfixture_marker.so"),
+        }
     })
 }
 
@@ -437,4 +445,73 @@ pub fn wire<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 pub fn unwire<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
     bincode::deserialize(bytes).expect("output decodes as the method's return type")
+}
+
+/// A trusted key handed to the builder: its 32 raw bytes, or a `.public` file.
+pub enum TrustedKey<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+impl TestHost {
+    /// A host over `paths` that requires signatures by one of `keys`
+    /// (`fidius_host_builder_set_require_signature` and the trusted-key setters).
+    pub fn requiring_signatures(paths: &[&Path], keys: &[TrustedKey<'_>]) -> TestHost {
+        unsafe {
+            let b = fidius_host_builder_new();
+            let mut err = ptr::null_mut();
+            for p in paths {
+                let p = cstr(p.to_str().unwrap());
+                check(fidius_host_builder_add_search_path(b, p.as_ptr(), &mut err), err).unwrap();
+            }
+            check(fidius_host_builder_set_require_signature(b, true, &mut err), err).unwrap();
+            for key in keys {
+                match key {
+                    TrustedKey::Bytes(k) => {
+                        check(fidius_host_builder_add_trusted_key(b, k.as_ptr(), k.len(), &mut err), err).unwrap()
+                    }
+                    TrustedKey::File(f) => {
+                        let f = cstr(f.to_str().unwrap());
+                        check(fidius_host_builder_add_trusted_key_file(b, f.as_ptr(), &mut err), err).unwrap()
+                    }
+                }
+            }
+            let mut host = ptr::null_mut();
+            check(fidius_host_builder_build(b, &mut host, &mut err), err).unwrap();
+            fidius_host_builder_free(b);
+            TestHost(host)
+        }
+    }
+
+    /// `fidius_host_load_fid`.
+    pub fn load_fid(&self, path: &Path, opts: Option<&TestOptions>) -> Result<TestPlugin, Failure> {
+        unsafe {
+            let mut plugin = ptr::null_mut();
+            let mut err = ptr::null_mut();
+            let path = cstr(path.to_str().unwrap());
+            let status = fidius_host_load_fid(self.0, path.as_ptr(), opts.map_or(ptr::null(), |o| o.0), &mut plugin, &mut err);
+            let result = check(status, err).map(|()| TestPlugin(plugin));
+            if result.is_err() {
+                assert!(plugin.is_null(), "a failed load leaves *plugin NULL");
+            }
+            result
+        }
+    }
+
+    /// `fidius_host_unpack_fid`: the extracted package directory.
+    pub fn unpack_fid(&self, path: &Path, dest: &Path) -> Result<PathBuf, Failure> {
+        unsafe {
+            let mut out = fidius_bytes { data: ptr::null_mut(), len: 0 };
+            let mut err = ptr::null_mut();
+            let (path, dest) = (cstr(path.to_str().unwrap()), cstr(dest.to_str().unwrap()));
+            let status = fidius_host_unpack_fid(self.0, path.as_ptr(), dest.as_ptr(), &mut out, &mut err);
+            check(status, err).map_err(|f| {
+                assert!(out.data.is_null() && out.len == 0, "a failed unpack leaves the output empty");
+                f
+            })?;
+            let dir = String::from_utf8(std::slice::from_raw_parts(out.data, out.len).to_vec()).unwrap();
+            fidius_bytes_free(&mut out);
+            Ok(PathBuf::from(dir))
+        }
+    }
 }
