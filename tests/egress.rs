@@ -31,6 +31,8 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        // Build the fixtures first, so the server's time bound starts with the test proper.
+        wasm_packages();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -38,8 +40,8 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let (reqs, flag) = (requests.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
-            // Bounded: stops when told, or after a minute whatever happens.
-            let deadline = Instant::now() + Duration::from_secs(60);
+            // Bounded: stops when told, or after five minutes whatever happens.
+            let deadline = Instant::now() + Duration::from_secs(300);
             while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
                 let Ok((mut conn, _)) = listener.accept() else {
                     std::thread::sleep(Duration::from_millis(5));
