@@ -1,17 +1,48 @@
 # libfidius: top-level tasks. See README.md.
 #
-#   make demo    build everything and run the main job (a C host calling plugins)
-#   make test    the whole test suite (what CI runs)
+#   make demo            build everything and run the main job (a C host calling plugins)
+#   make test            the whole test suite (what CI runs)
+#   make test-bindings   the Go, C# and Python bindings' tests (bindings/*)
+#   make install PREFIX=/usr/local [DESTDIR=...] [PROFILE=release|debug]
+#                        release build (by default): lib/libfidius.so.X.Y.Z (+ .so.X, .so links), lib/libfidius.a,
+#                        include/fidius.h, lib/pkgconfig/fidius.pc
+#   make install-strip   the same, without debug info
+#   make test-install    install into target/install-test and build + run C hosts from it with
+#                        nothing but pkg-config
 
 CARGO ?= cargo
+CC    ?= cc
+ROOT  := $(abspath .)
 
-.PHONY: demo test test-rust test-c header-check build clean
+# The version comes from Cargo.toml; the soname carries its major number.
+VERSION := $(shell sed -n 's/^version = "\([^"]*\)".*/\1/p' $(ROOT)/Cargo.toml | head -n 1)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+SONAME  := libfidius.so.$(SOMAJOR)
+
+PREFIX       ?= /usr/local
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR      ?=
+
+# Libraries a static link of libfidius.a needs (`rustc --print native-static-libs`).
+STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+
+# The fixture search path every host test uses (native fixtures + WASM packages).
+PLUGINS := $(ROOT)/examples-c/build/plugins
+
+.PHONY: demo test test-rust test-c header-check build clean \
+        release-lib install install-strip test-install \
+        test-bindings test-go test-csharp test-python plugins uninstalled-pc
 
 demo:
 	$(MAKE) -C examples-c run
 
+# libfidius links with the soname libfidius.so.MAJOR (build.rs); in-tree hosts
+# linked against target/<profile>/libfidius.so find it through this link.
 build:
 	$(CARGO) build -j2
+	ln -sfn libfidius.so target/debug/$(SONAME)
 
 # The checked-in header must be what build.rs generates.
 header-check: build
@@ -27,8 +58,115 @@ test-rust:
 test-c:
 	$(MAKE) -C examples-c check
 
-test: header-check test-rust test-c
+test: header-check test-rust test-c test-bindings test-install
 	@echo "all test suites passed"
+
+# --- install -----------------------------------------------------------------
+#
+# The installed library is the release build unless PROFILE=debug (CI's
+# install check uses the debug build it already has, to avoid compiling
+# wasmtime twice). The soname comes from build.rs.
+PROFILE ?= release
+
+release-lib:
+	$(CARGO) build -j2 --lib $(if $(filter release,$(PROFILE)),--release)
+
+install: release-lib
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 755 target/$(PROFILE)/libfidius.so $(DESTDIR)$(LIBDIR)/libfidius.so.$(VERSION)
+	ln -sfn libfidius.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sfn $(SONAME) $(DESTDIR)$(LIBDIR)/libfidius.so
+	install -m 644 target/$(PROFILE)/libfidius.a $(DESTDIR)$(LIBDIR)/libfidius.a
+	install -m 644 include/fidius.h $(DESTDIR)$(INCLUDEDIR)/fidius.h
+	printf '%s\n' \
+	  'prefix=$(PREFIX)' \
+	  'libdir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))' \
+	  'includedir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))' \
+	  '' \
+	  'Name: fidius' \
+	  'Description: Host Fidius plugins (native and WASM-component) from C and other languages' \
+	  'Version: $(VERSION)' \
+	  'Libs: -L$${libdir} -lfidius' \
+	  'Libs.private: $(STATIC_LIBS)' \
+	  'Cflags: -I$${includedir}' \
+	  > $(DESTDIR)$(PKGCONFIGDIR)/fidius.pc
+
+# install, then strip debug info (the release profile keeps line tables for
+# backtraces: ~130 MB .so; stripped ~27 MB).
+install-strip: install
+	strip --strip-debug $(DESTDIR)$(LIBDIR)/libfidius.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libfidius.a
+
+# CI's check of the installed copy: C hosts built with nothing but pkg-config
+# (PKG_CONFIG_PATH at the prefix), run with LD_LIBRARY_PATH set to the
+# prefix's libdir (no rpath: the binary is what a user would build), and a
+# fully static link of libfidius.a through `pkg-config --static`.
+INSTALL_TEST := $(ROOT)/target/install-test
+
+test-install: build plugins
+	rm -rf $(INSTALL_TEST)
+	$(MAKE) install PREFIX=$(INSTALL_TEST) PROFILE=debug
+	@set -e; export PKG_CONFIG_PATH=$(INSTALL_TEST)/lib/pkgconfig; fail() { echo "install test FAILED: $$*"; exit 1; }; \
+	  test "$$(pkg-config --modversion fidius)" = "$(VERSION)" || fail "pkg-config --modversion fidius"; \
+	  readelf -d $(INSTALL_TEST)/lib/libfidius.so.$(VERSION) | grep -q "SONAME.*\[$(SONAME)\]" || fail "soname is not $(SONAME)"; \
+	  echo "cc host_demo.c \$$(pkg-config --cflags --libs fidius)    # $$(pkg-config --cflags --libs fidius)"; \
+	  $(CC) -std=c99 -Wall -Wextra -Werror examples-c/host_demo.c $$(pkg-config --cflags --libs fidius) -o $(INSTALL_TEST)/host_demo; \
+	  readelf -d $(INSTALL_TEST)/host_demo | grep -q "NEEDED.*\[$(SONAME)\]" || fail "host_demo does not need $(SONAME)"; \
+	  export LD_LIBRARY_PATH=$$(pkg-config --variable=libdir fidius); \
+	  ldd $(INSTALL_TEST)/host_demo | grep -q "$(SONAME) => $(INSTALL_TEST)/lib/" || fail "host_demo does not resolve $(SONAME) in the prefix"; \
+	  $(INSTALL_TEST)/host_demo $(PLUGINS) || fail "host_demo against the installed library"; \
+	  unset LD_LIBRARY_PATH; \
+	  echo "cc egress_demo.c \$$(pkg-config --cflags fidius) LIBDIR/libfidius.a <pkg-config --static --libs-only-l fidius, less -lfidius>"; \
+	  $(CC) -std=c99 -Wall -Wextra -Werror -pthread examples-c/egress_demo.c $$(pkg-config --cflags fidius) \
+	    $$(pkg-config --variable=libdir fidius)/libfidius.a $$(pkg-config --static --libs-only-l fidius | sed 's/-lfidius//') \
+	    -o $(INSTALL_TEST)/egress_demo_static; \
+	  if readelf -d $(INSTALL_TEST)/egress_demo_static | grep -q fidius; then fail "the static link still needs libfidius.so"; fi; \
+	  $(INSTALL_TEST)/egress_demo_static $(PLUGINS) || fail "static egress_demo"
+	@echo "install test: 2 passed, 0 failed"
+
+# --- bindings ----------------------------------------------------------------
+#
+# Each binding's tests run against the debug library in target/debug and the
+# fixture search path examples-c/build/plugins.
+
+plugins:
+	$(MAKE) -C examples-c build/plugins
+
+# target/pkgconfig/fidius-uninstalled.pc: pkg-config prefers it over an
+# installed fidius.pc, so cgo's `#cgo pkg-config: fidius` finds the tree's
+# header and debug library (with an rpath to it).
+uninstalled-pc:
+	mkdir -p target/pkgconfig
+	printf '%s\n' \
+	  'Name: fidius' \
+	  'Description: libfidius, uninstalled (the source tree'"'"'s debug build)' \
+	  'Version: $(VERSION)' \
+	  'Libs: -L$(ROOT)/target/debug -Wl,-rpath,$(ROOT)/target/debug -lfidius' \
+	  'Cflags: -I$(ROOT)/include' \
+	  > target/pkgconfig/fidius-uninstalled.pc
+
+test-bindings: test-go test-csharp test-python
+	@echo "all binding tests passed"
+
+GO_ENV := GOCACHE=$(ROOT)/target/go/cache GOPATH=$(ROOT)/target/go/path GOPROXY=off GOFLAGS= \
+          CGO_ENABLED=1 PKG_CONFIG_PATH=$(ROOT)/target/pkgconfig FIDIUS_PLUGIN_DIR=$(PLUGINS)
+
+test-go: build plugins uninstalled-pc
+	@command -v go >/dev/null || { echo "go not found (apt-get install golang-go)"; exit 1; }
+	cd bindings/go && $(GO_ENV) go vet ./...
+	cd bindings/go && $(GO_ENV) GODEBUG=cgocheck=2 go test -race -count=1 -v ./...
+
+CS_OUT := $(ROOT)/target/csharp
+
+test-csharp: build plugins
+	@command -v mcs >/dev/null && command -v mono >/dev/null || { echo "mcs/mono not found (apt-get install mono-mcs mono-runtime)"; exit 1; }
+	mkdir -p $(CS_OUT)
+	mcs -nologo -warnaserror -target:library -out:$(CS_OUT)/Fidius.dll bindings/csharp/Fidius.cs
+	mcs -nologo -warnaserror -r:$(CS_OUT)/Fidius.dll -out:$(CS_OUT)/FidiusTests.exe bindings/csharp/tests/FidiusTests.cs
+	LD_LIBRARY_PATH=$(ROOT)/target/debug mono --debug $(CS_OUT)/FidiusTests.exe $(PLUGINS)
+
+test-python: build plugins
+	cd bindings/python && PYTHONDONTWRITEBYTECODE=1 FIDIUS_LIBRARY=$(ROOT)/target/debug/libfidius.so FIDIUS_PLUGIN_DIR=$(PLUGINS) \
+	  python3 -m unittest -v test_fidius
 
 clean:
 	$(CARGO) clean

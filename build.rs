@@ -3,6 +3,12 @@
 
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    // An ELF soname carrying the major version, as an installed C library has
+    // (`make install` adds the libfidius.so.MAJOR link; in-tree builds get one
+    // beside target/*/libfidius.so from the Makefiles).
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libfidius.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+    }
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     let version = format!(

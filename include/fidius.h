@@ -190,6 +190,10 @@ typedef enum fidius_status {
  */
 typedef enum fidius_runtime {
   /**
+   * Not a plugin description (the accessor was given NULL or another handle).
+   */
+  FIDIUS_RUNTIME_UNKNOWN = 0,
+  /**
    * A shared library built with the `fidius` crates.
    */
   FIDIUS_RUNTIME_NATIVE = 1,
@@ -281,13 +285,14 @@ typedef enum fidius_format {
  */
 typedef enum fidius_egress_verdict {
   /**
+   * Do not dispatch it; the guest sees an HTTP "request denied" error.
+   * Zero, so a callback that returns a default or failed value denies.
+   */
+  FIDIUS_EGRESS_VERDICT_DENY = 0,
+  /**
    * Dispatch the request (with any header changes the callback made).
    */
-  FIDIUS_EGRESS_VERDICT_ALLOW = 0,
-  /**
-   * Do not dispatch it; the guest sees an HTTP "request denied" error.
-   */
-  FIDIUS_EGRESS_VERDICT_DENY = 1,
+  FIDIUS_EGRESS_VERDICT_ALLOW = 1,
 } fidius_egress_verdict;
 
 /**
@@ -377,10 +382,12 @@ typedef struct fidius_bytes {
  * An egress policy callback. Called once for every outbound HTTP request a
  * sandboxed plugin makes, before anything is sent, with the `user_data`
  * given to `fidius_egress_policy_new` and a request that is valid only
- * during the call. Returns a `fidius_egress_verdict` (any value other
- * than ALLOW denies). May be called on any thread, and concurrently from
- * several threads (one per plugin call in flight); it must not call back
- * into the plugin whose request it is deciding.
+ * during the call. Returns a `fidius_egress_verdict`: only
+ * FIDIUS_EGRESS_VERDICT_ALLOW (1) allows; anything else, 0 included, denies.
+ * It runs synchronously on the thread that called `fidius_plugin_call`
+ * (so any thread the embedder calls from), and concurrently when several
+ * calls are in flight; it must not call back into the plugin whose
+ * request it is deciding.
  */
 typedef uint32_t (*fidius_egress_fn)(void *user_data,
                                      struct fidius_http_request *request);
@@ -392,8 +399,9 @@ typedef void (*fidius_destroy_fn)(void *user_data);
 
 /**
  * Receives the host's log lines (`level`: 1 error, 2 warning, 3 info;
- * `message` is NUL-terminated UTF-8, valid during the call). May be called
- * on any thread, concurrently.
+ * `message` is NUL-terminated UTF-8, valid during the call). Runs on the
+ * thread of the libfidius call that logs (a load, or a plugin call), and
+ * so concurrently when several threads use the host.
  */
 typedef void (*fidius_log_fn)(void *user_data,
                               uint32_t level,
@@ -534,7 +542,7 @@ uint64_t fidius_plugin_info_interface_hash(const struct fidius_plugin_info *info
 uint32_t fidius_plugin_info_interface_version(const struct fidius_plugin_info *info);
 
 /**
- * How the plugin runs; Native for NULL.
+ * How the plugin runs; FIDIUS_RUNTIME_UNKNOWN for NULL.
  */
 enum fidius_runtime fidius_plugin_info_runtime(const struct fidius_plugin_info *info);
 
@@ -703,7 +711,7 @@ void fidius_error_free(struct fidius_error *error);
  * A static, NUL-terminated description of a status ("plugin error", ...),
  * for logs. Never NULL; a value that is not a status gives "unknown status".
  */
-const char *fidius_status_name(int32_t status);
+const char *fidius_status_name(uint32_t status);
 
 /**
  * The libfidius version as a static NUL-terminated string, "MAJOR.MINOR.PATCH".
@@ -806,9 +814,11 @@ enum fidius_status fidius_host_builder_set_egress_policy(struct fidius_host_buil
 
 /**
  * Receive the host's log lines: egress denials (with the reason), load
- * warnings. `user_data` must be usable from any thread; `destroy` (may be
- * NULL) is called exactly once when the last host built with it is gone
- * (or when it is replaced). Errors: NULL_ARGUMENT (callback), INVALID_HANDLE.
+ * warnings. `user_data` must be usable from any thread. `destroy` (may be
+ * NULL) is called exactly once, when the builder (or a later setting that
+ * replaces this one), every host built from it, and every plugin loaded
+ * from those are gone. On failure `destroy` is not called and `user_data`
+ * stays the caller's. Errors: NULL_ARGUMENT (callback), INVALID_HANDLE.
  */
 enum fidius_status fidius_host_builder_set_log_callback(struct fidius_host_builder *builder,
                                                         fidius_log_fn callback,
@@ -895,7 +905,7 @@ enum fidius_status fidius_load_options_set_timeout_ms(struct fidius_load_options
  * the call with FIDIUS_STATUS_MEMORY_LIMIT. 0 means no cap beyond 4 GiB (the default).
  */
 enum fidius_status fidius_load_options_set_memory_limit(struct fidius_load_options *options,
-                                                        size_t bytes,
+                                                        uint64_t bytes,
                                                         struct fidius_error **error);
 
 /**

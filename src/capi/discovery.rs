@@ -12,6 +12,8 @@ use crate::plugin::{PluginInfo, Runtime};
 #[repr(C)]
 #[allow(non_camel_case_types)]
 pub enum fidius_runtime {
+    /// Not a plugin description (the accessor was given NULL or another handle).
+    Unknown = 0,
     /// A shared library built with the `fidius` crates.
     Native = 1,
     /// A WebAssembly component in a Fidius package.
@@ -205,10 +207,10 @@ pub unsafe extern "C" fn fidius_plugin_info_interface_version(info: *const fidiu
     with_info(info, 0, |i| i.info.interface_version)
 }
 
-/// How the plugin runs; Native for NULL.
+/// How the plugin runs; FIDIUS_RUNTIME_UNKNOWN for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn fidius_plugin_info_runtime(info: *const fidius_plugin_info) -> fidius_runtime {
-    with_info(info, fidius_runtime::Native, |i| match i.info.runtime {
+    with_info(info, fidius_runtime::Unknown, |i| match i.info.runtime {
         Runtime::Native => fidius_runtime::Native,
         Runtime::Wasm => fidius_runtime::Wasm,
         Runtime::Python => fidius_runtime::Python,

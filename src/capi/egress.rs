@@ -12,27 +12,31 @@ use crate::wasm::{EgressPolicy, RequestParts};
 /// What an egress callback returns.
 #[repr(C)]
 pub enum fidius_egress_verdict {
-    /// Dispatch the request (with any header changes the callback made).
-    Allow = 0,
     /// Do not dispatch it; the guest sees an HTTP "request denied" error.
-    Deny = 1,
+    /// Zero, so a callback that returns a default or failed value denies.
+    Deny = 0,
+    /// Dispatch the request (with any header changes the callback made).
+    Allow = 1,
 }
 
 /// An egress policy callback. Called once for every outbound HTTP request a
 /// sandboxed plugin makes, before anything is sent, with the `user_data`
 /// given to `fidius_egress_policy_new` and a request that is valid only
-/// during the call. Returns a `fidius_egress_verdict` (any value other
-/// than ALLOW denies). May be called on any thread, and concurrently from
-/// several threads (one per plugin call in flight); it must not call back
-/// into the plugin whose request it is deciding.
+/// during the call. Returns a `fidius_egress_verdict`: only
+/// FIDIUS_EGRESS_VERDICT_ALLOW (1) allows; anything else, 0 included, denies.
+/// It runs synchronously on the thread that called `fidius_plugin_call`
+/// (so any thread the embedder calls from), and concurrently when several
+/// calls are in flight; it must not call back into the plugin whose
+/// request it is deciding.
 pub type fidius_egress_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, request: *mut fidius_http_request) -> u32>;
 
 /// Releases user data when nothing references it any more.
 pub type fidius_destroy_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
 /// Receives the host's log lines (`level`: 1 error, 2 warning, 3 info;
-/// `message` is NUL-terminated UTF-8, valid during the call). May be called
-/// on any thread, concurrently.
+/// `message` is NUL-terminated UTF-8, valid during the call). Runs on the
+/// thread of the libfidius call that logs (a load, or a plugin call), and
+/// so concurrently when several threads use the host.
 pub type fidius_log_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, level: u32, message: *const c_char)>;
 
 /// A C callback with its user data; the destructor runs exactly once, when
@@ -113,7 +117,7 @@ impl EgressPolicy for CEgressPolicy {
         // The request handle dies with this call; a kept pointer is detected as freed.
         view.tag = super::FREED;
         match verdict {
-            0 => Ok(()),
+            v if v == fidius_egress_verdict::Allow as u32 => Ok(()),
             _ => Err(view.value.deny_reason.take().unwrap_or_else(|| "denied by the egress policy".into())),
         }
     }

@@ -90,10 +90,10 @@ pub unsafe extern "C" fn fidius_error_free(error: *mut fidius_error) {
 /// A static, NUL-terminated description of a status ("plugin error", ...),
 /// for logs. Never NULL; a value that is not a status gives "unknown status".
 #[no_mangle]
-pub extern "C" fn fidius_status_name(status: i32) -> *const c_char {
+pub extern "C" fn fidius_status_name(status: u32) -> *const c_char {
     guard_value(c"unknown status".as_ptr(), || {
         let unknown = c"unknown status".as_ptr();
-        Ok(Status::ALL.iter().find(|s| **s as i32 == status).map_or(unknown, |s| s.name().as_ptr()))
+        Ok(Status::ALL.iter().find(|s| **s as u32 == status).map_or(unknown, |s| s.name().as_ptr()))
     })
 }
 

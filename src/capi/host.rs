@@ -230,9 +230,11 @@ pub unsafe extern "C" fn fidius_host_builder_set_egress_policy(
 }
 
 /// Receive the host's log lines: egress denials (with the reason), load
-/// warnings. `user_data` must be usable from any thread; `destroy` (may be
-/// NULL) is called exactly once when the last host built with it is gone
-/// (or when it is replaced). Errors: NULL_ARGUMENT (callback), INVALID_HANDLE.
+/// warnings. `user_data` must be usable from any thread. `destroy` (may be
+/// NULL) is called exactly once, when the builder (or a later setting that
+/// replaces this one), every host built from it, and every plugin loaded
+/// from those are gone. On failure `destroy` is not called and `user_data`
+/// stays the caller's. Errors: NULL_ARGUMENT (callback), INVALID_HANDLE.
 #[no_mangle]
 pub unsafe extern "C" fn fidius_host_builder_set_log_callback(
     builder: *mut fidius_host_builder,
@@ -381,11 +383,11 @@ pub unsafe extern "C" fn fidius_load_options_set_timeout_ms(
 #[no_mangle]
 pub unsafe extern "C" fn fidius_load_options_set_memory_limit(
     options: *mut fidius_load_options,
-    bytes: usize,
+    bytes: u64,
     error: *mut *mut fidius_error,
 ) -> Status {
     with_options(options, error, |o| {
-        o.memory_limit = (bytes > 0).then_some(bytes);
+        o.memory_limit = (bytes > 0).then_some(usize::try_from(bytes).unwrap_or(usize::MAX));
         Ok(())
     })
 }

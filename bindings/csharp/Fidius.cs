@@ -1,0 +1,848 @@
+// Fidius for C#: P/Invoke bindings over libfidius' C API (fidius.h).
+//
+// Ownership: every C handle lives in a SafeHandle (HostHandle, PluginHandle,
+// ...), so it is released exactly once, by Dispose or by the runtime's
+// critical finalizer, and never while a P/Invoke using it is in flight.
+// Host, Plugin and EgressPolicy are IDisposable. Everything else (PluginInfo,
+// Discovery, call outputs, exceptions) is copied into managed memory.
+//
+// Errors: a failed call throws FidiusException (with its Status), or
+// PluginException (Code, PluginMessage, Details) when the plugin itself
+// returned an error.
+//
+// Threads: a Host and a Plugin may be used from any number of threads.
+// Callbacks (egress policy, log) run on libfidius' threads, concurrently.
+
+using System;
+using System.Collections.Generic;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Threading;
+
+[assembly: InternalsVisibleTo("FidiusTests")]
+
+namespace Fidius
+{
+    /// <summary>libfidius result codes (fidius_status); the numbers never change.</summary>
+    public enum Status : int
+    {
+        Ok = 0,
+        NullArgument = 1,
+        InvalidUtf8 = 2,
+        InvalidArgument = 3,
+        InvalidHandle = 4,
+        InternalPanic = 5,
+        Io = 6,
+        Unsupported = 7,
+        PluginNotFound = 20,
+        NotAPlugin = 21,
+        LibraryLoad = 22,
+        ArchitectureMismatch = 23,
+        InvalidMagic = 24,
+        RegistryVersion = 25,
+        AbiVersion = 26,
+        InvalidDescriptor = 27,
+        BufferStrategy = 28,
+        InterfaceHashMismatch = 29,
+        ConfigRejected = 30,
+        SignatureRequired = 31,
+        SignatureInvalid = 32,
+        InvalidManifest = 33,
+        Capability = 34,
+        MethodIndex = 40,
+        NotImplemented = 41,
+        PluginError = 42,
+        PluginPanic = 43,
+        Serialization = 44,
+        UnknownStatus = 45,
+        BufferTooSmall = 46,
+        Timeout = 50,
+        MemoryLimit = 51,
+        FuelExhausted = 52,
+        Trap = 53,
+        StackOverflow = 54,
+    }
+
+    /// <summary>The encoding of a call's input and output.</summary>
+    public enum Format : uint
+    {
+        /// <summary>Fidius wire bytes: the bincode (1.3, legacy) tuple of the arguments.</summary>
+        Wire = 0,
+        /// <summary>A JSON array (or object) of the arguments; WASM plugins only.</summary>
+        Json = 1,
+    }
+
+    public enum PluginRuntime : uint { Unknown = 0, Native = 1, Wasm = 2, Python = 3 }
+
+    public enum BufferStrategy : uint { None = 0, PluginAllocated = 1, Arena = 2 }
+
+    public enum LoadPolicy : uint { Lenient = 0, Strict = 1 }
+
+    public enum EgressVerdict : uint { Deny = 0, Allow = 1 }
+
+    /// <summary>A failed libfidius call.</summary>
+    public class FidiusException : Exception
+    {
+        public Status Status { get; private set; }
+
+        public FidiusException(Status status, string message) : base(message) { Status = status; }
+    }
+
+    /// <summary>An error the plugin itself returned (Status.PluginError).</summary>
+    public class PluginException : FidiusException
+    {
+        /// <summary>PluginError.code, e.g. "DIV_ZERO".</summary>
+        public string Code { get; private set; }
+        /// <summary>PluginError.message, as the plugin wrote it.</summary>
+        public string PluginMessage { get; private set; }
+        /// <summary>PluginError.details (JSON by convention), or null.</summary>
+        public string Details { get; private set; }
+
+        public PluginException(string hostMessage, string code, string pluginMessage, string details)
+            : base(Status.PluginError, hostMessage)
+        {
+            Code = code;
+            PluginMessage = pluginMessage;
+            Details = details;
+        }
+    }
+
+    // ---------------------------------------------------------------- handles
+
+    internal abstract class FidiusHandle : SafeHandle
+    {
+        protected FidiusHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+    }
+
+    internal sealed class HostBuilderHandle : FidiusHandle
+    {
+        protected override bool ReleaseHandle() { Native.fidius_host_builder_free(handle); return true; }
+    }
+
+    internal sealed class HostHandle : FidiusHandle
+    {
+        protected override bool ReleaseHandle() { Native.fidius_host_free(handle); return true; }
+    }
+
+    internal sealed class DiscoveryHandle : FidiusHandle
+    {
+        protected override bool ReleaseHandle() { Native.fidius_discovery_free(handle); return true; }
+    }
+
+    internal sealed class LoadOptionsHandle : FidiusHandle
+    {
+        protected override bool ReleaseHandle() { Native.fidius_load_options_free(handle); return true; }
+    }
+
+    internal sealed class PluginHandle : FidiusHandle
+    {
+        protected override bool ReleaseHandle() { Native.fidius_plugin_free(handle); return true; }
+    }
+
+    internal sealed class EgressPolicyHandle : FidiusHandle
+    {
+        protected override bool ReleaseHandle() { Native.fidius_egress_policy_free(handle); return true; }
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct FidiusBytes
+    {
+        public IntPtr Data;
+        public UIntPtr Len;
+    }
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate uint EgressFn(IntPtr userData, IntPtr request);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate void DestroyFn(IntPtr userData);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate void LogFn(IntPtr userData, uint level, IntPtr message);
+
+    internal static class Native
+    {
+        const string Lib = "fidius"; // libfidius.so
+
+        // errors
+        [DllImport(Lib)] public static extern IntPtr fidius_error_message(IntPtr error);
+        [DllImport(Lib)] public static extern IntPtr fidius_error_plugin_code(IntPtr error);
+        [DllImport(Lib)] public static extern IntPtr fidius_error_plugin_message(IntPtr error);
+        [DllImport(Lib)] public static extern IntPtr fidius_error_plugin_details(IntPtr error);
+        [DllImport(Lib)] public static extern void fidius_error_free(IntPtr error);
+        [DllImport(Lib)] public static extern IntPtr fidius_status_name(uint status);
+        [DllImport(Lib)] public static extern IntPtr fidius_version();
+
+        // builder and host
+        [DllImport(Lib)] public static extern HostBuilderHandle fidius_host_builder_new();
+        [DllImport(Lib)] public static extern void fidius_host_builder_free(IntPtr builder);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_add_search_path(HostBuilderHandle b, byte[] path, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_set_load_policy(HostBuilderHandle b, uint policy, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_set_require_signature(HostBuilderHandle b, [MarshalAs(UnmanagedType.U1)] bool require, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_add_trusted_key(HostBuilderHandle b, byte[] key, UIntPtr len, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_add_trusted_key_file(HostBuilderHandle b, byte[] path, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_set_interface_hash(HostBuilderHandle b, ulong hash, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_set_buffer_strategy(HostBuilderHandle b, uint strategy, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_set_egress_policy(HostBuilderHandle b, EgressPolicyHandle policy, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_set_log_callback(HostBuilderHandle b, LogFn callback, IntPtr userData, DestroyFn destroy, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_build(HostBuilderHandle b, out HostHandle host, out IntPtr error);
+        [DllImport(Lib)] public static extern void fidius_host_free(IntPtr host);
+        [DllImport(Lib)] public static extern Status fidius_host_precompile_component(HostHandle host, byte[] component, UIntPtr len, out FidiusBytes output, out IntPtr error);
+
+        // discovery
+        [DllImport(Lib)] public static extern Status fidius_host_discover(HostHandle host, out DiscoveryHandle discovery, out IntPtr error);
+        [DllImport(Lib)] public static extern void fidius_discovery_free(IntPtr discovery);
+        [DllImport(Lib)] public static extern UIntPtr fidius_discovery_plugin_count(DiscoveryHandle d);
+        [DllImport(Lib)] public static extern IntPtr fidius_discovery_plugin(DiscoveryHandle d, UIntPtr index);
+        [DllImport(Lib)] public static extern UIntPtr fidius_discovery_skipped_count(DiscoveryHandle d);
+        [DllImport(Lib)] public static extern IntPtr fidius_discovery_skipped_path(DiscoveryHandle d, UIntPtr index);
+        [DllImport(Lib)] public static extern IntPtr fidius_discovery_skipped_plugin(DiscoveryHandle d, UIntPtr index);
+        [DllImport(Lib)] public static extern Status fidius_discovery_skipped_status(DiscoveryHandle d, UIntPtr index);
+        [DllImport(Lib)] public static extern IntPtr fidius_discovery_skipped_reason(DiscoveryHandle d, UIntPtr index);
+
+        // plugin info (borrowed pointers: read while the owner is referenced)
+        [DllImport(Lib)] public static extern IntPtr fidius_plugin_info_name(IntPtr info);
+        [DllImport(Lib)] public static extern IntPtr fidius_plugin_info_interface_name(IntPtr info);
+        [DllImport(Lib)] public static extern ulong fidius_plugin_info_interface_hash(IntPtr info);
+        [DllImport(Lib)] public static extern uint fidius_plugin_info_interface_version(IntPtr info);
+        [DllImport(Lib)] public static extern PluginRuntime fidius_plugin_info_runtime(IntPtr info);
+        [DllImport(Lib)] public static extern BufferStrategy fidius_plugin_info_buffer_strategy(IntPtr info);
+        [DllImport(Lib)] public static extern ulong fidius_plugin_info_capabilities(IntPtr info);
+        [DllImport(Lib)] public static extern uint fidius_plugin_info_method_count(IntPtr info);
+        [DllImport(Lib)] public static extern uint fidius_plugin_info_abi_version(IntPtr info);
+        [DllImport(Lib)] public static extern IntPtr fidius_plugin_info_path(IntPtr info);
+
+        // load options
+        [DllImport(Lib)] public static extern LoadOptionsHandle fidius_load_options_new();
+        [DllImport(Lib)] public static extern void fidius_load_options_free(IntPtr options);
+        [DllImport(Lib)] public static extern Status fidius_load_options_set_config(LoadOptionsHandle o, byte[] config, UIntPtr len, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_load_options_set_interface_hash(LoadOptionsHandle o, ulong hash, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_load_options_set_egress_policy(LoadOptionsHandle o, EgressPolicyHandle policy, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_load_options_set_interface_export(LoadOptionsHandle o, byte[] name, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_load_options_set_timeout_ms(LoadOptionsHandle o, ulong ms, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_load_options_set_memory_limit(LoadOptionsHandle o, ulong bytes, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_load_options_set_fuel(LoadOptionsHandle o, ulong fuel, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_load_options_set_reuse_instance(LoadOptionsHandle o, [MarshalAs(UnmanagedType.U1)] bool reuse, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_load_options_set_wire_raw(LoadOptionsHandle o, byte[] method, [MarshalAs(UnmanagedType.U1)] bool raw, out IntPtr error);
+
+        // plugins
+        [DllImport(Lib)] public static extern Status fidius_host_load(HostHandle host, byte[] name, LoadOptionsHandle options, out PluginHandle plugin, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_load_path(HostHandle host, byte[] path, byte[] name, LoadOptionsHandle options, out PluginHandle plugin, out IntPtr error);
+        [DllImport(Lib)] public static extern void fidius_plugin_free(IntPtr plugin);
+        [DllImport(Lib)] public static extern IntPtr fidius_plugin_get_info(PluginHandle plugin);
+        [DllImport(Lib)] public static extern Status fidius_plugin_call(PluginHandle plugin, uint method, uint format, byte[] input, UIntPtr len, out FidiusBytes output, out IntPtr error);
+        [DllImport(Lib)] public static extern void fidius_bytes_free(ref FidiusBytes bytes);
+        [DllImport(Lib)] public static extern Status fidius_plugin_method_metadata_count(PluginHandle plugin, uint method, out UIntPtr count, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_plugin_method_metadata_get(PluginHandle plugin, uint method, UIntPtr index, out IntPtr key, out IntPtr value, out IntPtr error);
+        [DllImport(Lib)] public static extern UIntPtr fidius_plugin_trait_metadata_count(PluginHandle plugin);
+        [DllImport(Lib)] public static extern Status fidius_plugin_trait_metadata_get(PluginHandle plugin, UIntPtr index, out IntPtr key, out IntPtr value, out IntPtr error);
+        [DllImport(Lib)] public static extern IntPtr fidius_plugin_method_name(PluginHandle plugin, uint method);
+        [DllImport(Lib)] public static extern Status fidius_plugin_method_index(PluginHandle plugin, byte[] name, out uint index, out IntPtr error);
+        [DllImport(Lib)] public static extern UIntPtr fidius_plugin_warning_count(PluginHandle plugin);
+        [DllImport(Lib)] public static extern IntPtr fidius_plugin_warning(PluginHandle plugin, UIntPtr index);
+
+        // egress
+        [DllImport(Lib)] public static extern Status fidius_egress_policy_new(EgressFn callback, IntPtr userData, DestroyFn destroy, out EgressPolicyHandle policy, out IntPtr error);
+        [DllImport(Lib)] public static extern void fidius_egress_policy_free(IntPtr policy);
+        [DllImport(Lib)] public static extern IntPtr fidius_http_request_method(IntPtr request);
+        [DllImport(Lib)] public static extern IntPtr fidius_http_request_scheme(IntPtr request);
+        [DllImport(Lib)] public static extern IntPtr fidius_http_request_authority(IntPtr request);
+        [DllImport(Lib)] public static extern IntPtr fidius_http_request_path_and_query(IntPtr request);
+        [DllImport(Lib)] public static extern IntPtr fidius_http_request_plugin(IntPtr request);
+        [DllImport(Lib)] public static extern UIntPtr fidius_http_request_header_count(IntPtr request);
+        [DllImport(Lib)] public static extern Status fidius_http_request_header(IntPtr request, UIntPtr index, out IntPtr name, out IntPtr value, out UIntPtr valueLen, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_http_request_set_header(IntPtr request, byte[] name, byte[] value, UIntPtr len, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_http_request_add_header(IntPtr request, byte[] name, byte[] value, UIntPtr len, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_http_request_remove_header(IntPtr request, byte[] name, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_http_request_set_deny_reason(IntPtr request, byte[] reason, out IntPtr error);
+
+        // --- marshalling helpers
+
+        /// <summary>A NUL-terminated UTF-8 copy of s (null stays null).</summary>
+        public static byte[] Utf8z(string s)
+        {
+            if (s == null) return null;
+            byte[] bytes = new byte[Encoding.UTF8.GetByteCount(s) + 1];
+            Encoding.UTF8.GetBytes(s, 0, s.Length, bytes, 0);
+            return bytes;
+        }
+
+        /// <summary>A borrowed NUL-terminated UTF-8 string, copied (NULL gives null).</summary>
+        public static string Str(IntPtr p)
+        {
+            if (p == IntPtr.Zero) return null;
+            int n = 0;
+            while (Marshal.ReadByte(p, n) != 0) n++;
+            byte[] bytes = new byte[n];
+            Marshal.Copy(p, bytes, 0, n);
+            return Encoding.UTF8.GetString(bytes);
+        }
+
+        /// <summary>Throw the exception for a failed status, releasing the error object.</summary>
+        public static void Check(Status status, IntPtr error)
+        {
+            if (status == Status.Ok)
+            {
+                if (error != IntPtr.Zero) fidius_error_free(error);
+                return;
+            }
+            throw TakeException(status, error);
+        }
+
+        public static FidiusException TakeException(Status status, IntPtr error)
+        {
+            if (error == IntPtr.Zero)
+                return new FidiusException(status, StatusName(status));
+            try
+            {
+                string message = Str(fidius_error_message(error));
+                string code = Str(fidius_error_plugin_code(error));
+                if (code != null)
+                    return new PluginException(message, code, Str(fidius_error_plugin_message(error)),
+                                               Str(fidius_error_plugin_details(error)));
+                return new FidiusException(status, message);
+            }
+            finally
+            {
+                fidius_error_free(error);
+            }
+        }
+
+        public static string StatusName(Status status) { return Str(fidius_status_name((uint)status)); }
+
+        public static byte[] TakeBytes(ref FidiusBytes bytes)
+        {
+            int n = checked((int)bytes.Len.ToUInt64());
+            byte[] managed = new byte[n];
+            if (n > 0) Marshal.Copy(bytes.Data, managed, 0, n);
+            fidius_bytes_free(ref bytes);
+            return managed;
+        }
+
+        /// <summary>Run f with the handle referenced, so borrowed pointers stay valid while read.</summary>
+        public static T With<T>(SafeHandle handle, Func<T> f)
+        {
+            bool added = false;
+            try
+            {
+                handle.DangerousAddRef(ref added);
+                return f();
+            }
+            finally
+            {
+                if (added) handle.DangerousRelease();
+            }
+        }
+
+        // --- callbacks: the delegates libfidius calls live in static fields
+        // (never collected); each registration's managed state is kept alive
+        // by a GCHandle whose IntPtr is the C user_data, freed by Destroy.
+
+        public static readonly EgressFn EgressThunk = OnEgress;
+        public static readonly LogFn LogThunk = OnLog;
+        public static readonly DestroyFn DestroyThunk = OnDestroy;
+
+        static int liveCallbacks;
+
+        /// <summary>Managed callbacks libfidius still references (for tests).</summary>
+        internal static int LiveCallbacks { get { return Volatile.Read(ref liveCallbacks); } }
+
+        public static IntPtr Pin(object state)
+        {
+            Interlocked.Increment(ref liveCallbacks);
+            return GCHandle.ToIntPtr(GCHandle.Alloc(state));
+        }
+
+        public static void Unpin(IntPtr userData)
+        {
+            GCHandle.FromIntPtr(userData).Free();
+            Interlocked.Decrement(ref liveCallbacks);
+        }
+
+        static void OnDestroy(IntPtr userData)
+        {
+            try { Unpin(userData); } catch { /* never unwind into libfidius */ }
+        }
+
+        static uint OnEgress(IntPtr userData, IntPtr request)
+        {
+            HttpRequest req = new HttpRequest(request);
+            try
+            {
+                EgressCallback callback = (EgressCallback)GCHandle.FromIntPtr(userData).Target;
+                return (uint)callback(req);
+            }
+            catch (Exception e)
+            {
+                try { req.SetDenyReason("egress policy threw " + e.GetType().Name + ": " + e.Message); } catch { }
+                return (uint)EgressVerdict.Deny;
+            }
+            finally
+            {
+                req.Invalidate();
+            }
+        }
+
+        static void OnLog(IntPtr userData, uint level, IntPtr message)
+        {
+            try
+            {
+                Action<int, string> log = (Action<int, string>)GCHandle.FromIntPtr(userData).Target;
+                log((int)level, Str(message));
+            }
+            catch { /* never unwind into libfidius */ }
+        }
+    }
+
+    // ---------------------------------------------------------------- public API
+
+    public static class Library
+    {
+        /// <summary>The loaded libfidius' version, "MAJOR.MINOR.PATCH".</summary>
+        public static string Version { get { return Native.Str(Native.fidius_version()); } }
+
+        /// <summary>libfidius' description of a status ("plugin error", ...).</summary>
+        public static string StatusName(Status status) { return Native.StatusName(status); }
+    }
+
+    /// <summary>What a plugin is (a copy of a fidius_plugin_info).</summary>
+    public sealed class PluginInfo
+    {
+        public string Name { get; private set; }
+        public string InterfaceName { get; private set; }
+        /// <summary>0 where not known (packages before loading).</summary>
+        public ulong InterfaceHash { get; private set; }
+        public uint InterfaceVersion { get; private set; }
+        public PluginRuntime Runtime { get; private set; }
+        public BufferStrategy BufferStrategy { get; private set; }
+        public ulong Capabilities { get; private set; }
+        /// <summary>0 where not known (packages before loading).</summary>
+        public uint MethodCount { get; private set; }
+        /// <summary>400 or 500 for native plugins, 0 for packages.</summary>
+        public uint AbiVersion { get; private set; }
+        public string Path { get; private set; }
+
+        internal PluginInfo(IntPtr info)
+        {
+            Name = Native.Str(Native.fidius_plugin_info_name(info));
+            InterfaceName = Native.Str(Native.fidius_plugin_info_interface_name(info));
+            InterfaceHash = Native.fidius_plugin_info_interface_hash(info);
+            InterfaceVersion = Native.fidius_plugin_info_interface_version(info);
+            Runtime = Native.fidius_plugin_info_runtime(info);
+            BufferStrategy = Native.fidius_plugin_info_buffer_strategy(info);
+            Capabilities = Native.fidius_plugin_info_capabilities(info);
+            MethodCount = Native.fidius_plugin_info_method_count(info);
+            AbiVersion = Native.fidius_plugin_info_abi_version(info);
+            Path = Native.Str(Native.fidius_plugin_info_path(info));
+        }
+
+        public override string ToString()
+        {
+            return string.Format("{0} ({1}, {2}, ABI {3})", Name, InterfaceName, Runtime, AbiVersion);
+        }
+    }
+
+    /// <summary>A file or directory discovery passed over, and why.</summary>
+    public sealed class SkippedEntry
+    {
+        public string Path { get; internal set; }
+        /// <summary>The plugin's name when the file got far enough to tell, else null.</summary>
+        public string Plugin { get; internal set; }
+        public Status Status { get; internal set; }
+        public string Reason { get; internal set; }
+    }
+
+    /// <summary>What a scan of the search paths found.</summary>
+    public sealed class Discovery
+    {
+        public IList<PluginInfo> Plugins { get; internal set; }
+        public IList<SkippedEntry> Skipped { get; internal set; }
+    }
+
+    /// <summary>A host's settings (the C API's fidius_host_builder).</summary>
+    public sealed class HostConfig
+    {
+        public List<string> SearchPaths = new List<string>();
+        public LoadPolicy LoadPolicy = LoadPolicy.Lenient;
+        public bool RequireSignature;
+        public List<byte[]> TrustedKeys = new List<byte[]>();
+        public List<string> TrustedKeyFiles = new List<string>();
+        /// <summary>When not 0, required of native plugins.</summary>
+        public ulong InterfaceHash;
+        /// <summary>When not None, required of native plugins.</summary>
+        public BufferStrategy BufferStrategy = BufferStrategy.None;
+        /// <summary>The default egress policy of WASM plugins (null: no outbound HTTP).</summary>
+        public EgressPolicy Egress;
+        /// <summary>Receives log lines (level 1 error, 2 warning, 3 info) on any thread, concurrently.</summary>
+        public Action<int, string> Log;
+    }
+
+    /// <summary>Per-load settings.</summary>
+    public sealed class LoadOptions
+    {
+        /// <summary>The bincode of the plugin's config type; null for none.</summary>
+        public byte[] Config;
+        /// <summary>When not 0, required of the plugin.</summary>
+        public ulong InterfaceHash;
+        /// <summary>Overrides the host's egress policy for this WASM plugin.</summary>
+        public EgressPolicy Egress;
+        /// <summary>The component's exported interface to use (WASM).</summary>
+        public string InterfaceExport;
+        /// <summary>Stops WASM calls that run longer (zero: none); rounded up to milliseconds.</summary>
+        public TimeSpan Timeout = TimeSpan.Zero;
+        /// <summary>Caps each WASM instance's memory, in bytes (0: 4 GiB).</summary>
+        public ulong MemoryLimit;
+        /// <summary>Fuel per WASM call (0: unmetered).</summary>
+        public ulong Fuel;
+        public bool ReuseInstance;
+        /// <summary>Per WASM method name: whether it is #[wire(raw)].</summary>
+        public Dictionary<string, bool> WireRaw = new Dictionary<string, bool>();
+
+        internal LoadOptionsHandle Build()
+        {
+            LoadOptionsHandle o = Native.fidius_load_options_new();
+            if (o.IsInvalid) throw new OutOfMemoryException("fidius_load_options_new");
+            try
+            {
+                IntPtr err;
+                if (Config != null)
+                    Native.Check(Native.fidius_load_options_set_config(o, Config, (UIntPtr)Config.Length, out err), err);
+                if (InterfaceHash != 0)
+                    Native.Check(Native.fidius_load_options_set_interface_hash(o, InterfaceHash, out err), err);
+                if (Egress != null)
+                    Native.Check(Native.fidius_load_options_set_egress_policy(o, Egress.Handle, out err), err);
+                if (InterfaceExport != null)
+                    Native.Check(Native.fidius_load_options_set_interface_export(o, Native.Utf8z(InterfaceExport), out err), err);
+                if (Timeout > TimeSpan.Zero)
+                {
+                    ulong ms = (ulong)((Timeout.Ticks + TimeSpan.TicksPerMillisecond - 1) / TimeSpan.TicksPerMillisecond);
+                    Native.Check(Native.fidius_load_options_set_timeout_ms(o, ms, out err), err);
+                }
+                if (MemoryLimit != 0)
+                    Native.Check(Native.fidius_load_options_set_memory_limit(o, (ulong)MemoryLimit, out err), err);
+                if (Fuel != 0)
+                    Native.Check(Native.fidius_load_options_set_fuel(o, Fuel, out err), err);
+                if (ReuseInstance)
+                    Native.Check(Native.fidius_load_options_set_reuse_instance(o, true, out err), err);
+                foreach (KeyValuePair<string, bool> kv in WireRaw)
+                    Native.Check(Native.fidius_load_options_set_wire_raw(o, Native.Utf8z(kv.Key), kv.Value, out err), err);
+                return o;
+            }
+            catch
+            {
+                o.Dispose();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Finds and loads plugins. Thread-safe. Plugins outlive the host they came from.</summary>
+    public sealed class Host : IDisposable
+    {
+        readonly HostHandle handle;
+
+        public Host(HostConfig config)
+        {
+            using (HostBuilderHandle b = Native.fidius_host_builder_new())
+            {
+                if (b.IsInvalid) throw new OutOfMemoryException("fidius_host_builder_new");
+                IntPtr err;
+                foreach (string p in config.SearchPaths)
+                    Native.Check(Native.fidius_host_builder_add_search_path(b, Native.Utf8z(p), out err), err);
+                if (config.LoadPolicy != LoadPolicy.Lenient)
+                    Native.Check(Native.fidius_host_builder_set_load_policy(b, (uint)config.LoadPolicy, out err), err);
+                if (config.RequireSignature)
+                    Native.Check(Native.fidius_host_builder_set_require_signature(b, true, out err), err);
+                foreach (byte[] k in config.TrustedKeys)
+                    Native.Check(Native.fidius_host_builder_add_trusted_key(b, k, (UIntPtr)k.Length, out err), err);
+                foreach (string f in config.TrustedKeyFiles)
+                    Native.Check(Native.fidius_host_builder_add_trusted_key_file(b, Native.Utf8z(f), out err), err);
+                if (config.InterfaceHash != 0)
+                    Native.Check(Native.fidius_host_builder_set_interface_hash(b, config.InterfaceHash, out err), err);
+                if (config.BufferStrategy != BufferStrategy.None)
+                    Native.Check(Native.fidius_host_builder_set_buffer_strategy(b, (uint)config.BufferStrategy, out err), err);
+                if (config.Egress != null)
+                    Native.Check(Native.fidius_host_builder_set_egress_policy(b, config.Egress.Handle, out err), err);
+                if (config.Log != null)
+                {
+                    IntPtr state = Native.Pin(config.Log);
+                    // On failure the state is left pinned: whether libfidius
+                    // ran `destroy` then is not documented, and a leak is
+                    // safer than a double free.
+                    Native.Check(Native.fidius_host_builder_set_log_callback(b, Native.LogThunk, state, Native.DestroyThunk, out err), err);
+                }
+                Native.Check(Native.fidius_host_builder_build(b, out handle, out err), err);
+            }
+        }
+
+        /// <summary>Scan the search paths; problems with single files are entries in Skipped.</summary>
+        public Discovery Discover()
+        {
+            DiscoveryHandle d;
+            IntPtr err;
+            Native.Check(Native.fidius_host_discover(handle, out d, out err), err);
+            using (d)
+            {
+                List<PluginInfo> plugins = new List<PluginInfo>();
+                ulong n = Native.fidius_discovery_plugin_count(d).ToUInt64();
+                for (ulong i = 0; i < n; i++)
+                    plugins.Add(new PluginInfo(Native.fidius_discovery_plugin(d, (UIntPtr)i)));
+                List<SkippedEntry> skipped = new List<SkippedEntry>();
+                n = Native.fidius_discovery_skipped_count(d).ToUInt64();
+                for (ulong i = 0; i < n; i++)
+                {
+                    UIntPtr idx = (UIntPtr)i;
+                    skipped.Add(new SkippedEntry
+                    {
+                        Path = Native.Str(Native.fidius_discovery_skipped_path(d, idx)),
+                        Plugin = Native.Str(Native.fidius_discovery_skipped_plugin(d, idx)),
+                        Status = Native.fidius_discovery_skipped_status(d, idx),
+                        Reason = Native.Str(Native.fidius_discovery_skipped_reason(d, idx)),
+                    });
+                }
+                return new Discovery { Plugins = plugins.AsReadOnly(), Skipped = skipped.AsReadOnly() };
+            }
+        }
+
+        /// <summary>Load the plugin named name (native type name or package name).</summary>
+        public Plugin Load(string name, LoadOptions options = null)
+        {
+            using (LoadOptionsHandle o = options != null ? options.Build() : new LoadOptionsHandle())
+            {
+                PluginHandle p;
+                IntPtr err;
+                Native.Check(Native.fidius_host_load(handle, Native.Utf8z(name), o, out p, out err), err);
+                return new Plugin(p);
+            }
+        }
+
+        /// <summary>Load a native plugin from a library file; name (may be null) picks one of several.</summary>
+        public Plugin LoadPath(string path, string name = null, LoadOptions options = null)
+        {
+            using (LoadOptionsHandle o = options != null ? options.Build() : new LoadOptionsHandle())
+            {
+                PluginHandle p;
+                IntPtr err;
+                Native.Check(Native.fidius_host_load_path(handle, Native.Utf8z(path), Native.Utf8z(name), o, out p, out err), err);
+                return new Plugin(p);
+            }
+        }
+
+        /// <summary>Ahead-of-time compile component bytes into .cwasm bytes.</summary>
+        public byte[] PrecompileComponent(byte[] component)
+        {
+            FidiusBytes output;
+            IntPtr err;
+            Native.Check(Native.fidius_host_precompile_component(handle, component, (UIntPtr)component.Length, out output, out err), err);
+            return Native.TakeBytes(ref output);
+        }
+
+        public void Dispose() { handle.Dispose(); }
+    }
+
+    /// <summary>A loaded plugin instance. Thread-safe.</summary>
+    public sealed class Plugin : IDisposable
+    {
+        readonly PluginHandle handle;
+
+        /// <summary>What the plugin is (copied at load; still readable after Dispose).</summary>
+        public PluginInfo Info { get; private set; }
+
+        internal Plugin(PluginHandle handle)
+        {
+            this.handle = handle;
+            Info = Native.With(handle, () => new PluginInfo(Native.fidius_plugin_get_info(handle)));
+        }
+
+        /// <summary>Call method (its index, in declaration order) with input encoded as format.</summary>
+        public byte[] Call(uint method, Format format, byte[] input)
+        {
+            if (input == null) input = new byte[0];
+            FidiusBytes output;
+            IntPtr err;
+            Native.Check(Native.fidius_plugin_call(handle, method, (uint)format, input, (UIntPtr)input.Length, out output, out err), err);
+            return Native.TakeBytes(ref output);
+        }
+
+        /// <summary>Call with Fidius wire bytes (the bincode tuple of the arguments).</summary>
+        public byte[] CallWire(uint method, byte[] input) { return Call(method, Format.Wire, input); }
+
+        /// <summary>Call with a JSON array (or object) of the arguments; WASM plugins only.</summary>
+        public string CallJson(uint method, string json)
+        {
+            return Encoding.UTF8.GetString(Call(method, Format.Json, Encoding.UTF8.GetBytes(json)));
+        }
+
+        /// <summary>A method's index by name (kebab- or snake_case). Native plugins carry no names.</summary>
+        public uint MethodIndex(string name)
+        {
+            uint index;
+            IntPtr err;
+            Native.Check(Native.fidius_plugin_method_index(handle, Native.Utf8z(name), out index, out err), err);
+            return index;
+        }
+
+        /// <summary>A method's name, or null (out of range, or a native plugin).</summary>
+        public string MethodName(uint method)
+        {
+            return Native.With(handle, () => Native.Str(Native.fidius_plugin_method_name(handle, method)));
+        }
+
+        public IList<KeyValuePair<string, string>> MethodMetadata(uint method)
+        {
+            return Native.With(handle, () =>
+            {
+                UIntPtr n;
+                IntPtr err;
+                Native.Check(Native.fidius_plugin_method_metadata_count(handle, method, out n, out err), err);
+                List<KeyValuePair<string, string>> list = new List<KeyValuePair<string, string>>();
+                for (ulong i = 0; i < n.ToUInt64(); i++)
+                {
+                    IntPtr k, v;
+                    Native.Check(Native.fidius_plugin_method_metadata_get(handle, method, (UIntPtr)i, out k, out v, out err), err);
+                    list.Add(new KeyValuePair<string, string>(Native.Str(k), Native.Str(v)));
+                }
+                return (IList<KeyValuePair<string, string>>)list;
+            });
+        }
+
+        public IList<KeyValuePair<string, string>> TraitMetadata()
+        {
+            return Native.With(handle, () =>
+            {
+                List<KeyValuePair<string, string>> list = new List<KeyValuePair<string, string>>();
+                ulong n = Native.fidius_plugin_trait_metadata_count(handle).ToUInt64();
+                for (ulong i = 0; i < n; i++)
+                {
+                    IntPtr k, v, err;
+                    Native.Check(Native.fidius_plugin_trait_metadata_get(handle, (UIntPtr)i, out k, out v, out err), err);
+                    list.Add(new KeyValuePair<string, string>(Native.Str(k), Native.Str(v)));
+                }
+                return (IList<KeyValuePair<string, string>>)list;
+            });
+        }
+
+        /// <summary>Load warnings (e.g. an unusable .cwasm).</summary>
+        public IList<string> Warnings()
+        {
+            return Native.With(handle, () =>
+            {
+                List<string> list = new List<string>();
+                ulong n = Native.fidius_plugin_warning_count(handle).ToUInt64();
+                for (ulong i = 0; i < n; i++)
+                    list.Add(Native.Str(Native.fidius_plugin_warning(handle, (UIntPtr)i)));
+                return (IList<string>)list;
+            });
+        }
+
+        /// <summary>Release the plugin; calls in flight finish first (SafeHandle reference counting).</summary>
+        public void Dispose() { handle.Dispose(); }
+    }
+
+    /// <summary>Decides on one outbound HTTP request of a WASM plugin. Runs on libfidius' threads,
+    /// concurrently; must not call into the plugin whose request it decides. An exception denies.</summary>
+    public delegate EgressVerdict EgressCallback(HttpRequest request);
+
+    /// <summary>An egress policy. Hosts, load options and plugins using it hold their own
+    /// references: it may be disposed right after registering it, and the callback stays alive
+    /// until libfidius releases its last reference (its destroy callback).</summary>
+    public sealed class EgressPolicy : IDisposable
+    {
+        internal readonly EgressPolicyHandle Handle;
+
+        public EgressPolicy(EgressCallback callback)
+        {
+            if (callback == null) throw new ArgumentNullException("callback");
+            IntPtr state = Native.Pin(callback);
+            IntPtr err;
+            Status st = Native.fidius_egress_policy_new(Native.EgressThunk, state, Native.DestroyThunk, out Handle, out err);
+            if (st != Status.Ok)
+            {
+                Native.Unpin(state); // documented: destroy is not called on failure
+                throw Native.TakeException(st, err);
+            }
+        }
+
+        /// <summary>Release the caller's reference.</summary>
+        public void Dispose() { Handle.Dispose(); }
+    }
+
+    /// <summary>One outbound HTTP request, valid only during the egress callback it was passed to.</summary>
+    public sealed class HttpRequest
+    {
+        IntPtr request;
+
+        internal HttpRequest(IntPtr request) { this.request = request; }
+
+        internal void Invalidate() { request = IntPtr.Zero; }
+
+        IntPtr Ptr
+        {
+            get
+            {
+                if (request == IntPtr.Zero)
+                    throw new InvalidOperationException("an HttpRequest is valid only during its egress callback");
+                return request;
+            }
+        }
+
+        public string Method { get { return Native.Str(Native.fidius_http_request_method(Ptr)); } }
+        public string Scheme { get { return Native.Str(Native.fidius_http_request_scheme(Ptr)); } }
+        public string Authority { get { return Native.Str(Native.fidius_http_request_authority(Ptr)); } }
+        public string PathAndQuery { get { return Native.Str(Native.fidius_http_request_path_and_query(Ptr)); } }
+        /// <summary>The name of the plugin making the request.</summary>
+        public string Plugin { get { return Native.Str(Native.fidius_http_request_plugin(Ptr)); } }
+
+        /// <summary>The header fields (lowercase names; values as the guest sent them).</summary>
+        public IList<KeyValuePair<string, byte[]>> Headers
+        {
+            get
+            {
+                List<KeyValuePair<string, byte[]>> list = new List<KeyValuePair<string, byte[]>>();
+                ulong n = Native.fidius_http_request_header_count(Ptr).ToUInt64();
+                for (ulong i = 0; i < n; i++)
+                {
+                    IntPtr name, value, err;
+                    UIntPtr len;
+                    Native.Check(Native.fidius_http_request_header(Ptr, (UIntPtr)i, out name, out value, out len, out err), err);
+                    byte[] v = new byte[checked((int)len.ToUInt64())];
+                    if (v.Length > 0) Marshal.Copy(value, v, 0, v.Length);
+                    list.Add(new KeyValuePair<string, byte[]>(Native.Str(name), v));
+                }
+                return list;
+            }
+        }
+
+        /// <summary>Set a header, replacing every existing value (e.g. inject Authorization).</summary>
+        public void SetHeader(string name, string value)
+        {
+            byte[] v = Encoding.UTF8.GetBytes(value);
+            IntPtr err;
+            Native.Check(Native.fidius_http_request_set_header(Ptr, Native.Utf8z(name), v, (UIntPtr)v.Length, out err), err);
+        }
+
+        /// <summary>Add a value for a header, keeping existing ones.</summary>
+        public void AddHeader(string name, string value)
+        {
+            byte[] v = Encoding.UTF8.GetBytes(value);
+            IntPtr err;
+            Native.Check(Native.fidius_http_request_add_header(Ptr, Native.Utf8z(name), v, (UIntPtr)v.Length, out err), err);
+        }
+
+        public void RemoveHeader(string name)
+        {
+            IntPtr err;
+            Native.Check(Native.fidius_http_request_remove_header(Ptr, Native.Utf8z(name), out err), err);
+        }
+
+        /// <summary>The reason for a Deny verdict; reaches the host (error, log), never the guest.</summary>
+        public void SetDenyReason(string reason)
+        {
+            IntPtr err;
+            Native.Check(Native.fidius_http_request_set_deny_reason(Ptr, Native.Utf8z(reason), out err), err);
+        }
+    }
+}

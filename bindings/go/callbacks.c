@@ -1,0 +1,22 @@
+#include "callbacks.h"
+#include "_cgo_export.h"
+
+static uint32_t egress_trampoline(void *user_data, fidius_http_request *request) {
+    return fidiusGoEgress((uintptr_t)user_data, request);
+}
+
+static void log_trampoline(void *user_data, uint32_t level, const char *message) {
+    fidiusGoLog((uintptr_t)user_data, level, (char *)message);
+}
+
+static void release_trampoline(void *user_data) {
+    fidiusGoRelease((uintptr_t)user_data);
+}
+
+fidius_status fidiusgo_egress_policy_new(uintptr_t handle, fidius_egress_policy **policy, fidius_error **error) {
+    return fidius_egress_policy_new(egress_trampoline, (void *)handle, release_trampoline, policy, error);
+}
+
+fidius_status fidiusgo_set_log_callback(fidius_host_builder *builder, uintptr_t handle, fidius_error **error) {
+    return fidius_host_builder_set_log_callback(builder, log_trampoline, (void *)handle, release_trampoline, error);
+}

@@ -1,0 +1,12 @@
+/* C trampolines between libfidius callbacks and the package's exported Go
+ * functions. user_data is a runtime/cgo.Handle, carried as an integer so no
+ * Go pointer is ever stored in C memory. */
+#ifndef FIDIUS_GO_CALLBACKS_H
+#define FIDIUS_GO_CALLBACKS_H
+#include <stdint.h>
+#include "fidius.h"
+
+fidius_status fidiusgo_egress_policy_new(uintptr_t handle, fidius_egress_policy **policy, fidius_error **error);
+fidius_status fidiusgo_set_log_callback(fidius_host_builder *builder, uintptr_t handle, fidius_error **error);
+
+#endif

@@ -1,0 +1,214 @@
+package fidius
+
+/*
+#include <stdlib.h>
+#include "fidius.h"
+#include "callbacks.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/cgo"
+	"sync"
+	"unsafe"
+)
+
+// Verdict is an egress policy's decision on one request.
+type Verdict uint32
+
+const (
+	// Allow dispatches the request (with the header changes the policy made).
+	Allow Verdict = C.FIDIUS_EGRESS_VERDICT_ALLOW
+	// Deny does not dispatch it; the guest sees an HTTP "request denied" error.
+	Deny Verdict = C.FIDIUS_EGRESS_VERDICT_DENY
+)
+
+// EgressFunc decides on one outbound HTTP request of a WASM plugin, before
+// anything is sent. It is called on libfidius' threads, concurrently (one
+// per plugin call in flight), and must not call into the plugin whose
+// request it is deciding. The Request is valid only during the call. A
+// panic denies the request (the panic value becomes the deny reason).
+type EgressFunc func(req *Request) Verdict
+
+// EgressPolicy is an egress callback registered with libfidius. Hosts,
+// load options and plugins that use it hold their own references: the
+// policy may be closed right after it is registered, and the Go function
+// stays reachable until libfidius releases its last reference.
+type EgressPolicy struct {
+	mu  sync.RWMutex
+	ptr *C.fidius_egress_policy
+}
+
+// NewEgressPolicy wraps fn as a policy, for HostConfig.Egress or LoadOptions.Egress.
+func NewEgressPolicy(fn EgressFunc) (*EgressPolicy, error) {
+	if fn == nil {
+		return nil, &Error{Status: StatusNullArgument, Message: "nil egress function"}
+	}
+	h := newCallbackHandle(fn)
+	var p *C.fidius_egress_policy
+	var cerr *C.fidius_error
+	if err := takeError(C.fidiusgo_egress_policy_new(C.uintptr_t(h), &p, &cerr), cerr); err != nil {
+		fidiusGoRelease(C.uintptr_t(h)) // documented: destroy is not called on failure
+		return nil, err
+	}
+	e := &EgressPolicy{ptr: p}
+	runtime.SetFinalizer(e, (*EgressPolicy).Close)
+	return e, nil
+}
+
+// Close releases the caller's reference. Closing twice is harmless.
+func (e *EgressPolicy) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ptr != nil {
+		C.fidius_egress_policy_free(e.ptr)
+		e.ptr = nil
+		runtime.SetFinalizer(e, nil)
+	}
+	return nil
+}
+
+func (e *EgressPolicy) use(f func(*C.fidius_egress_policy) error) error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.ptr == nil {
+		return ErrClosed
+	}
+	return f(e.ptr)
+}
+
+// Request is one outbound HTTP request seen by an EgressFunc. It is valid
+// only during that call; afterwards its methods return zero values and ErrClosed.
+type Request struct {
+	c *C.fidius_http_request
+}
+
+// Header is one header field; a name given several times appears once per value.
+type Header struct {
+	Name  string // lowercase
+	Value []byte // as the guest sent it
+}
+
+func (r *Request) str(f func(*C.fidius_http_request) *C.char) string {
+	if r.c == nil {
+		return ""
+	}
+	return goStringOrEmpty(f(r.c))
+}
+
+// Method is the request method, e.g. "GET".
+func (r *Request) Method() string {
+	return r.str(func(c *C.fidius_http_request) *C.char { return C.fidius_http_request_method(c) })
+}
+
+// Scheme is "http" or "https".
+func (r *Request) Scheme() string {
+	return r.str(func(c *C.fidius_http_request) *C.char { return C.fidius_http_request_scheme(c) })
+}
+
+// Authority is "host" or "host:port".
+func (r *Request) Authority() string {
+	return r.str(func(c *C.fidius_http_request) *C.char { return C.fidius_http_request_authority(c) })
+}
+
+// PathAndQuery is e.g. "/v1/items?page=2".
+func (r *Request) PathAndQuery() string {
+	return r.str(func(c *C.fidius_http_request) *C.char { return C.fidius_http_request_path_and_query(c) })
+}
+
+// Plugin is the name of the plugin making the request.
+func (r *Request) Plugin() string {
+	return r.str(func(c *C.fidius_http_request) *C.char { return C.fidius_http_request_plugin(c) })
+}
+
+// Headers copies the request's header fields.
+func (r *Request) Headers() ([]Header, error) {
+	if r.c == nil {
+		return nil, ErrClosed
+	}
+	n := C.fidius_http_request_header_count(r.c)
+	out := make([]Header, 0, int(n))
+	for i := C.size_t(0); i < n; i++ {
+		var name *C.char
+		var value *C.uint8_t
+		var vlen C.size_t
+		var cerr *C.fidius_error
+		if err := takeError(C.fidius_http_request_header(r.c, i, &name, &value, &vlen, &cerr), cerr); err != nil {
+			return nil, err
+		}
+		v := make([]byte, int(vlen))
+		if vlen > 0 {
+			copy(v, unsafe.Slice((*byte)(unsafe.Pointer(value)), int(vlen)))
+		}
+		out = append(out, Header{Name: C.GoString(name), Value: v})
+	}
+	return out, nil
+}
+
+// SetHeader sets header name to value, replacing every existing value (for
+// example to inject Authorization, so the guest never holds the secret).
+func (r *Request) SetHeader(name, value string) error {
+	return r.header(name, value, false)
+}
+
+// AddHeader adds a value for header name, keeping existing ones.
+func (r *Request) AddHeader(name, value string) error {
+	return r.header(name, value, true)
+}
+
+func (r *Request) header(name, value string, add bool) error {
+	if r.c == nil {
+		return ErrClosed
+	}
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	cvalue := C.CBytes([]byte(value))
+	defer C.free(cvalue)
+	var cerr *C.fidius_error
+	var st uint32
+	if add {
+		st = uint32(C.fidius_http_request_add_header(r.c, cname, (*C.uint8_t)(cvalue), C.size_t(len(value)), &cerr))
+	} else {
+		st = uint32(C.fidius_http_request_set_header(r.c, cname, (*C.uint8_t)(cvalue), C.size_t(len(value)), &cerr))
+	}
+	return takeError(st, cerr)
+}
+
+// RemoveHeader removes every value of header name (absent is fine).
+func (r *Request) RemoveHeader(name string) error {
+	if r.c == nil {
+		return ErrClosed
+	}
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	var cerr *C.fidius_error
+	return takeError(C.fidius_http_request_remove_header(r.c, cname, &cerr), cerr)
+}
+
+// SetDenyReason gives the reason for a Deny verdict. It reaches the host
+// (the failed call's error and the log), never the guest.
+func (r *Request) SetDenyReason(reason string) error {
+	if r.c == nil {
+		return ErrClosed
+	}
+	cs := C.CString(reason)
+	defer C.free(unsafe.Pointer(cs))
+	var cerr *C.fidius_error
+	return takeError(C.fidius_http_request_set_deny_reason(r.c, cs, &cerr), cerr)
+}
+
+//export fidiusGoEgress
+func fidiusGoEgress(h C.uintptr_t, creq *C.fidius_http_request) (verdict C.uint32_t) {
+	req := &Request{c: creq}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = req.SetDenyReason(fmt.Sprintf("egress policy panicked: %v", p))
+			verdict = C.uint32_t(Deny)
+		}
+		req.c = nil // the request is borrowed for this call only
+	}()
+	fn := cgo.Handle(h).Value().(EgressFunc)
+	return C.uint32_t(fn(req))
+}

@@ -1,0 +1,3 @@
+module libfidius.invalid/fidius
+
+go 1.19

@@ -1,0 +1,372 @@
+package fidius
+
+/*
+#include <stdlib.h>
+#include "fidius.h"
+#include "callbacks.h"
+*/
+import "C"
+
+import (
+	"runtime"
+	"runtime/cgo"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// HostConfig holds a host's settings (the C API's fidius_host_builder).
+// The zero value is a host with no search paths and no requirements.
+type HostConfig struct {
+	// SearchPaths are scanned for plugins (one level deep), in order.
+	SearchPaths []string
+	// LoadPolicy: LoadLenient (default) passes over broken libraries when
+	// loading by name; LoadStrict fails on the first.
+	LoadPolicy LoadPolicy
+	// RequireSignature requires every plugin to carry a signature by one of
+	// TrustedKeys / TrustedKeyFiles (Ed25519, 32 raw bytes).
+	RequireSignature bool
+	TrustedKeys      [][]byte
+	TrustedKeyFiles  []string
+	// InterfaceHash, when not 0, is required of native plugins.
+	InterfaceHash uint64
+	// BufferStrategy, when not BufferStrategyNone, is required of native plugins.
+	BufferStrategy BufferStrategy
+	// Egress is the default egress policy of WASM plugins (nil: no
+	// outbound HTTP; packages declaring the "http" capability fail to load).
+	Egress *EgressPolicy
+	// Log receives the host's log lines (level 1 error, 2 warning, 3 info):
+	// egress denials, load warnings. It is called on any thread,
+	// concurrently, and must not block for long.
+	Log func(level int, message string)
+}
+
+// Host finds and loads plugins. Safe for concurrent use. Plugins loaded from
+// a host stay valid after the host is closed.
+type Host struct {
+	mu  sync.RWMutex
+	ptr *C.fidius_host
+}
+
+// NewHost builds a host from cfg.
+func NewHost(cfg HostConfig) (*Host, error) {
+	b := C.fidius_host_builder_new()
+	if b == nil {
+		return nil, &Error{Status: StatusInternalPanic, Message: "fidius_host_builder_new returned NULL (out of memory)"}
+	}
+	defer C.fidius_host_builder_free(b)
+
+	var cerr *C.fidius_error
+	for _, p := range cfg.SearchPaths {
+		cs := C.CString(p)
+		st := C.fidius_host_builder_add_search_path(b, cs, &cerr)
+		C.free(unsafe.Pointer(cs))
+		if err := takeError(st, cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.LoadPolicy != LoadLenient {
+		if err := takeError(C.fidius_host_builder_set_load_policy(b, C.uint32_t(cfg.LoadPolicy), &cerr), cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.RequireSignature {
+		if err := takeError(C.fidius_host_builder_set_require_signature(b, true, &cerr), cerr); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range cfg.TrustedKeys {
+		st := C.fidius_host_builder_add_trusted_key(b, bytesArg(k), C.size_t(len(k)), &cerr)
+		runtime.KeepAlive(k)
+		if err := takeError(st, cerr); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range cfg.TrustedKeyFiles {
+		cs := C.CString(f)
+		st := C.fidius_host_builder_add_trusted_key_file(b, cs, &cerr)
+		C.free(unsafe.Pointer(cs))
+		if err := takeError(st, cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.InterfaceHash != 0 {
+		if err := takeError(C.fidius_host_builder_set_interface_hash(b, C.uint64_t(cfg.InterfaceHash), &cerr), cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.BufferStrategy != BufferStrategyNone {
+		if err := takeError(C.fidius_host_builder_set_buffer_strategy(b, C.uint32_t(cfg.BufferStrategy), &cerr), cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Egress != nil {
+		if err := cfg.Egress.use(func(p *C.fidius_egress_policy) error {
+			return takeError(C.fidius_host_builder_set_egress_policy(b, p, &cerr), cerr)
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Log != nil {
+		h := newCallbackHandle(cfg.Log)
+		if err := takeError(C.fidiusgo_set_log_callback(b, C.uintptr_t(h), &cerr), cerr); err != nil {
+			// Whether libfidius ran the destroy callback on this failure is
+			// not documented; leaking the handle is the safe choice.
+			return nil, err
+		}
+	}
+
+	var host *C.fidius_host
+	if err := takeError(C.fidius_host_builder_build(b, &host, &cerr), cerr); err != nil {
+		return nil, err
+	}
+	h := &Host{ptr: host}
+	runtime.SetFinalizer(h, (*Host).Close)
+	return h, nil
+}
+
+// Close releases the host. Plugins loaded from it remain usable. Closing
+// twice is harmless.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ptr != nil {
+		C.fidius_host_free(h.ptr)
+		h.ptr = nil
+		runtime.SetFinalizer(h, nil)
+	}
+	return nil
+}
+
+// Skipped is a file or directory discovery passed over, and why.
+type Skipped struct {
+	Path   string
+	Plugin string // the plugin's name when the file got far enough to tell, else ""
+	Status Status
+	Reason string
+}
+
+// Discovery is what a scan of the search paths found.
+type Discovery struct {
+	Plugins []PluginInfo
+	Skipped []Skipped
+}
+
+// Discover scans the search paths. Problems with individual files are not
+// errors but entries in Skipped.
+func (h *Host) Discover() (*Discovery, error) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.ptr == nil {
+		return nil, ErrClosed
+	}
+	var d *C.fidius_discovery
+	var cerr *C.fidius_error
+	if err := takeError(C.fidius_host_discover(h.ptr, &d, &cerr), cerr); err != nil {
+		return nil, err
+	}
+	defer C.fidius_discovery_free(d)
+	out := &Discovery{}
+	for i := C.size_t(0); i < C.fidius_discovery_plugin_count(d); i++ {
+		out.Plugins = append(out.Plugins, copyInfo(C.fidius_discovery_plugin(d, i)))
+	}
+	for i := C.size_t(0); i < C.fidius_discovery_skipped_count(d); i++ {
+		out.Skipped = append(out.Skipped, Skipped{
+			Path:   goStringOrEmpty(C.fidius_discovery_skipped_path(d, i)),
+			Plugin: goStringOrEmpty(C.fidius_discovery_skipped_plugin(d, i)),
+			Status: Status(C.fidius_discovery_skipped_status(d, i)),
+			Reason: goStringOrEmpty(C.fidius_discovery_skipped_reason(d, i)),
+		})
+	}
+	return out, nil
+}
+
+// LoadOptions are per-load settings. The zero value (or nil) is the default.
+type LoadOptions struct {
+	// Config is the bincode of the plugin's config type (fidius 0.5
+	// `config = C`); nil means no config.
+	Config []byte
+	// InterfaceHash, when not 0, is required of the plugin (native or WASM).
+	InterfaceHash uint64
+	// Egress overrides the host's egress policy for this WASM plugin.
+	Egress *EgressPolicy
+	// InterfaceExport picks the component's exported interface (WASM).
+	InterfaceExport string
+	// Timeout stops WASM calls that run longer (0: none). Rounded up to whole milliseconds.
+	Timeout time.Duration
+	// MemoryLimit caps each WASM instance's memory in bytes (0: 4 GiB).
+	MemoryLimit uint64
+	// Fuel gives each WASM call this much fuel (0: unmetered).
+	Fuel uint64
+	// ReuseInstance keeps one WASM instance for all calls.
+	ReuseInstance bool
+	// WireRaw says, per method name, whether a WASM method is #[wire(raw)].
+	WireRaw map[string]bool
+}
+
+func (o *LoadOptions) build() (*C.fidius_load_options, error) {
+	if o == nil {
+		return nil, nil
+	}
+	opts := C.fidius_load_options_new()
+	if opts == nil {
+		return nil, &Error{Status: StatusInternalPanic, Message: "fidius_load_options_new returned NULL (out of memory)"}
+	}
+	fail := func(err error) (*C.fidius_load_options, error) {
+		C.fidius_load_options_free(opts)
+		return nil, err
+	}
+	var cerr *C.fidius_error
+	if o.Config != nil {
+		st := C.fidius_load_options_set_config(opts, bytesArg(o.Config), C.size_t(len(o.Config)), &cerr)
+		runtime.KeepAlive(o.Config)
+		if err := takeError(st, cerr); err != nil {
+			return fail(err)
+		}
+	}
+	if o.InterfaceHash != 0 {
+		if err := takeError(C.fidius_load_options_set_interface_hash(opts, C.uint64_t(o.InterfaceHash), &cerr), cerr); err != nil {
+			return fail(err)
+		}
+	}
+	if o.Egress != nil {
+		if err := o.Egress.use(func(p *C.fidius_egress_policy) error {
+			return takeError(C.fidius_load_options_set_egress_policy(opts, p, &cerr), cerr)
+		}); err != nil {
+			return fail(err)
+		}
+	}
+	if o.InterfaceExport != "" {
+		cs := C.CString(o.InterfaceExport)
+		st := C.fidius_load_options_set_interface_export(opts, cs, &cerr)
+		C.free(unsafe.Pointer(cs))
+		if err := takeError(st, cerr); err != nil {
+			return fail(err)
+		}
+	}
+	if o.Timeout > 0 {
+		ms := (o.Timeout + time.Millisecond - 1) / time.Millisecond
+		if err := takeError(C.fidius_load_options_set_timeout_ms(opts, C.uint64_t(ms), &cerr), cerr); err != nil {
+			return fail(err)
+		}
+	}
+	if o.MemoryLimit != 0 {
+		if err := takeError(C.fidius_load_options_set_memory_limit(opts, C.uint64_t(o.MemoryLimit), &cerr), cerr); err != nil {
+			return fail(err)
+		}
+	}
+	if o.Fuel != 0 {
+		if err := takeError(C.fidius_load_options_set_fuel(opts, C.uint64_t(o.Fuel), &cerr), cerr); err != nil {
+			return fail(err)
+		}
+	}
+	if o.ReuseInstance {
+		if err := takeError(C.fidius_load_options_set_reuse_instance(opts, true, &cerr), cerr); err != nil {
+			return fail(err)
+		}
+	}
+	for name, raw := range o.WireRaw {
+		cs := C.CString(name)
+		st := C.fidius_load_options_set_wire_raw(opts, cs, C.bool(raw), &cerr)
+		C.free(unsafe.Pointer(cs))
+		if err := takeError(st, cerr); err != nil {
+			return fail(err)
+		}
+	}
+	return opts, nil
+}
+
+// Load loads the plugin named name (a native plugin's type name or a
+// package's name) from the search paths. opts may be nil.
+func (h *Host) Load(name string, opts *LoadOptions) (*Plugin, error) {
+	return h.load("", name, opts)
+}
+
+// LoadPath loads a native plugin from the library at path; name picks one
+// plugin of several in the library ("" when it holds exactly one).
+func (h *Host) LoadPath(path, name string, opts *LoadOptions) (*Plugin, error) {
+	if path == "" {
+		return nil, &Error{Status: StatusInvalidArgument, Message: "empty path"}
+	}
+	return h.load(path, name, opts)
+}
+
+func (h *Host) load(path, name string, opts *LoadOptions) (*Plugin, error) {
+	copts, err := opts.build()
+	if err != nil {
+		return nil, err
+	}
+	defer C.fidius_load_options_free(copts) // the load copies what it needs
+
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.ptr == nil {
+		return nil, ErrClosed
+	}
+	var cname *C.char
+	if name != "" || path == "" {
+		cname = C.CString(name)
+		defer C.free(unsafe.Pointer(cname))
+	}
+	var plugin *C.fidius_plugin
+	var cerr *C.fidius_error
+	var st uint32
+	if path == "" {
+		st = uint32(C.fidius_host_load(h.ptr, cname, copts, &plugin, &cerr))
+	} else {
+		cpath := C.CString(path)
+		defer C.free(unsafe.Pointer(cpath))
+		st = uint32(C.fidius_host_load_path(h.ptr, cpath, cname, copts, &plugin, &cerr))
+	}
+	if err := takeError(st, cerr); err != nil {
+		return nil, err
+	}
+	return newPlugin(plugin), nil
+}
+
+// PrecompileComponent compiles WebAssembly component bytes ahead of time
+// into .cwasm bytes for a package's [wasm].precompiled file.
+func (h *Host) PrecompileComponent(component []byte) ([]byte, error) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.ptr == nil {
+		return nil, ErrClosed
+	}
+	var out C.fidius_bytes
+	var cerr *C.fidius_error
+	st := C.fidius_host_precompile_component(h.ptr, bytesArg(component), C.size_t(len(component)), &out, &cerr)
+	runtime.KeepAlive(component)
+	if err := takeError(st, cerr); err != nil {
+		return nil, err
+	}
+	return takeBytes(&out), nil
+}
+
+// --- callback handles ---------------------------------------------------------
+
+// liveCallbacks counts Go callbacks libfidius still references (tests check
+// that every destroy callback ran).
+var liveCallbacks int64
+var liveMu sync.Mutex
+
+func newCallbackHandle(v any) cgo.Handle {
+	liveMu.Lock()
+	liveCallbacks++
+	liveMu.Unlock()
+	return cgo.NewHandle(v)
+}
+
+//export fidiusGoRelease
+func fidiusGoRelease(h C.uintptr_t) {
+	cgo.Handle(h).Delete()
+	liveMu.Lock()
+	liveCallbacks--
+	liveMu.Unlock()
+}
+
+//export fidiusGoLog
+func fidiusGoLog(h C.uintptr_t, level C.uint32_t, message *C.char) {
+	defer func() { _ = recover() }() // a panic must not unwind into libfidius
+	fn := cgo.Handle(h).Value().(func(int, string))
+	fn(int(level), C.GoString(message))
+}

@@ -1,0 +1,788 @@
+"""fidius: host Fidius plugins (native cdylibs and sandboxed WASM components)
+from Python, through libfidius' C API (fidius.h), with ctypes.
+
+    import fidius
+    with fidius.Host(search_paths=["./plugins"]) as host:
+        with host.load("calc") as calc:
+            calc.invoke("add", 2, 40)            # 42 (JSON, WASM plugins)
+            calc.call_wire(0, wire_bytes)        # Fidius wire bytes in and out
+
+Ownership: Host, Plugin and EgressPolicy own a C handle each; close() (or the
+``with`` statement) releases it, and a weakref finalizer does if close() was
+never called. Everything else (PluginInfo, Discovery, outputs, exceptions) is
+copied into Python objects.
+
+Threads: a Host and a Plugin may be used from any number of threads; calls
+release the GIL. close() while calls are in flight waits for them: the handle
+is freed by the last user. Callbacks (egress policy, log) run on libfidius'
+threads, concurrently, holding the GIL while Python code runs.
+
+Errors: FidiusError (with .status), or PluginError (.code, .plugin_message,
+.details) when the plugin itself returned an error.
+
+The library is found through $FIDIUS_LIBRARY (a path), else the loader's
+search for libfidius.so.0 / libfidius.so.
+"""
+
+import ctypes
+import ctypes.util
+import enum
+import itertools
+import json as _json
+import os
+import threading
+import weakref
+from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_bool, c_char_p, c_int32, c_size_t,
+                    c_uint8, c_uint32, c_uint64, c_void_p)
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+__all__ = [
+    "Status", "Format", "Runtime", "BufferStrategy", "LoadPolicy", "Verdict",
+    "FidiusError", "PluginError", "ClosedError",
+    "PluginInfo", "Skipped", "Discovery", "LoadOptions",
+    "Host", "Plugin", "EgressPolicy", "HttpRequest", "version",
+]
+
+
+class Status(enum.IntEnum):
+    """libfidius result codes (fidius_status); the numbers never change."""
+    OK = 0
+    NULL_ARGUMENT = 1
+    INVALID_UTF8 = 2
+    INVALID_ARGUMENT = 3
+    INVALID_HANDLE = 4
+    INTERNAL_PANIC = 5
+    IO = 6
+    UNSUPPORTED = 7
+    PLUGIN_NOT_FOUND = 20
+    NOT_A_PLUGIN = 21
+    LIBRARY_LOAD = 22
+    ARCHITECTURE_MISMATCH = 23
+    INVALID_MAGIC = 24
+    REGISTRY_VERSION = 25
+    ABI_VERSION = 26
+    INVALID_DESCRIPTOR = 27
+    BUFFER_STRATEGY = 28
+    INTERFACE_HASH_MISMATCH = 29
+    CONFIG_REJECTED = 30
+    SIGNATURE_REQUIRED = 31
+    SIGNATURE_INVALID = 32
+    INVALID_MANIFEST = 33
+    CAPABILITY = 34
+    METHOD_INDEX = 40
+    NOT_IMPLEMENTED = 41
+    PLUGIN_ERROR = 42
+    PLUGIN_PANIC = 43
+    SERIALIZATION = 44
+    UNKNOWN_STATUS = 45
+    BUFFER_TOO_SMALL = 46
+    TIMEOUT = 50
+    MEMORY_LIMIT = 51
+    FUEL_EXHAUSTED = 52
+    TRAP = 53
+    STACK_OVERFLOW = 54
+
+
+class Format(enum.IntEnum):
+    WIRE = 0  #: Fidius wire bytes: the bincode (1.3, legacy) tuple of the arguments
+    JSON = 1  #: a JSON array (or object) of the arguments; WASM plugins only
+
+
+class Runtime(enum.IntEnum):
+    UNKNOWN = 0
+    NATIVE = 1
+    WASM = 2
+    PYTHON = 3
+
+
+class BufferStrategy(enum.IntEnum):
+    NONE = 0
+    PLUGIN_ALLOCATED = 1
+    ARENA = 2
+
+
+class LoadPolicy(enum.IntEnum):
+    LENIENT = 0
+    STRICT = 1
+
+
+class Verdict(enum.IntEnum):
+    DENY = 0
+    ALLOW = 1
+
+
+# ---------------------------------------------------------------- the library
+
+def _open_library() -> ctypes.CDLL:
+    path = os.environ.get("FIDIUS_LIBRARY")
+    if path:
+        return ctypes.CDLL(path)
+    errors = []
+    for name in (ctypes.util.find_library("fidius"), "libfidius.so.0", "libfidius.so"):
+        if not name:
+            continue
+        try:
+            return ctypes.CDLL(name)
+        except OSError as e:
+            errors.append(str(e))
+    raise OSError("libfidius not found (set FIDIUS_LIBRARY to its path, or LD_LIBRARY_PATH): "
+                  + "; ".join(errors))
+
+
+_lib = _open_library()
+
+
+class _Bytes(Structure):
+    _fields_ = [("data", POINTER(c_uint8)), ("len", c_size_t)]
+
+
+_EGRESS_FN = CFUNCTYPE(c_uint32, c_void_p, c_void_p)
+_DESTROY_FN = CFUNCTYPE(None, c_void_p)
+_LOG_FN = CFUNCTYPE(None, c_void_p, c_uint32, c_char_p)
+
+_P = c_void_p            # any opaque handle
+_E = POINTER(c_void_p)   # fidius_error **
+_S = c_int32             # fidius_status
+
+_SIGNATURES = {
+    # errors, versions
+    "fidius_error_status": (_S, [_P]),
+    "fidius_error_message": (c_char_p, [_P]),
+    "fidius_error_plugin_code": (c_char_p, [_P]),
+    "fidius_error_plugin_message": (c_char_p, [_P]),
+    "fidius_error_plugin_details": (c_char_p, [_P]),
+    "fidius_error_free": (None, [_P]),
+    "fidius_status_name": (c_char_p, [c_uint32]),
+    "fidius_version": (c_char_p, []),
+    # builder, host
+    "fidius_host_builder_new": (_P, []),
+    "fidius_host_builder_free": (None, [_P]),
+    "fidius_host_builder_add_search_path": (_S, [_P, c_char_p, _E]),
+    "fidius_host_builder_set_load_policy": (_S, [_P, c_uint32, _E]),
+    "fidius_host_builder_set_require_signature": (_S, [_P, c_bool, _E]),
+    "fidius_host_builder_add_trusted_key": (_S, [_P, c_char_p, c_size_t, _E]),
+    "fidius_host_builder_add_trusted_key_file": (_S, [_P, c_char_p, _E]),
+    "fidius_host_builder_set_interface_hash": (_S, [_P, c_uint64, _E]),
+    "fidius_host_builder_set_buffer_strategy": (_S, [_P, c_uint32, _E]),
+    "fidius_host_builder_set_egress_policy": (_S, [_P, _P, _E]),
+    "fidius_host_builder_set_log_callback": (_S, [_P, _LOG_FN, c_void_p, _DESTROY_FN, _E]),
+    "fidius_host_builder_build": (_S, [_P, POINTER(c_void_p), _E]),
+    "fidius_host_free": (None, [_P]),
+    "fidius_host_precompile_component": (_S, [_P, c_char_p, c_size_t, POINTER(_Bytes), _E]),
+    # discovery, info
+    "fidius_host_discover": (_S, [_P, POINTER(c_void_p), _E]),
+    "fidius_discovery_free": (None, [_P]),
+    "fidius_discovery_plugin_count": (c_size_t, [_P]),
+    "fidius_discovery_plugin": (_P, [_P, c_size_t]),
+    "fidius_discovery_skipped_count": (c_size_t, [_P]),
+    "fidius_discovery_skipped_path": (c_char_p, [_P, c_size_t]),
+    "fidius_discovery_skipped_plugin": (c_char_p, [_P, c_size_t]),
+    "fidius_discovery_skipped_status": (_S, [_P, c_size_t]),
+    "fidius_discovery_skipped_reason": (c_char_p, [_P, c_size_t]),
+    "fidius_plugin_info_name": (c_char_p, [_P]),
+    "fidius_plugin_info_interface_name": (c_char_p, [_P]),
+    "fidius_plugin_info_interface_hash": (c_uint64, [_P]),
+    "fidius_plugin_info_interface_version": (c_uint32, [_P]),
+    "fidius_plugin_info_runtime": (c_uint32, [_P]),
+    "fidius_plugin_info_buffer_strategy": (c_uint32, [_P]),
+    "fidius_plugin_info_capabilities": (c_uint64, [_P]),
+    "fidius_plugin_info_method_count": (c_uint32, [_P]),
+    "fidius_plugin_info_abi_version": (c_uint32, [_P]),
+    "fidius_plugin_info_path": (c_char_p, [_P]),
+    # load options
+    "fidius_load_options_new": (_P, []),
+    "fidius_load_options_free": (None, [_P]),
+    "fidius_load_options_set_config": (_S, [_P, c_char_p, c_size_t, _E]),
+    "fidius_load_options_set_interface_hash": (_S, [_P, c_uint64, _E]),
+    "fidius_load_options_set_egress_policy": (_S, [_P, _P, _E]),
+    "fidius_load_options_set_interface_export": (_S, [_P, c_char_p, _E]),
+    "fidius_load_options_set_timeout_ms": (_S, [_P, c_uint64, _E]),
+    "fidius_load_options_set_memory_limit": (_S, [_P, c_uint64, _E]),
+    "fidius_load_options_set_fuel": (_S, [_P, c_uint64, _E]),
+    "fidius_load_options_set_reuse_instance": (_S, [_P, c_bool, _E]),
+    "fidius_load_options_set_wire_raw": (_S, [_P, c_char_p, c_bool, _E]),
+    # plugins
+    "fidius_host_load": (_S, [_P, c_char_p, _P, POINTER(c_void_p), _E]),
+    "fidius_host_load_path": (_S, [_P, c_char_p, c_char_p, _P, POINTER(c_void_p), _E]),
+    "fidius_plugin_free": (None, [_P]),
+    "fidius_plugin_get_info": (_P, [_P]),
+    "fidius_plugin_call": (_S, [_P, c_uint32, c_uint32, c_char_p, c_size_t, POINTER(_Bytes), _E]),
+    "fidius_bytes_free": (None, [POINTER(_Bytes)]),
+    "fidius_plugin_method_metadata_count": (_S, [_P, c_uint32, POINTER(c_size_t), _E]),
+    "fidius_plugin_method_metadata_get": (_S, [_P, c_uint32, c_size_t, POINTER(c_char_p), POINTER(c_char_p), _E]),
+    "fidius_plugin_trait_metadata_count": (c_size_t, [_P]),
+    "fidius_plugin_trait_metadata_get": (_S, [_P, c_size_t, POINTER(c_char_p), POINTER(c_char_p), _E]),
+    "fidius_plugin_method_name": (c_char_p, [_P, c_uint32]),
+    "fidius_plugin_method_index": (_S, [_P, c_char_p, POINTER(c_uint32), _E]),
+    "fidius_plugin_warning_count": (c_size_t, [_P]),
+    "fidius_plugin_warning": (c_char_p, [_P, c_size_t]),
+    # egress
+    "fidius_egress_policy_new": (_S, [_EGRESS_FN, c_void_p, _DESTROY_FN, POINTER(c_void_p), _E]),
+    "fidius_egress_policy_free": (None, [_P]),
+    "fidius_http_request_method": (c_char_p, [_P]),
+    "fidius_http_request_scheme": (c_char_p, [_P]),
+    "fidius_http_request_authority": (c_char_p, [_P]),
+    "fidius_http_request_path_and_query": (c_char_p, [_P]),
+    "fidius_http_request_plugin": (c_char_p, [_P]),
+    "fidius_http_request_header_count": (c_size_t, [_P]),
+    "fidius_http_request_header": (_S, [_P, c_size_t, POINTER(c_char_p), POINTER(POINTER(c_uint8)),
+                                        POINTER(c_size_t), _E]),
+    "fidius_http_request_set_header": (_S, [_P, c_char_p, c_char_p, c_size_t, _E]),
+    "fidius_http_request_add_header": (_S, [_P, c_char_p, c_char_p, c_size_t, _E]),
+    "fidius_http_request_remove_header": (_S, [_P, c_char_p, _E]),
+    "fidius_http_request_set_deny_reason": (_S, [_P, c_char_p, _E]),
+}
+
+for _name, (_restype, _argtypes) in _SIGNATURES.items():
+    _f = getattr(_lib, _name)
+    _f.restype = _restype
+    _f.argtypes = _argtypes
+
+
+def _s(b: Optional[bytes]) -> Optional[str]:
+    return None if b is None else b.decode("utf-8")
+
+
+def _b(s: Optional[str]) -> Optional[bytes]:
+    return None if s is None else s.encode("utf-8")
+
+
+def version() -> str:
+    """The loaded libfidius' version, "MAJOR.MINOR.PATCH"."""
+    return _s(_lib.fidius_version())
+
+
+# ---------------------------------------------------------------- errors
+
+class FidiusError(Exception):
+    """A failed libfidius call: .status and libfidius' message."""
+
+    def __init__(self, status: int, message: str):
+        try:
+            status = Status(status)
+        except ValueError:
+            pass
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def __str__(self):
+        name = self.status.name if isinstance(self.status, Status) else str(self.status)
+        return f"{name}: {self.message}"
+
+
+class PluginError(FidiusError):
+    """An error the plugin itself returned (Status.PLUGIN_ERROR)."""
+
+    def __init__(self, message: str, code: str, plugin_message: Optional[str], details: Optional[str]):
+        super().__init__(Status.PLUGIN_ERROR, message)
+        self.code = code                        #: PluginError.code, e.g. "DIV_ZERO"
+        self.plugin_message = plugin_message    #: PluginError.message, as the plugin wrote it
+        self.details = details                  #: PluginError.details (JSON by convention) or None
+
+
+class ClosedError(ValueError):
+    """Use of a Host, Plugin or EgressPolicy after close()."""
+
+
+def _error(status: int, err: c_void_p) -> FidiusError:
+    if not err.value:
+        return FidiusError(status, _s(_lib.fidius_status_name(status)))
+    try:
+        message = _s(_lib.fidius_error_message(err))
+        code = _s(_lib.fidius_error_plugin_code(err))
+        if code is not None:
+            return PluginError(message, code, _s(_lib.fidius_error_plugin_message(err)),
+                               _s(_lib.fidius_error_plugin_details(err)))
+        return FidiusError(status, message)
+    finally:
+        _lib.fidius_error_free(err)
+
+
+def _check(call, *args):
+    """Call a fallible C function with a trailing fidius_error** and raise on failure."""
+    err = c_void_p()
+    status = call(*args, byref(err))
+    if status != Status.OK:
+        raise _error(status, err)
+    if err.value:
+        _lib.fidius_error_free(err)
+
+
+def _take_bytes(out: _Bytes) -> bytes:
+    data = ctypes.string_at(out.data, out.len) if out.len else b""
+    _lib.fidius_bytes_free(byref(out))
+    return data
+
+
+# ---------------------------------------------------------------- handles
+
+class _Handle:
+    """A C handle with a use count: close() marks it closed, and the last
+    user frees it, so a free never races with a call (the C API's rule)."""
+
+    def __init__(self, ptr: int, free):
+        self._ptr = ptr
+        self._free = free
+        self._users = 0
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> int:
+        with self._lock:
+            if self._closed:
+                raise ClosedError("handle is closed")
+            self._users += 1
+            return self._ptr
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._users -= 1
+            last = self._closed and self._users == 0
+        if last:
+            self._release()
+
+    def close(self):
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            last = self._users == 0
+        if last:
+            self._release()
+
+    def _release(self):
+        ptr, self._ptr = self._ptr, None
+        if ptr:
+            self._free(ptr)
+
+
+# ---------------------------------------------------------------- callbacks
+#
+# libfidius gets module-level ctypes trampolines (never collected) and, as
+# user_data, an integer key into _callbacks. The key's entry keeps the Python
+# callable alive until libfidius calls destroy.
+
+_callbacks: Dict[int, Callable] = {}
+_callbacks_lock = threading.Lock()
+_next_key = itertools.count(1)
+
+
+def _register(fn: Callable) -> int:
+    key = next(_next_key)
+    with _callbacks_lock:
+        _callbacks[key] = fn
+    return key
+
+
+def _unregister(key: int):
+    with _callbacks_lock:
+        _callbacks.pop(key, None)
+
+
+def _live_callbacks() -> int:
+    with _callbacks_lock:
+        return len(_callbacks)
+
+
+@_DESTROY_FN
+def _destroy_trampoline(user_data):
+    try:
+        _unregister(user_data)
+    except BaseException:  # never unwind into libfidius
+        pass
+
+
+@_EGRESS_FN
+def _egress_trampoline(user_data, request):
+    # Anything but an explicit Verdict.ALLOW denies. ctypes would return 0
+    # (= ALLOW) for an exception escaping this function, so nothing may.
+    req = HttpRequest(request)
+    try:
+        with _callbacks_lock:
+            fn = _callbacks[user_data]
+        verdict = fn(req)
+        return int(Verdict.ALLOW) if verdict is Verdict.ALLOW else int(Verdict.DENY)
+    except BaseException as e:
+        try:
+            req.set_deny_reason(f"egress policy raised {type(e).__name__}: {e}")
+        except BaseException:
+            pass
+        return int(Verdict.DENY)
+    finally:
+        req._ptr = None
+
+
+@_LOG_FN
+def _log_trampoline(user_data, level, message):
+    try:
+        with _callbacks_lock:
+            fn = _callbacks[user_data]
+        fn(int(level), _s(message))
+    except BaseException:
+        pass
+
+
+# ---------------------------------------------------------------- values
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What a plugin is (a copy of a fidius_plugin_info)."""
+    name: str
+    interface_name: Optional[str]
+    interface_hash: int          #: 0 where not known (packages before loading)
+    interface_version: int
+    runtime: Runtime
+    buffer_strategy: BufferStrategy
+    capabilities: int
+    method_count: int            #: 0 where not known (packages before loading)
+    abi_version: int             #: 400 or 500 for native plugins, 0 for packages
+    path: Optional[str]
+
+    @classmethod
+    def _from(cls, info) -> "PluginInfo":
+        return cls(
+            name=_s(_lib.fidius_plugin_info_name(info)),
+            interface_name=_s(_lib.fidius_plugin_info_interface_name(info)),
+            interface_hash=_lib.fidius_plugin_info_interface_hash(info),
+            interface_version=_lib.fidius_plugin_info_interface_version(info),
+            runtime=Runtime(_lib.fidius_plugin_info_runtime(info)),
+            buffer_strategy=BufferStrategy(_lib.fidius_plugin_info_buffer_strategy(info)),
+            capabilities=_lib.fidius_plugin_info_capabilities(info),
+            method_count=_lib.fidius_plugin_info_method_count(info),
+            abi_version=_lib.fidius_plugin_info_abi_version(info),
+            path=_s(_lib.fidius_plugin_info_path(info)),
+        )
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file or directory discovery passed over, and why."""
+    path: str
+    plugin: Optional[str]
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Discovery:
+    plugins: Tuple[PluginInfo, ...]
+    skipped: Tuple[Skipped, ...]
+
+
+@dataclass
+class LoadOptions:
+    """Per-load settings; the defaults are libfidius' defaults."""
+    config: Optional[bytes] = None        #: bincode of the plugin's config type
+    interface_hash: int = 0               #: when not 0, required of the plugin
+    egress: Optional["EgressPolicy"] = None  #: overrides the host's policy (WASM)
+    interface_export: Optional[str] = None   #: the component's exported interface (WASM)
+    timeout: float = 0.0                  #: seconds; stops longer WASM calls (0: none)
+    memory_limit: int = 0                 #: bytes per WASM instance (0: 4 GiB)
+    fuel: int = 0                         #: fuel per WASM call (0: unmetered)
+    reuse_instance: bool = False
+    wire_raw: Dict[str, bool] = None      #: per WASM method name: is it #[wire(raw)]
+
+    def _build(self) -> int:
+        opts = _lib.fidius_load_options_new()
+        if not opts:
+            raise MemoryError("fidius_load_options_new")
+        try:
+            if self.config is not None:
+                _check(_lib.fidius_load_options_set_config, opts, bytes(self.config), len(self.config))
+            if self.interface_hash:
+                _check(_lib.fidius_load_options_set_interface_hash, opts, self.interface_hash)
+            if self.egress is not None:
+                with self.egress._h as p:
+                    _check(_lib.fidius_load_options_set_egress_policy, opts, p)
+            if self.interface_export is not None:
+                _check(_lib.fidius_load_options_set_interface_export, opts, _b(self.interface_export))
+            if self.timeout > 0:
+                ms = max(1, int(-(-self.timeout * 1000 // 1)))
+                _check(_lib.fidius_load_options_set_timeout_ms, opts, ms)
+            if self.memory_limit:
+                _check(_lib.fidius_load_options_set_memory_limit, opts, self.memory_limit)
+            if self.fuel:
+                _check(_lib.fidius_load_options_set_fuel, opts, self.fuel)
+            if self.reuse_instance:
+                _check(_lib.fidius_load_options_set_reuse_instance, opts, True)
+            for name, raw in (self.wire_raw or {}).items():
+                _check(_lib.fidius_load_options_set_wire_raw, opts, _b(name), bool(raw))
+            return opts
+        except BaseException:
+            _lib.fidius_load_options_free(opts)
+            raise
+
+
+# ---------------------------------------------------------------- objects
+
+class EgressPolicy:
+    """An egress policy for WASM plugins' outbound HTTP.
+
+    ``callback(request: HttpRequest)`` runs before each request is sent, on
+    libfidius' threads, concurrently; it must return ``Verdict.ALLOW`` to let
+    the request through (anything else, or an exception, denies) and must not
+    call into the plugin whose request it decides. Hosts, load options and
+    plugins using the policy hold their own references: close() it whenever;
+    the callback stays alive until libfidius releases its last reference.
+    """
+
+    def __init__(self, callback: Callable[["HttpRequest"], Verdict]):
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        key = _register(callback)
+        out = c_void_p()
+        try:
+            _check(_lib.fidius_egress_policy_new, _egress_trampoline, key, _destroy_trampoline, byref(out))
+        except BaseException:
+            _unregister(key)  # documented: destroy is not called on failure
+            raise
+        self._h = _Handle(out.value, _lib.fidius_egress_policy_free)
+        self._finalizer = weakref.finalize(self, self._h.close)
+
+    def close(self):
+        """Release the caller's reference."""
+        self._h.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class HttpRequest:
+    """One outbound HTTP request; valid only during its egress callback."""
+
+    def __init__(self, ptr):
+        self._ptr = ptr
+
+    def _p(self):
+        if not self._ptr:
+            raise ClosedError("an HttpRequest is valid only during its egress callback")
+        return self._ptr
+
+    @property
+    def method(self) -> str:
+        return _s(_lib.fidius_http_request_method(self._p()))
+
+    @property
+    def scheme(self) -> str:
+        return _s(_lib.fidius_http_request_scheme(self._p()))
+
+    @property
+    def authority(self) -> str:
+        return _s(_lib.fidius_http_request_authority(self._p()))
+
+    @property
+    def path_and_query(self) -> str:
+        return _s(_lib.fidius_http_request_path_and_query(self._p()))
+
+    @property
+    def plugin(self) -> str:
+        """The name of the plugin making the request."""
+        return _s(_lib.fidius_http_request_plugin(self._p()))
+
+    @property
+    def headers(self) -> List[Tuple[str, bytes]]:
+        """(lowercase name, value bytes as the guest sent them), one per value."""
+        p = self._p()
+        out = []
+        for i in range(_lib.fidius_http_request_header_count(p)):
+            name, value, length = c_char_p(), POINTER(c_uint8)(), c_size_t()
+            _check(_lib.fidius_http_request_header, p, i, byref(name), byref(value), byref(length))
+            out.append((_s(name.value), ctypes.string_at(value, length.value) if length.value else b""))
+        return out
+
+    def set_header(self, name: str, value) -> None:
+        """Set a header, replacing every existing value (e.g. inject Authorization)."""
+        v = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        _check(_lib.fidius_http_request_set_header, self._p(), _b(name), v, len(v))
+
+    def add_header(self, name: str, value) -> None:
+        v = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        _check(_lib.fidius_http_request_add_header, self._p(), _b(name), v, len(v))
+
+    def remove_header(self, name: str) -> None:
+        _check(_lib.fidius_http_request_remove_header, self._p(), _b(name))
+
+    def set_deny_reason(self, reason: str) -> None:
+        """The reason for denying; reaches the host (error, log), never the guest."""
+        _check(_lib.fidius_http_request_set_deny_reason, self._p(), _b(reason))
+
+
+class Host:
+    """Finds and loads plugins. Thread-safe. Plugins outlive the host they came from."""
+
+    def __init__(self, search_paths: Sequence[str] = (), *, load_policy: LoadPolicy = LoadPolicy.LENIENT,
+                 require_signature: bool = False, trusted_keys: Sequence[bytes] = (),
+                 trusted_key_files: Sequence[str] = (), interface_hash: int = 0,
+                 buffer_strategy: BufferStrategy = BufferStrategy.NONE,
+                 egress: Optional[EgressPolicy] = None,
+                 log: Optional[Callable[[int, str], None]] = None):
+        """``log(level, message)`` (1 error, 2 warning, 3 info) runs on any thread, concurrently."""
+        b = _lib.fidius_host_builder_new()
+        if not b:
+            raise MemoryError("fidius_host_builder_new")
+        try:
+            for path in search_paths:
+                _check(_lib.fidius_host_builder_add_search_path, b, _b(os.fspath(path)))
+            if load_policy != LoadPolicy.LENIENT:
+                _check(_lib.fidius_host_builder_set_load_policy, b, int(load_policy))
+            if require_signature:
+                _check(_lib.fidius_host_builder_set_require_signature, b, True)
+            for key in trusted_keys:
+                _check(_lib.fidius_host_builder_add_trusted_key, b, bytes(key), len(key))
+            for path in trusted_key_files:
+                _check(_lib.fidius_host_builder_add_trusted_key_file, b, _b(os.fspath(path)))
+            if interface_hash:
+                _check(_lib.fidius_host_builder_set_interface_hash, b, interface_hash)
+            if buffer_strategy != BufferStrategy.NONE:
+                _check(_lib.fidius_host_builder_set_buffer_strategy, b, int(buffer_strategy))
+            if egress is not None:
+                with egress._h as p:
+                    _check(_lib.fidius_host_builder_set_egress_policy, b, p)
+            if log is not None:
+                # On failure the entry stays registered: whether libfidius ran
+                # destroy then is not documented; a leak beats a double release.
+                _check(_lib.fidius_host_builder_set_log_callback, b, _log_trampoline, _register(log),
+                       _destroy_trampoline)
+            out = c_void_p()
+            _check(_lib.fidius_host_builder_build, b, byref(out))
+        finally:
+            _lib.fidius_host_builder_free(b)
+        self._h = _Handle(out.value, _lib.fidius_host_free)
+        self._finalizer = weakref.finalize(self, self._h.close)
+
+    def close(self):
+        self._h.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def discover(self) -> Discovery:
+        """Scan the search paths; problems with single files are entries in .skipped."""
+        with self._h as h:
+            d = c_void_p()
+            _check(_lib.fidius_host_discover, h, byref(d))
+        try:
+            plugins = tuple(PluginInfo._from(_lib.fidius_discovery_plugin(d, i))
+                            for i in range(_lib.fidius_discovery_plugin_count(d)))
+            skipped = tuple(Skipped(path=_s(_lib.fidius_discovery_skipped_path(d, i)),
+                                    plugin=_s(_lib.fidius_discovery_skipped_plugin(d, i)),
+                                    status=_lib.fidius_discovery_skipped_status(d, i),
+                                    reason=_s(_lib.fidius_discovery_skipped_reason(d, i)))
+                            for i in range(_lib.fidius_discovery_skipped_count(d)))
+            return Discovery(plugins, skipped)
+        finally:
+            _lib.fidius_discovery_free(d)
+
+    def load(self, name: str, options: Optional[LoadOptions] = None) -> "Plugin":
+        """Load the plugin named ``name`` (a native type name or a package name)."""
+        return self._load(None, name, options)
+
+    def load_path(self, path: str, name: Optional[str] = None, options: Optional[LoadOptions] = None) -> "Plugin":
+        """Load a native plugin from a library file; ``name`` picks one of several."""
+        return self._load(os.fspath(path), name, options)
+
+    def _load(self, path, name, options):
+        opts = options._build() if options is not None else None
+        try:
+            out = c_void_p()
+            with self._h as h:
+                if path is None:
+                    _check(_lib.fidius_host_load, h, _b(name), opts, byref(out))
+                else:
+                    _check(_lib.fidius_host_load_path, h, _b(path), _b(name), opts, byref(out))
+            return Plugin(out.value)
+        finally:
+            if opts:
+                _lib.fidius_load_options_free(opts)
+
+    def precompile_component(self, component: bytes) -> bytes:
+        """Ahead-of-time compile component bytes into .cwasm bytes."""
+        out = _Bytes()
+        with self._h as h:
+            _check(_lib.fidius_host_precompile_component, h, bytes(component), len(component), byref(out))
+        return _take_bytes(out)
+
+
+class Plugin:
+    """A loaded plugin instance. Thread-safe; close() waits for calls in flight."""
+
+    def __init__(self, ptr: int):
+        self._h = _Handle(ptr, _lib.fidius_plugin_free)
+        self._finalizer = weakref.finalize(self, self._h.close)
+        with self._h as p:
+            self.info = PluginInfo._from(_lib.fidius_plugin_get_info(p))  #: copied; valid after close()
+
+    def close(self):
+        self._h.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def call(self, method: int, fmt: Format, data: bytes = b"") -> bytes:
+        """Call ``method`` (its index, in declaration order) with ``data`` encoded as ``fmt``."""
+        data = bytes(data)
+        out = _Bytes()
+        with self._h as p:
+            _check(_lib.fidius_plugin_call, p, method, int(fmt), data, len(data), byref(out))
+        return _take_bytes(out)
+
+    def call_wire(self, method: int, data: bytes = b"") -> bytes:
+        """Fidius wire bytes (the bincode tuple of the arguments) in and out."""
+        return self.call(method, Format.WIRE, data)
+
+    def call_json(self, method: int, args_json: str) -> str:
+        """JSON text in (an array or object of the arguments) and out. WASM plugins only."""
+        return self.call(method, Format.JSON, args_json.encode("utf-8")).decode("utf-8")
+
+    def invoke(self, method_name: str, *args):
+        """Call a method by name with Python values, through JSON. WASM plugins only."""
+        out = self.call_json(self.method_index(method_name), _json.dumps(list(args)))
+        return _json.loads(out)
+
+    def method_index(self, name: str) -> int:
+        """A method's index by name (kebab- or snake_case). Native plugins carry no names."""
+        index = c_uint32()
+        with self._h as p:
+            _check(_lib.fidius_plugin_method_index, p, _b(name), byref(index))
+        return index.value
+
+    def method_name(self, method: int) -> Optional[str]:
+        """A method's name, or None (out of range, or a native plugin)."""
+        with self._h as p:
+            return _s(_lib.fidius_plugin_method_name(p, method))
+
+    def method_metadata(self, method: int) -> List[Tuple[str, str]]:
+        with self._h as p:
+            n = c_size_t()
+            _check(_lib.fidius_plugin_method_metadata_count, p, method, byref(n))
+            out = []
+            for i in range(n.value):
+                k, v = c_char_p(), c_char_p()
+                _check(_lib.fidius_plugin_method_metadata_get, p, method, i, byref(k), byref(v))
+                out.append((_s(k.value), _s(v.value)))
+            return out
+
+    def trait_metadata(self) -> List[Tuple[str, str]]:
+        with self._h as p:
+            out = []
+            for i in range(_lib.fidius_plugin_trait_metadata_count(p)):
+                k, v = c_char_p(), c_char_p()
+                _check(_lib.fidius_plugin_trait_metadata_get, p, i, byref(k), byref(v))
+                out.append((_s(k.value), _s(v.value)))
+            return out
+
+    def warnings(self) -> List[str]:
+        """Load warnings (e.g. an unusable .cwasm)."""
+        with self._h as p:
+            return [_s(_lib.fidius_plugin_warning(p, i)) for i in range(_lib.fidius_plugin_warning_count(p))]
