@@ -173,6 +173,7 @@ static const char *runtime_name(fidius_runtime r) {
     case FIDIUS_RUNTIME_NATIVE: return "native";
     case FIDIUS_RUNTIME_WASM: return "wasm";
     case FIDIUS_RUNTIME_PYTHON: return "python";
+    case FIDIUS_RUNTIME_UNKNOWN: break;
     }
     return "?";
 }
