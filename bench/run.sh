@@ -2,7 +2,7 @@
 # Build the fixtures (release) and the benchmark, then run it: fidius-host 0.5.9
 # and libfidius side by side in one process, printing a comparison table.
 #
-#   bash bench/run.sh [--scale F]     (F multiplies every time budget; default 1, ~1 minute of runs)
+#   bash bench/run.sh [--scale F]     (F multiplies every time budget; default 1, about 90 s of runs)
 #
 # The bench is its own cargo workspace (bench/Cargo.toml); it builds into
 # bench/target, never into the main crate's target/ (the fixtures do, as the tests build them).
@@ -25,6 +25,7 @@ cargo build --release -j"$jobs" --quiet \
     --manifest-path "$here/Cargo.toml" --target-dir "$here/target"
 
 echo "== running" >&2
+echo "libfidius at $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
 exec "$here/target/release/fidius-bench" \
     --native "$repo/target/fixtures/release/libfixture_v5.so" \
     --wasm-package "$packages/calc" \

@@ -165,7 +165,8 @@ pub struct PluginError {
 pub struct Error {
     pub status: Status,
     pub message: String,
-    pub plugin_error: Option<PluginError>,
+    /// Boxed: keeps `Result<T, Error>` small on the hot call path.
+    pub plugin_error: Option<Box<PluginError>>,
 }
 
 impl Error {
@@ -175,7 +176,7 @@ impl Error {
 
     pub fn plugin(err: PluginError) -> Self {
         let message = format!("plugin error {}: {}", err.code, err.message);
-        Error { status: Status::PluginError, message, plugin_error: Some(err) }
+        Error { status: Status::PluginError, message, plugin_error: Some(Box::new(err)) }
     }
 
     /// Prefix the message with where it happened (a path, a plugin name).

@@ -104,6 +104,7 @@ impl Plugin {
     }
 
     /// Call method `index` (its position in the interface) with `input` in `format`.
+    #[inline]
     pub fn call(&self, index: u32, format: Format, input: &[u8]) -> Result<Vec<u8>> {
         match (&self.backend, format) {
             (Backend::Native(p), Format::Wire) => p.call(index, input),

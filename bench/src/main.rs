@@ -284,7 +284,7 @@ fn measure_pair(budget: Duration, mut a: impl FnMut(), mut b: impl FnMut()) -> (
     let mut round = 0u32;
     while sa.len() < 5 || (start.elapsed() < budget && sa.len() < 200) {
         // Swap the order every round so neither side always runs second.
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             sa.push(timed(na, &mut a).as_nanos() as f64 / na as f64);
             sb.push(timed(nb, &mut b).as_nanos() as f64 / nb as f64);
         } else {
@@ -424,7 +424,7 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: fidius-bench --native PATH/libfixture_v5.so --wasm-package DIR/calc [--work DIR] [--scale F] [--only GROUP]...\n\
          --wasm-package is the calc package directory (package.toml + calc.wasm) from tests/fixtures/wasm/build.sh;\n\
-         --scale multiplies every time budget (default 1: about a minute in all);\n\
+         --scale multiplies every time budget (default 1: about 90 s in all);\n\
          --only runs one group of rows: native, wasm (calls) or load (may be repeated)."
     );
     std::process::exit(2)

@@ -17,7 +17,7 @@ pub struct ErrorBox {
 
 impl ErrorBox {
     pub(crate) fn new(error: Error) -> Self {
-        let plugin = error.plugin_error.as_ref();
+        let plugin = error.plugin_error.as_deref();
         ErrorBox {
             status: error.status,
             message: to_cstring(&error.message),

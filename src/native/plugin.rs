@@ -74,6 +74,7 @@ impl NativePlugin {
     }
 
     /// Call method `index` with the Fidius wire bytes of its arguments.
+    #[inline]
     pub fn call(&self, index: u32, input: &[u8]) -> Result<Vec<u8>> {
         let info = &self.entry.info;
         if index >= info.method_count {
@@ -97,6 +98,7 @@ impl NativePlugin {
         }
     }
 
+    #[inline]
     fn call_plugin_allocated(&self, slot: *const (), input: &[u8], in_len: u32) -> Result<Vec<u8>> {
         let mut out_ptr: *mut u8 = ptr::null_mut();
         let mut out_len: u32 = 0;
@@ -118,7 +120,10 @@ impl NativePlugin {
             unsafe { free(out_ptr, out_len as usize) };
             Some(bytes)
         };
-        self.outcome(status, output)
+        match (status, output) {
+            (abi::STATUS_OK, Some(bytes)) => Ok(bytes),
+            (status, output) => self.outcome(status, output),
+        }
     }
 
     fn call_arena(&self, slot: *const (), input: &[u8], in_len: u32) -> Result<Vec<u8>> {
@@ -173,6 +178,7 @@ impl NativePlugin {
     }
 
     /// Map a plugin status and its payload to the call's result.
+    #[cold]
     fn outcome(&self, status: i32, output: Option<Vec<u8>>) -> Result<Vec<u8>> {
         let name = &self.entry.info.name;
         match status {
