@@ -2,9 +2,8 @@
 
 use std::ffi::c_char;
 
-use super::{c_str, fidius_bytes, fidius_error, fidius_host, fidius_load_options, fidius_plugin, guard, out_param, Handle, PluginBox};
+use super::{c_str, fidius_bytes, fidius_error, fidius_host, fidius_load_options, fidius_plugin, guard, Handle};
 use crate::error::Status;
-use crate::host::LoadOptions;
 
 /// Load the plugin package in the `.fid` archive at `path` (as `fidius
 /// package pack` writes it: tar + bzip2). `options` may be NULL.
@@ -31,13 +30,9 @@ pub unsafe extern "C" fn fidius_host_load_fid(
     error: *mut *mut fidius_error,
 ) -> Status {
     guard(error, || {
-        let out = out_param(plugin, "plugin")?;
-        *out = std::ptr::null_mut();
-        let host = fidius_host::get(host)?;
-        let options = if options.is_null() { LoadOptions::default() } else { fidius_load_options::get(options)?.clone() };
-        let loaded = host.load_fid(c_str(path, "path")?.as_ref(), &options)?;
-        *out = fidius_plugin::into_raw(PluginBox::new(loaded));
-        Ok(())
+        super::host::load_into(plugin, || {
+            fidius_host::get(host)?.load_fid(c_str(path, "path")?.as_ref(), &super::host::options_or_default(options)?)
+        })
     })
 }
 

@@ -464,7 +464,15 @@ pub unsafe extern "C" fn fidius_host_precompile_component(
     })
 }
 
-unsafe fn options_or_default(options: *const fidius_load_options) -> Result<LoadOptions> {
+/// Fill a plugin out-parameter: NULL first, the new plugin on success.
+pub(crate) unsafe fn load_into(plugin: *mut *mut fidius_plugin, load: impl FnOnce() -> Result<crate::Plugin>) -> Result<()> {
+    let out = out_param(plugin, "plugin")?;
+    *out = std::ptr::null_mut();
+    *out = fidius_plugin::into_raw(PluginBox::new(load()?));
+    Ok(())
+}
+
+pub(crate) unsafe fn options_or_default(options: *const fidius_load_options) -> Result<LoadOptions> {
     if options.is_null() {
         Ok(LoadOptions::default())
     } else {
@@ -492,11 +500,7 @@ pub unsafe extern "C" fn fidius_host_load(
     error: *mut *mut fidius_error,
 ) -> Status {
     guard(error, || {
-        let out = out_param(plugin, "plugin")?;
-        *out = std::ptr::null_mut();
-        let loaded = fidius_host::get(host)?.load(c_str(name, "name")?, &options_or_default(options)?)?;
-        *out = fidius_plugin::into_raw(PluginBox::new(loaded));
-        Ok(())
+        load_into(plugin, || fidius_host::get(host)?.load(c_str(name, "name")?, &options_or_default(options)?))
     })
 }
 
@@ -515,12 +519,9 @@ pub unsafe extern "C" fn fidius_host_load_path(
     error: *mut *mut fidius_error,
 ) -> Status {
     guard(error, || {
-        let out = out_param(plugin, "plugin")?;
-        *out = std::ptr::null_mut();
-        let name = if name.is_null() { None } else { Some(c_str(name, "name")?) };
-        let host = fidius_host::get(host)?;
-        let loaded = host.load_path(c_str(path, "path")?.as_ref(), name, &options_or_default(options)?)?;
-        *out = fidius_plugin::into_raw(PluginBox::new(loaded));
-        Ok(())
+        load_into(plugin, || {
+            let name = if name.is_null() { None } else { Some(c_str(name, "name")?) };
+            fidius_host::get(host)?.load_path(c_str(path, "path")?.as_ref(), name, &options_or_default(options)?)
+        })
     })
 }
