@@ -100,7 +100,7 @@ static void on_log(void *user_data, uint32_t level, const char *message) {
 static fidius_status fetch(fidius_plugin *plugin, const char *url) {
     char args[256];
     snprintf(args, sizeof args, "[\"%s\"]", url);
-    fidius_bytes out = {NULL, 0};
+    fidius_bytes out = {NULL, 0, NULL};
     fidius_error *err = NULL;
     fidius_status st = fidius_plugin_call(plugin, 0, FIDIUS_FORMAT_JSON, (const uint8_t *)args, strlen(args), &out, &err);
     if (st == FIDIUS_STATUS_OK)

@@ -69,7 +69,7 @@ static uint8_t *wire_string(const char *s, size_t *len) {
 
 static int call_add(fidius_plugin *plugin, const char *label, int64_t a, int64_t b, int64_t expect) {
     uint8_t in[16];
-    fidius_bytes out = {NULL, 0};
+    fidius_bytes out = {NULL, 0, NULL};
     fidius_error *err = NULL;
     fidius_status st = fidius_plugin_call(plugin, CALC_ADD, FIDIUS_FORMAT_WIRE, in, wire_i64_pair(in, a, b), &out, &err);
     if (st != FIDIUS_STATUS_OK) {
@@ -86,7 +86,7 @@ static int call_add(fidius_plugin *plugin, const char *label, int64_t a, int64_t
 static void call_greet(fidius_plugin *plugin, uint32_t method, const char *label, const char *name, const char *expect) {
     size_t len;
     uint8_t *in = wire_string(name, &len);
-    fidius_bytes out = {NULL, 0};
+    fidius_bytes out = {NULL, 0, NULL};
     fidius_error *err = NULL;
     fidius_status st = fidius_plugin_call(plugin, method, FIDIUS_FORMAT_WIRE, in, len, &out, &err);
     free(in);
@@ -103,7 +103,7 @@ static void call_greet(fidius_plugin *plugin, uint32_t method, const char *label
 
 static void call_echo(fidius_plugin *plugin, const char *label) {
     static const uint8_t payload[] = {0x00, 'r', 'a', 'w', 0xff};
-    fidius_bytes out = {NULL, 0};
+    fidius_bytes out = {NULL, 0, NULL};
     fidius_error *err = NULL;
     fidius_status st = fidius_plugin_call(plugin, CALC_ECHO, FIDIUS_FORMAT_WIRE, payload, sizeof payload, &out, &err);
     if (st != FIDIUS_STATUS_OK) {
@@ -118,7 +118,7 @@ static void call_echo(fidius_plugin *plugin, const char *label) {
 
 static void call_divide_by_zero(fidius_plugin *plugin, const char *label) {
     uint8_t in[16];
-    fidius_bytes out = {NULL, 0};
+    fidius_bytes out = {NULL, 0, NULL};
     fidius_error *err = NULL;
     fidius_status st = fidius_plugin_call(plugin, CALC_DIVIDE, FIDIUS_FORMAT_WIRE, in, wire_i64_pair(in, 7, 0), &out, &err);
     printf("  %s divide(7, 0):\n", label);
@@ -136,7 +136,7 @@ static void call_json(fidius_plugin *plugin, const char *method, const char *arg
         report("method_index", st, err, 0);
         return;
     }
-    fidius_bytes out = {NULL, 0};
+    fidius_bytes out = {NULL, 0, NULL};
     st = fidius_plugin_call(plugin, index, FIDIUS_FORMAT_JSON, (const uint8_t *)args, strlen(args), &out, &err);
     printf("  calc %s(%s) [json] = ", method, args);
     if (st != FIDIUS_STATUS_OK) {

@@ -370,12 +370,16 @@ typedef struct fidius_plugin fidius_plugin;
 typedef struct fidius_plugin_info fidius_plugin_info;
 
 /**
- * A byte buffer allocated by libfidius and owned by the caller, who
+ * A byte buffer returned by libfidius and owned by the caller, who
  * releases it with `fidius_bytes_free`. `data` is NULL when `len` is 0.
+ * `release` is libfidius' own record of how to free `data` (a native
+ * plugin's output is handed on without a copy and freed by the plugin's
+ * allocator): leave it alone. Initialize with `{0}` / `{NULL, 0, NULL}`.
  */
 typedef struct fidius_bytes {
   uint8_t *data;
   size_t len;
+  void *release;
 } fidius_bytes;
 
 /**

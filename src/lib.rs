@@ -10,6 +10,7 @@ pub mod error;
 pub mod fid;
 pub mod host;
 pub mod native;
+pub mod output;
 pub mod package;
 pub mod plugin;
 pub mod signing;
@@ -17,6 +18,7 @@ pub mod wasm;
 pub mod wire;
 
 pub use error::{Error, PluginError, Result, Status};
+pub use output::Output;
 pub use host::{Discovery, Host, HostBuilder, LoadOptions, LoadPolicy, Skipped};
 pub use plugin::{BufferStrategy, Format, MethodInfo, Plugin, PluginInfo, Runtime};
 

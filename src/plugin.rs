@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::error::{fail, Error, Result, Status};
 use crate::native::library::Meta;
 use crate::native::NativePlugin;
+use crate::output::Output;
 use crate::wasm::WasmPlugin;
 
 /// How a plugin runs.
@@ -105,7 +106,9 @@ impl Plugin {
 
     /// Call method `index` (its position in the interface) with `input` in `format`.
     #[inline]
-    pub fn call(&self, index: u32, format: Format, input: &[u8]) -> Result<Vec<u8>> {
+    /// The output is the plugin's own buffer where it allocated one (native
+    /// PluginAllocated), else bytes libfidius owns; either way it derefs to `[u8]`.
+    pub fn call(&self, index: u32, format: Format, input: &[u8]) -> Result<Output> {
         match (&self.backend, format) {
             (Backend::Native(p), Format::Wire) => p.call(index, input),
             (Backend::Native(_), Format::Json) => fail(
@@ -115,7 +118,7 @@ impl Plugin {
                     self.info.name
                 ),
             ),
-            (Backend::Wasm(p), format) => p.call(index, format, input),
+            (Backend::Wasm(p), format) => p.call(index, format, input).map(Output::Owned),
         }
     }
 

@@ -128,7 +128,7 @@ fn null_pointers_are_refused_everywhere() {
         // The error out-parameter itself may be NULL: the status still tells.
         assert_eq!(fidius_host_load(ptr::null(), ptr::null(), ptr::null(), ptr::null_mut(), ptr::null_mut()), Status::NullArgument);
 
-        let mut bytes = fidius_bytes { data: ptr::null_mut(), len: 0 };
+        let mut bytes = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
         let e = check(fidius_plugin_call(ptr::null(), 0, 0, ptr::null(), 0, &mut bytes, &mut err), err).unwrap_err();
         assert_eq!(e.status, Status::NullArgument);
         let e = check(fidius_plugin_call(plugin.0, 0, 0, ptr::null(), 16, &mut bytes, &mut err), err).unwrap_err();
@@ -193,7 +193,7 @@ fn wrong_handles_and_used_after_free_handles_are_detected() {
     let host = TestHost::new(&[&dir]);
     unsafe {
         let mut err = ptr::null_mut();
-        let mut bytes = fidius_bytes { data: ptr::null_mut(), len: 0 };
+        let mut bytes = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
         // A host passed where a plugin is expected.
         let e = check(fidius_plugin_call(host.0.cast(), 0, 0, ptr::null(), 0, &mut bytes, &mut err), err).unwrap_err();
         assert_eq!(e.status, Status::InvalidHandle);

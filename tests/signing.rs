@@ -314,7 +314,7 @@ fn unsigned_and_tampered_wasm_packages_are_refused_with_the_reason() {
 
 fn precompile(host: &TestHost, wasm: &[u8]) -> Vec<u8> {
     unsafe {
-        let mut out = fidius_bytes { data: std::ptr::null_mut(), len: 0 };
+        let mut out = fidius_bytes { data: std::ptr::null_mut(), len: 0, release: std::ptr::null_mut() };
         let mut err = std::ptr::null_mut();
         check(fidius_host_precompile_component(host.0, wasm.as_ptr(), wasm.len(), &mut out, &mut err), err).unwrap();
         let cwasm = std::slice::from_raw_parts(out.data, out.len).to_vec();

@@ -337,7 +337,7 @@ fn precompiled_components_load_and_stale_ones_fall_back_with_a_reason() {
     let host = TestHost::new(&[&dir]);
     let wasm = std::fs::read(dir.join("calc/calc.wasm")).unwrap();
     unsafe {
-        let mut out = fidius_bytes { data: std::ptr::null_mut(), len: 0 };
+        let mut out = fidius_bytes { data: std::ptr::null_mut(), len: 0, release: std::ptr::null_mut() };
         let mut err = std::ptr::null_mut();
         check(fidius_host_precompile_component(host.0, wasm.as_ptr(), wasm.len(), &mut out, &mut err), err).unwrap();
         let cwasm = std::slice::from_raw_parts(out.data, out.len).to_vec();

@@ -117,7 +117,7 @@ impl LfHost {
 
     fn precompile(&self, wasm: &[u8]) -> Vec<u8> {
         unsafe {
-            let mut out = fidius_bytes { data: ptr::null_mut(), len: 0 };
+            let mut out = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
             let mut err = ptr::null_mut();
             ok(fidius_host_precompile_component(self.0, wasm.as_ptr(), wasm.len(), &mut out, &mut err), err, "precompile");
             let v = std::slice::from_raw_parts(out.data, out.len).to_vec();
@@ -164,7 +164,7 @@ impl LfPlugin {
     #[inline]
     fn call<R>(&self, method: u32, input: &[u8], read: impl FnOnce(&[u8]) -> R) -> R {
         unsafe {
-            let mut out = fidius_bytes { data: ptr::null_mut(), len: 0 };
+            let mut out = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
             let mut err = ptr::null_mut();
             let st = fidius_plugin_call(self.0, method, 0, input.as_ptr(), input.len(), &mut out, &mut err);
             ok(st, err, "plugin_call");

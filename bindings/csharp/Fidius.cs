@@ -152,6 +152,7 @@ namespace Fidius
     {
         public IntPtr Data;
         public UIntPtr Len;
+        public IntPtr Release; // libfidius' own: how to free Data
     }
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]

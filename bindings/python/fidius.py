@@ -134,7 +134,7 @@ _lib = _open_library()
 
 
 class _Bytes(Structure):
-    _fields_ = [("data", POINTER(c_uint8)), ("len", c_size_t)]
+    _fields_ = [("data", POINTER(c_uint8)), ("len", c_size_t), ("release", c_void_p)]
 
 
 _EGRESS_FN = CFUNCTYPE(c_uint32, c_void_p, c_void_p)

@@ -1,10 +1,11 @@
 //! Loaded plugins: calls, output buffers, metadata.
 
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, c_void, CString};
 use std::ptr;
 
 use super::{c_bytes, fidius_error, fidius_plugin_info, guard, guard_value, handle, out_param, to_cstring, Handle, InfoBox, Tagged};
 use crate::error::{Error, Result, Status};
+use crate::output::Output;
 use crate::plugin::{Format, Plugin};
 
 /// The encoding of a call's input and output.
@@ -44,23 +45,43 @@ pub enum fidius_format {
     Json = 1,
 }
 
-/// A byte buffer allocated by libfidius and owned by the caller, who
+/// A byte buffer returned by libfidius and owned by the caller, who
 /// releases it with `fidius_bytes_free`. `data` is NULL when `len` is 0.
+/// `release` is libfidius' own record of how to free `data` (a native
+/// plugin's output is handed on without a copy and freed by the plugin's
+/// allocator): leave it alone. Initialize with `{0}` / `{NULL, 0, NULL}`.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 pub struct fidius_bytes {
     pub data: *mut u8,
     pub len: usize,
+    pub release: *mut c_void,
 }
 
 impl fidius_bytes {
+    pub(crate) const EMPTY: fidius_bytes = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
+
     pub(crate) fn from_vec(bytes: Vec<u8>) -> Self {
         if bytes.is_empty() {
-            return fidius_bytes { data: ptr::null_mut(), len: 0 };
+            return Self::EMPTY;
         }
         let boxed = bytes.into_boxed_slice();
         let len = boxed.len();
-        fidius_bytes { data: Box::into_raw(boxed) as *mut u8, len }
+        fidius_bytes { data: Box::into_raw(boxed) as *mut u8, len, release: ptr::null_mut() }
+    }
+
+    fn from_output(output: Output) -> Self {
+        match output {
+            Output::Owned(v) => Self::from_vec(v),
+            Output::Plugin(b) if b.is_empty() => {
+                drop(b);
+                Self::EMPTY
+            }
+            Output::Plugin(b) => {
+                let (data, len, free) = b.into_raw();
+                fidius_bytes { data, len, release: free as *mut c_void }
+            }
+        }
     }
 }
 
@@ -149,14 +170,14 @@ pub unsafe extern "C" fn fidius_plugin_call(
 ) -> Status {
     guard(error, || {
         let out = out_param(output, "output")?;
-        *out = fidius_bytes { data: ptr::null_mut(), len: 0 };
+        *out = fidius_bytes::EMPTY;
         let format = match format {
             0 => Format::Wire,
             1 => Format::Json,
             other => return Err(Error::new(Status::InvalidArgument, format!("unknown format {other}"))),
         };
         let plugin = &fidius_plugin::get(plugin)?.plugin;
-        *out = fidius_bytes::from_vec(plugin.call(method, format, c_bytes(input, input_len, "input")?)?);
+        *out = fidius_bytes::from_output(plugin.call(method, format, c_bytes(input, input_len, "input")?)?);
         Ok(())
     })
 }
@@ -169,9 +190,16 @@ pub unsafe extern "C" fn fidius_bytes_free(bytes: *mut fidius_bytes) {
     guard_value((), || {
         if let Some(b) = bytes.as_mut() {
             if !b.data.is_null() {
-                drop(Box::from_raw(ptr::slice_from_raw_parts_mut(b.data, b.len)));
+                if b.release.is_null() {
+                    drop(Box::from_raw(ptr::slice_from_raw_parts_mut(b.data, b.len)));
+                } else {
+                    // A native plugin's buffer: back to its allocator. Its
+                    // library is never unmapped, so the function stays valid.
+                    let free: crate::native::abi::FreeBufferFn = std::mem::transmute(b.release);
+                    free(b.data, b.len);
+                }
             }
-            *b = fidius_bytes { data: ptr::null_mut(), len: 0 };
+            *b = fidius_bytes::EMPTY;
         }
         Ok(())
     })

@@ -11,6 +11,7 @@ use super::abi;
 use super::library::NativeEntry;
 use crate::error::{fail, Error, Result, Status};
 use crate::plugin::BufferStrategy;
+use crate::output::{Output, PluginBuffer};
 use crate::wire;
 
 /// Arena plugins write into a host buffer; this is its first size, as in fidius-host.
@@ -75,7 +76,7 @@ impl NativePlugin {
 
     /// Call method `index` with the Fidius wire bytes of its arguments.
     #[inline]
-    pub fn call(&self, index: u32, input: &[u8]) -> Result<Vec<u8>> {
+    pub fn call(&self, index: u32, input: &[u8]) -> Result<Output> {
         let info = &self.entry.info;
         if index >= info.method_count {
             return fail(
@@ -94,12 +95,12 @@ impl NativePlugin {
         }
         match self.entry.strategy {
             BufferStrategy::PluginAllocated => self.call_plugin_allocated(slot, input, in_len),
-            BufferStrategy::Arena => self.call_arena(slot, input, in_len),
+            BufferStrategy::Arena => self.call_arena(slot, input, in_len).map(Output::Owned),
         }
     }
 
     #[inline]
-    fn call_plugin_allocated(&self, slot: *const (), input: &[u8], in_len: u32) -> Result<Vec<u8>> {
+    fn call_plugin_allocated(&self, slot: *const (), input: &[u8], in_len: u32) -> Result<Output> {
         let mut out_ptr: *mut u8 = ptr::null_mut();
         let mut out_len: u32 = 0;
         let status = unsafe {
@@ -111,18 +112,13 @@ impl NativePlugin {
                 f(self.instance, non_null(input), in_len, &mut out_ptr, &mut out_len)
             }
         };
-        let output = if out_ptr.is_null() {
-            None
-        } else {
-            // Copy out, then hand the buffer back to the plugin's allocator with its exact length.
-            let bytes = unsafe { std::slice::from_raw_parts(out_ptr, out_len as usize) }.to_vec();
-            let free = self.entry.free_buffer.expect("validated at load");
-            unsafe { free(out_ptr, out_len as usize) };
-            Some(bytes)
-        };
+        // The plugin's buffer is handed on as it is, and goes back to the
+        // plugin's allocator (with its exact length) when released: no copy.
+        let free = self.entry.free_buffer.expect("validated at load");
+        let output = (!out_ptr.is_null()).then(|| unsafe { PluginBuffer::new(out_ptr, out_len as usize, free) });
         match (status, output) {
-            (abi::STATUS_OK, Some(bytes)) => Ok(bytes),
-            (status, output) => self.outcome(status, output),
+            (abi::STATUS_OK, Some(buffer)) => Ok(Output::Plugin(buffer)),
+            (status, output) => self.outcome(status, output.map(|b| Output::Plugin(b).into_vec())).map(Output::Owned),
         }
     }
 

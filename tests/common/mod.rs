@@ -312,7 +312,7 @@ unsafe impl Sync for TestPlugin {}
 impl TestPlugin {
     pub fn call_format(&self, method: u32, format: u32, input: &[u8]) -> Result<Vec<u8>, Failure> {
         unsafe {
-            let mut out = fidius_bytes { data: ptr::null_mut(), len: 0 };
+            let mut out = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
             let mut err = ptr::null_mut();
             let status = fidius_plugin_call(self.0, method, format, input.as_ptr(), input.len(), &mut out, &mut err);
             check(status, err).map_err(|f| {
@@ -321,7 +321,7 @@ impl TestPlugin {
             })?;
             let bytes = if out.data.is_null() { Vec::new() } else { std::slice::from_raw_parts(out.data, out.len).to_vec() };
             fidius_bytes_free(&mut out);
-            assert!(out.data.is_null() && out.len == 0, "fidius_bytes_free resets the buffer");
+            assert!(out.data.is_null() && out.len == 0 && out.release.is_null(), "fidius_bytes_free resets the buffer");
             Ok(bytes)
         }
     }
@@ -501,7 +501,7 @@ impl TestHost {
     /// `fidius_host_unpack_fid`: the extracted package directory.
     pub fn unpack_fid(&self, path: &Path, dest: &Path) -> Result<PathBuf, Failure> {
         unsafe {
-            let mut out = fidius_bytes { data: ptr::null_mut(), len: 0 };
+            let mut out = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
             let mut err = ptr::null_mut();
             let (path, dest) = (cstr(path.to_str().unwrap()), cstr(dest.to_str().unwrap()));
             let status = fidius_host_unpack_fid(self.0, path.as_ptr(), dest.as_ptr(), &mut out, &mut err);
