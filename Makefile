@@ -147,7 +147,10 @@ uninstalled-pc:
 test-bindings: test-go test-csharp test-python
 	@echo "all binding tests passed"
 
-GO_ENV := GOCACHE=$(ROOT)/target/go/cache GOPATH=$(ROOT)/target/go/path GOPROXY=off GOFLAGS= \
+# cgo's build cache does not notice a changed fidius.h outside the module;
+# the header's hash in CGO_CFLAGS makes it part of the cache key.
+HEADER_SHA := $(shell sha256sum $(ROOT)/include/fidius.h | cut -c1-16)
+GO_ENV := CGO_CFLAGS="-g -O2 -DFIDIUS_H_SHA=$(HEADER_SHA)" GOCACHE=$(ROOT)/target/go/cache GOPATH=$(ROOT)/target/go/path GOPROXY=off GOFLAGS= \
           CGO_ENABLED=1 PKG_CONFIG_PATH=$(ROOT)/target/pkgconfig FIDIUS_PLUGIN_DIR=$(PLUGINS)
 
 test-go: build plugins uninstalled-pc
