@@ -12,6 +12,12 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 jobs="${CARGO_BUILD_JOBS:-2}"
 
+echo "== building libfidius.so (release; the library the bench links)" >&2
+cargo build --release -j"$jobs" --quiet --lib --manifest-path "$repo/Cargo.toml"
+# The binary asks for the soname (libfidius.so.MAJOR), as any C host would.
+soname="$(objdump -p "$repo/target/release/libfidius.so" | awk '/SONAME/ {print $2}')"
+ln -sf libfidius.so "$repo/target/release/$soname"
+
 echo "== building the native fixture (release)" >&2
 cargo build --release -j"$jobs" --quiet \
     --manifest-path "$repo/tests/fixtures/native/Cargo.toml" --target-dir "$repo/target/fixtures"
@@ -24,10 +30,15 @@ echo "== building the bench (release)" >&2
 cargo build --release -j"$jobs" --quiet \
     --manifest-path "$here/Cargo.toml" --target-dir "$here/target"
 
+echo "== measuring wasmtime's own per-call floor (cargo bench --bench wasm_floor)" >&2
+floor="$(cargo bench -j"$jobs" --quiet --bench wasm_floor --manifest-path "$repo/Cargo.toml" -- "$packages/calc/calc.wasm" \
+    | awk '/^wasm_floor_ns/ {print $2}')"
+
 echo "== running" >&2
 echo "libfidius at $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
 exec "$here/target/release/fidius-bench" \
     --native "$repo/target/fixtures/release/libfixture_v5.so" \
     --wasm-package "$packages/calc" \
     --work "$here/target/work" \
+    --wasm-floor-ns "$floor" \
     "$@"

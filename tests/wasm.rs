@@ -233,9 +233,8 @@ fn interface_checks() {
 #[test]
 fn one_wasm_plugin_called_from_eight_threads() {
     let host = calc_host("wasm_threads");
-    for reuse in [false, true] {
-        let opts = TestOptions::new().set(|o, e| unsafe { fidius_load_options_set_reuse_instance(o, reuse, e) });
-        let calc = host.load_opts("calc", Some(&opts)).unwrap();
+    for mode in MODES {
+        let calc = host.load_opts("calc", Some(&mode.options())).unwrap();
         std::thread::scope(|s| {
             for t in 0..8i64 {
                 let calc = &calc;
@@ -269,51 +268,99 @@ const SPIN: u32 = 0;
 const GROW: u32 = 1;
 const RECURSE: u32 = 2;
 const OK: u32 = 3;
+const TICK: u32 = 4;
+
+/// The ways an unconfigured plugin can run its calls: a fresh instance per
+/// call (the default) and one reused instance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Fresh,
+    Reused,
+}
+
+const MODES: [Mode; 2] = [Mode::Fresh, Mode::Reused];
+
+impl Mode {
+    fn options(self) -> TestOptions {
+        match self {
+            Mode::Fresh => TestOptions::new(),
+            Mode::Reused => TestOptions::new().set(|o, e| unsafe { fidius_load_options_set_reuse_instance(o, true, e) }),
+        }
+    }
+}
+
+#[test]
+fn isolated_calls_never_share_an_instance() {
+    let host = hostile_host("wasm_isolation");
+    for mode in MODES {
+        let plugin = host.load_opts("hostile", Some(&mode.options())).unwrap();
+        let ticks: Vec<u32> = (0..6).map(|_| unwire(&plugin.call(TICK, &[]).unwrap())).collect();
+        let expected: Vec<u32> = match mode {
+            // Globals and memory start from the component's initial state on every call.
+            Mode::Fresh => vec![101; 6],
+            Mode::Reused => vec![101, 202, 303, 404, 505, 606],
+        };
+        assert_eq!(ticks, expected, "{mode:?}");
+        // A trap leaves a reused instance in an unknown state: the next call gets a new one.
+        assert_eq!(plugin.call(RECURSE, &[]).unwrap_err().status, Status::StackOverflow);
+        assert_eq!(unwire::<u32>(&plugin.call(TICK, &[]).unwrap()), 101, "{mode:?} after a trap");
+    }
+}
 
 #[test]
 fn an_infinite_loop_is_stopped_by_the_timeout() {
     let host = hostile_host("wasm_spin");
-    for reuse in [false, true] {
-        let opts = TestOptions::new()
-            .set(|o, e| unsafe { fidius_load_options_set_timeout_ms(o, 100, e) })
-            .set(|o, e| unsafe { fidius_load_options_set_reuse_instance(o, reuse, e) });
+    for mode in MODES {
+        let opts = mode.options().set(|o, e| unsafe { fidius_load_options_set_timeout_ms(o, 100, e) });
         let plugin = host.load_opts("hostile", Some(&opts)).unwrap();
-        let err = plugin.call(SPIN, &[]).unwrap_err();
-        assert_eq!(err.status, Status::Timeout, "{}", err.message);
-        assert_eq!(unwire::<u32>(&plugin.call(OK, &[]).unwrap()), 7, "serves the next call");
+        // Twice: the deadline runs from each call.
+        for _ in 0..2 {
+            let err = plugin.call(SPIN, &[]).unwrap_err();
+            assert_eq!(err.status, Status::Timeout, "{mode:?}: {}", err.message);
+            assert_eq!(unwire::<u32>(&plugin.call(OK, &[]).unwrap()), 7, "{mode:?} serves the next call");
+        }
     }
 }
 
 #[test]
 fn fuel_stops_a_loop_too() {
     let host = hostile_host("wasm_fuel");
-    let opts = TestOptions::new().set(|o, e| unsafe { fidius_load_options_set_fuel(o, 1_000_000, e) });
-    let plugin = host.load_opts("hostile", Some(&opts)).unwrap();
-    let err = plugin.call(SPIN, &[]).unwrap_err();
-    assert_eq!(err.status, Status::FuelExhausted, "{}", err.message);
-    assert_eq!(unwire::<u32>(&plugin.call(OK, &[]).unwrap()), 7);
+    for mode in MODES {
+        let opts = mode.options().set(|o, e| unsafe { fidius_load_options_set_fuel(o, 1_000_000, e) });
+        let plugin = host.load_opts("hostile", Some(&opts)).unwrap();
+        for _ in 0..2 {
+            let err = plugin.call(SPIN, &[]).unwrap_err();
+            assert_eq!(err.status, Status::FuelExhausted, "{mode:?}: {}", err.message);
+            assert_eq!(unwire::<u32>(&plugin.call(OK, &[]).unwrap()), 7, "{mode:?}");
+        }
+    }
 }
 
 #[test]
 fn a_memory_bomb_is_stopped_by_the_memory_limit() {
     let host = hostile_host("wasm_grow");
-    let opts = TestOptions::new()
-        .set(|o, e| unsafe { fidius_load_options_set_memory_limit(o, 16 << 20, e) })
-        .set(|o, e| unsafe { fidius_load_options_set_timeout_ms(o, 10_000, e) });
-    let plugin = host.load_opts("hostile", Some(&opts)).unwrap();
-    let err = plugin.call(GROW, &[]).unwrap_err();
-    assert_eq!(err.status, Status::MemoryLimit, "{}", err.message);
-    assert!(err.message.contains("16777216"), "{}", err.message);
-    assert_eq!(unwire::<u32>(&plugin.call(OK, &[]).unwrap()), 7);
+    for mode in MODES {
+        let opts = mode
+            .options()
+            .set(|o, e| unsafe { fidius_load_options_set_memory_limit(o, 16 << 20, e) })
+            .set(|o, e| unsafe { fidius_load_options_set_timeout_ms(o, 10_000, e) });
+        let plugin = host.load_opts("hostile", Some(&opts)).unwrap();
+        let err = plugin.call(GROW, &[]).unwrap_err();
+        assert_eq!(err.status, Status::MemoryLimit, "{mode:?}: {}", err.message);
+        assert!(err.message.contains("16777216"), "{}", err.message);
+        assert_eq!(unwire::<u32>(&plugin.call(OK, &[]).unwrap()), 7, "{mode:?}");
+    }
 }
 
 #[test]
 fn unbounded_recursion_is_stopped() {
     let host = hostile_host("wasm_recurse");
-    let plugin = host.load("hostile").unwrap();
-    let err = plugin.call(RECURSE, &[]).unwrap_err();
-    assert_eq!(err.status, Status::StackOverflow, "{}", err.message);
-    assert_eq!(unwire::<u32>(&plugin.call(OK, &[]).unwrap()), 7);
+    for mode in MODES {
+        let plugin = host.load_opts("hostile", Some(&mode.options())).unwrap();
+        let err = plugin.call(RECURSE, &[]).unwrap_err();
+        assert_eq!(err.status, Status::StackOverflow, "{mode:?}: {}", err.message);
+        assert_eq!(unwire::<u32>(&plugin.call(OK, &[]).unwrap()), 7, "{mode:?}");
+    }
 }
 
 #[test]

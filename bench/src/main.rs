@@ -4,7 +4,8 @@
 //!
 //!   fidius-bench --native PATH/libfixture_v5.so --wasm-package DIR/calc [--work DIR] [--scale F] [--only GROUP]
 //!
-//! libfidius is driven only through its C entry points (`fidius::capi::fidius_*`),
+//! libfidius is driven only through its C entry points, linked from the shipped
+//! `libfidius.so` (see ffi.rs for why not the Rust crate),
 //! as a C host would. Each call row alternates batches of the two hosts (so
 //! background load hits both alike), and reports the median over batches of
 //! the per-batch mean time per call, after a warm-up. Load rows time a FRESH
@@ -18,10 +19,10 @@ use std::path::{Path, PathBuf};
 use std::ptr;
 use std::time::{Duration, Instant};
 
-use fidius::capi::*;
-use fidius::Status;
+mod ffi;
+use ffi::*;
 use fidius_core::wasm_descriptor::{WasmInterfaceDescriptor, WasmMethodDesc};
-// `fidius_host` is also a C handle type in fidius::capi: name the crate `fhost`.
+// `fidius_host` is also a C handle type in ffi: name the crate `fhost`.
 use ::fidius_host as fhost;
 use fhost::{PluginHandle, PluginHost};
 
@@ -70,8 +71,8 @@ const LARGE: usize = 256 * 1024;
 // ───────────────────────────── libfidius through the C API ─────────────────────────────
 
 /// Panic with the libfidius error unless the call succeeded.
-unsafe fn ok(status: Status, err: *mut fidius_error, what: &str) {
-    if status == Status::Ok {
+unsafe fn ok(status: fidius_status, err: *mut fidius_error, what: &str) {
+    if status == FIDIUS_STATUS_OK {
         return;
     }
     let msg = if err.is_null() {
@@ -81,7 +82,7 @@ unsafe fn ok(status: Status, err: *mut fidius_error, what: &str) {
         fidius_error_free(err);
         m
     };
-    panic!("libfidius {what}: {status:?}: {msg}");
+    panic!("libfidius {what}: {}: {msg}", CStr::from_ptr(fidius_status_name(status)).to_string_lossy());
 }
 
 fn cstr(s: &str) -> CString {
@@ -117,7 +118,7 @@ impl LfHost {
 
     fn precompile(&self, wasm: &[u8]) -> Vec<u8> {
         unsafe {
-            let mut out = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
+            let mut out = fidius_bytes::EMPTY;
             let mut err = ptr::null_mut();
             ok(fidius_host_precompile_component(self.0, wasm.as_ptr(), wasm.len(), &mut out, &mut err), err, "precompile");
             let v = std::slice::from_raw_parts(out.data, out.len).to_vec();
@@ -164,7 +165,7 @@ impl LfPlugin {
     #[inline]
     fn call<R>(&self, method: u32, input: &[u8], read: impl FnOnce(&[u8]) -> R) -> R {
         unsafe {
-            let mut out = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
+            let mut out = fidius_bytes::EMPTY;
             let mut err = ptr::null_mut();
             let st = fidius_plugin_call(self.0, method, 0, input.as_ptr(), input.len(), &mut out, &mut err);
             ok(st, err, "plugin_call");
@@ -242,22 +243,41 @@ struct Stat {
     max: f64,
     batches: usize,
     per_batch: u64,
+    /// Median over batches of the process CPU time (all threads) per call, in
+    /// ns; None for loads.
+    cpu: Option<f64>,
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = samples.len();
+    if n % 2 == 1 { samples[n / 2] } else { (samples[n / 2 - 1] + samples[n / 2]) / 2.0 }
 }
 
 fn stat(mut samples: Vec<f64>, per_batch: u64) -> Stat {
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = samples.len();
-    let median = if n % 2 == 1 { samples[n / 2] } else { (samples[n / 2 - 1] + samples[n / 2]) / 2.0 };
-    Stat { median, min: samples[0], max: samples[n - 1], batches: n, per_batch }
+    let median = median(&mut samples);
+    Stat { median, min: samples[0], max: samples[samples.len() - 1], batches: samples.len(), per_batch, cpu: None }
 }
 
-/// Time `f` over `iters` runs.
-fn timed(iters: u64, f: &mut impl FnMut()) -> Duration {
+/// CPU time used so far by the whole process, every thread included (so
+/// work a host moves to a background thread is counted).
+fn process_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // Safety: a valid out-pointer for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Wall and process CPU time of `iters` runs of `f`, per run, in ns.
+fn timed(iters: u64, f: &mut impl FnMut()) -> (f64, f64) {
+    let c = process_cpu();
     let t = Instant::now();
     for _ in 0..iters {
         f();
     }
-    t.elapsed()
+    let wall = t.elapsed();
+    let cpu = process_cpu() - c;
+    (wall.as_nanos() as f64 / iters as f64, cpu.as_nanos() as f64 / iters as f64)
 }
 
 /// Alternate batches of `a` and `b` for about `budget` (after a warm-up of
@@ -279,21 +299,23 @@ fn measure_pair(budget: Duration, mut a: impl FnMut(), mut b: impl FnMut()) -> (
     let batch_time = budget.as_secs_f64() / 80.0;
     let na = ((batch_time / cost_a) as u64).max(1);
     let nb = ((batch_time / cost_b) as u64).max(1);
-    let (mut sa, mut sb) = (Vec::new(), Vec::new());
+    let (mut sa, mut sb, mut ca, mut cb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let start = Instant::now();
     let mut round = 0u32;
     while sa.len() < 5 || (start.elapsed() < budget && sa.len() < 200) {
         // Swap the order every round so neither side always runs second.
-        if round.is_multiple_of(2) {
-            sa.push(timed(na, &mut a).as_nanos() as f64 / na as f64);
-            sb.push(timed(nb, &mut b).as_nanos() as f64 / nb as f64);
-        } else {
-            sb.push(timed(nb, &mut b).as_nanos() as f64 / nb as f64);
-            sa.push(timed(na, &mut a).as_nanos() as f64 / na as f64);
+        for side in if round.is_multiple_of(2) { [0, 1] } else { [1, 0] } {
+            let (wall, cpu) = if side == 0 { timed(na, &mut a) } else { timed(nb, &mut b) };
+            let (s, c) = if side == 0 { (&mut sa, &mut ca) } else { (&mut sb, &mut cb) };
+            s.push(wall);
+            c.push(cpu);
         }
         round += 1;
     }
-    (stat(sa, na), stat(sb, nb))
+    let (mut x, mut y) = (stat(sa, na), stat(sb, nb));
+    x.cpu = Some(median(&mut ca));
+    y.cpu = Some(median(&mut cb));
+    (x, y)
 }
 
 /// A load measurement: host build + load time, and teardown time.
@@ -360,12 +382,15 @@ impl Row {
 }
 
 fn print_row(r: &Row) {
+    let cpu = |s: &Stat| s.cpu.map_or("—".to_string(), human);
     println!(
-        "| {:<46} | {:>11} | {:>11} | {:>7.2}× |",
+        "| {:<46} | {:>11} | {:>11} | {:>7.2}× | {:>11} | {:>11} |",
         r.name,
         human(r.fh.median),
         human(r.lf.median),
-        r.ratio()
+        r.ratio(),
+        cpu(&r.fh),
+        cpu(&r.lf)
     );
 }
 
@@ -378,6 +403,8 @@ struct Args {
     scale: f64,
     /// Row groups to run (native, wasm, load); empty = all.
     only: Vec<String>,
+    /// wasmtime's own per-call floor with isolation (from `cargo bench --bench wasm_floor`), in ns.
+    wasm_floor_ns: Option<f64>,
 }
 
 impl Args {
@@ -392,6 +419,7 @@ fn args() -> Args {
     let mut work = None;
     let mut scale = 1.0;
     let mut only = Vec::new();
+    let mut wasm_floor_ns = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| usage(&format!("{a} needs a value")));
@@ -404,6 +432,9 @@ fn args() -> Args {
                 g @ ("native" | "wasm" | "load") => only.push(g.to_string()),
                 other => usage(&format!("--only takes native, wasm or load, not {other}")),
             },
+            "--wasm-floor-ns" => {
+                wasm_floor_ns = Some(val().parse().unwrap_or_else(|_| usage("--wasm-floor-ns takes a number")))
+            }
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -414,6 +445,7 @@ fn args() -> Args {
         work: work.unwrap_or_else(|| std::env::temp_dir().join("fidius-bench")),
         scale,
         only,
+        wasm_floor_ns,
     }
 }
 
@@ -422,7 +454,7 @@ fn usage(problem: &str) -> ! {
         eprintln!("fidius-bench: {problem}");
     }
     eprintln!(
-        "usage: fidius-bench --native PATH/libfixture_v5.so --wasm-package DIR/calc [--work DIR] [--scale F] [--only GROUP]...\n\
+        "usage: fidius-bench --native PATH/libfixture_v5.so --wasm-package DIR/calc [--work DIR] [--scale F] [--only GROUP]... [--wasm-floor-ns N]\n\
          --wasm-package is the calc package directory (package.toml + calc.wasm) from tests/fixtures/wasm/build.sh;\n\
          --scale multiplies every time budget (default 1: about 90 s in all);\n\
          --only runs one group of rows: native, wasm (calls) or load (may be repeated)."
@@ -494,7 +526,7 @@ fn main() {
         }
     }
 
-    println!("fidius-host 0.5.9 vs libfidius {} (C API), wasmtime 46.0.3", fidius::VERSION);
+    println!("fidius-host 0.5.9 vs libfidius {} (C API, shipped libfidius.so), wasmtime 46.0.3", unsafe { CStr::from_ptr(fidius_version()).to_string_lossy() });
     println!("native: {}  wasm: {}", args.native.display(), args.wasm_package.join("calc.wasm").display());
     println!();
 
@@ -658,8 +690,11 @@ fn main() {
 
     // ── the table ──
     println!();
-    println!("| {:<46} | {:>11} | {:>11} | {:>8} |", "row", "fidius-host", "libfidius", "fh / lf");
-    println!("|{:-<48}|{:->13}|{:->13}|{:->10}|", "", ":", ":", ":");
+    println!(
+        "| {:<46} | {:>11} | {:>11} | {:>8} | {:>11} | {:>11} |",
+        "row", "fidius-host", "libfidius", "fh / lf", "CPU fh", "CPU lf"
+    );
+    println!("|{:-<48}|{:->13}|{:->13}|{:->10}|{:->13}|{:->13}|", "", ":", ":", ":", ":", ":");
     for r in &rows {
         print_row(r);
     }
@@ -671,6 +706,7 @@ fn main() {
     println!("Value/Val conversion for WASM), the raw rows call_method_raw.");
     println!("(*) fidius-host has no unconfigured reuse mode; its column there is a configured load");
     println!("    (load_wasm_configured with `()`: one persistent store), vs fidius_load_options_set_reuse_instance.");
+    println!("CPU: process CPU time per call over the same batches, all threads (background work included).");
     println!("Loads: a fresh host per iteration on both sides (libfidius caches compiled components per host),");
     println!("timing host build + load (fidius-host: Engine::default per load; libfidius: pooling engine +");
     println!("WASI linker + epoch thread per host); .cwasm rows use each host's own precompiled calc.cwasm.");
@@ -685,6 +721,17 @@ fn main() {
             wasm_add.ratio(),
             verdict(wasm_add.ratio() >= 8.0)
         );
+        if let Some(floor) = args.wasm_floor_ns {
+            println!(
+                "  wasmtime's floor for it (fresh Store + instance, typed add, teardown; libfidius's engine, none of its\n  \
+                 call path): {} -> fidius-host / floor = {:.2}x is the most any wasmtime 46.0.3 host reaches here;\n  \
+                 libfidius's call path (wire decode, dynamic call, C entry point) adds {} ({:.0}%)",
+                human(floor),
+                wasm_add.fh.median / floor,
+                human(wasm_add.lf.median - floor),
+                (wasm_add.lf.median / floor - 1.0) * 100.0
+            );
+        }
     }
     for name in ["native add(i64,i64)", "native echo raw 64 B", "native echo raw 256 KiB"] {
         let Some(r) = find(name) else { continue };

@@ -3,6 +3,8 @@
 ;;   grow     grows its memory without end  (stopped by the memory limit)
 ;;   recurse  recurses without end          (stopped by the stack limit)
 ;;   ok       returns 7                     (proves the plugin still serves)
+;;   tick     bumps a global and a memory word, returns global + 100 * word:
+;;            101 in a fresh instance (shows whether calls share an instance)
 (component
   (core module $m
     (memory (export "memory") 1)
@@ -14,6 +16,11 @@
         (br $l)))
     (func $recurse (export "recurse") (call $recurse))
     (func (export "ok") (result i32) (i32.const 7))
+    (global $ticks (mut i32) (i32.const 0))
+    (func (export "tick") (result i32)
+      (global.set $ticks (i32.add (global.get $ticks) (i32.const 1)))
+      (i32.store (i32.const 0) (i32.add (i32.load (i32.const 0)) (i32.const 1)))
+      (i32.add (global.get $ticks) (i32.mul (i32.load (i32.const 0)) (i32.const 100))))
   )
   (core instance $i (instantiate $m))
   (func $hash (result u64) (canon lift (core func $i "hash")))
@@ -21,11 +28,13 @@
   (func $grow (canon lift (core func $i "grow")))
   (func $recurse (canon lift (core func $i "recurse")))
   (func $ok (result u32) (canon lift (core func $i "ok")))
+  (func $tick (result u32) (canon lift (core func $i "tick")))
   (instance $iface
     (export "spin" (func $spin))
     (export "grow" (func $grow))
     (export "recurse" (func $recurse))
     (export "ok" (func $ok))
+    (export "tick" (func $tick))
     (export "fidius-interface-hash" (func $hash))
   )
   (export "fidius:hostile/hostile@0.1.0" (instance $iface))
