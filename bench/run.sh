@@ -31,11 +31,13 @@ cargo build --release -j"$jobs" --quiet \
     --manifest-path "$here/Cargo.toml" --target-dir "$here/target"
 
 echo "== measuring wasmtime's own per-call floor (cargo bench --bench wasm_floor)" >&2
-floor="$(cargo bench -j"$jobs" --quiet --bench wasm_floor --manifest-path "$repo/Cargo.toml" -- "$packages/calc/calc.wasm" \
-    | awk '/^wasm_floor_ns/ {print $2}')"
+floor_out="$(cargo bench -j"$jobs" --quiet --bench wasm_floor --manifest-path "$repo/Cargo.toml" -- "$packages/calc/calc.wasm")"
+floor="$(awk '/^wasm_floor_ns/ {print $2}' <<<"$floor_out")"
 
 echo "== running" >&2
 echo "libfidius at $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
+echo "wasmtime's per-call floor on libfidius's engine (bench/floor.rs):"
+echo "$floor_out"
 exec "$here/target/release/fidius-bench" \
     --native "$repo/target/fixtures/release/libfixture_v5.so" \
     --wasm-package "$packages/calc" \

@@ -724,7 +724,8 @@ fn main() {
         if let Some(floor) = args.wasm_floor_ns {
             println!(
                 "  wasmtime's floor for it (fresh Store + instance, typed add, teardown; libfidius's engine, none of its\n  \
-                 call path): {} -> fidius-host / floor = {:.2}x is the most any wasmtime 46.0.3 host reaches here;\n  \
+                 call path): {} -> fidius-host / floor = {:.2}x: the most a wasmtime 46.0.3 host reaches here with a\n  \
+                 fresh store and instance per call;\
                  libfidius's call path (wire decode, dynamic call, C entry point) adds {} ({:.0}%)",
                 human(floor),
                 wasm_add.fh.median / floor,
