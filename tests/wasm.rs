@@ -307,18 +307,26 @@ fn isolated_calls_never_share_an_instance() {
     }
 }
 
+/// `method` fails with `status` twice (each call has its own budget), and
+/// after each failure the plugin serves the next call. Returns the last message.
+fn assert_stopped(plugin: &TestPlugin, method: u32, status: Status, mode: Mode) -> String {
+    let mut message = String::new();
+    for _ in 0..2 {
+        let err = plugin.call(method, &[]).unwrap_err();
+        assert_eq!(err.status, status, "{mode:?}: {}", err.message);
+        assert_eq!(unwire::<u32>(&plugin.call(OK, &[]).unwrap()), 7, "{mode:?} serves the next call");
+        message = err.message;
+    }
+    message
+}
+
 #[test]
 fn an_infinite_loop_is_stopped_by_the_timeout() {
     let host = hostile_host("wasm_spin");
     for mode in MODES {
         let opts = mode.options().set(|o, e| unsafe { fidius_load_options_set_timeout_ms(o, 100, e) });
         let plugin = host.load_opts("hostile", Some(&opts)).unwrap();
-        // Twice: the deadline runs from each call.
-        for _ in 0..2 {
-            let err = plugin.call(SPIN, &[]).unwrap_err();
-            assert_eq!(err.status, Status::Timeout, "{mode:?}: {}", err.message);
-            assert_eq!(unwire::<u32>(&plugin.call(OK, &[]).unwrap()), 7, "{mode:?} serves the next call");
-        }
+        assert_stopped(&plugin, SPIN, Status::Timeout, mode);
     }
 }
 
@@ -328,11 +336,7 @@ fn fuel_stops_a_loop_too() {
     for mode in MODES {
         let opts = mode.options().set(|o, e| unsafe { fidius_load_options_set_fuel(o, 1_000_000, e) });
         let plugin = host.load_opts("hostile", Some(&opts)).unwrap();
-        for _ in 0..2 {
-            let err = plugin.call(SPIN, &[]).unwrap_err();
-            assert_eq!(err.status, Status::FuelExhausted, "{mode:?}: {}", err.message);
-            assert_eq!(unwire::<u32>(&plugin.call(OK, &[]).unwrap()), 7, "{mode:?}");
-        }
+        assert_stopped(&plugin, SPIN, Status::FuelExhausted, mode);
     }
 }
 
@@ -345,10 +349,8 @@ fn a_memory_bomb_is_stopped_by_the_memory_limit() {
             .set(|o, e| unsafe { fidius_load_options_set_memory_limit(o, 16 << 20, e) })
             .set(|o, e| unsafe { fidius_load_options_set_timeout_ms(o, 10_000, e) });
         let plugin = host.load_opts("hostile", Some(&opts)).unwrap();
-        let err = plugin.call(GROW, &[]).unwrap_err();
-        assert_eq!(err.status, Status::MemoryLimit, "{mode:?}: {}", err.message);
-        assert!(err.message.contains("16777216"), "{}", err.message);
-        assert_eq!(unwire::<u32>(&plugin.call(OK, &[]).unwrap()), 7, "{mode:?}");
+        let message = assert_stopped(&plugin, GROW, Status::MemoryLimit, mode);
+        assert!(message.contains("16777216"), "{message}");
     }
 }
 
@@ -357,9 +359,7 @@ fn unbounded_recursion_is_stopped() {
     let host = hostile_host("wasm_recurse");
     for mode in MODES {
         let plugin = host.load_opts("hostile", Some(&mode.options())).unwrap();
-        let err = plugin.call(RECURSE, &[]).unwrap_err();
-        assert_eq!(err.status, Status::StackOverflow, "{mode:?}: {}", err.message);
-        assert_eq!(unwire::<u32>(&plugin.call(OK, &[]).unwrap()), 7, "{mode:?}");
+        assert_stopped(&plugin, RECURSE, Status::StackOverflow, mode);
     }
 }
 
