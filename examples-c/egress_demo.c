@@ -64,18 +64,22 @@ static void *serve(void *arg) {
 /* --- the policy --- */
 
 struct policy_state {
-    char allowed_authority[64];
+    uint16_t allowed_port; /* on 127.0.0.1 */
     const char *token;
     int destroyed;
 };
 
 static uint32_t authorize(void *user_data, fidius_http_request *request) {
     struct policy_state *st = user_data;
-    const char *authority = fidius_http_request_authority(request);
-    printf("  policy: %s asks for %s %s://%s%s\n", fidius_http_request_plugin(request),
-           fidius_http_request_method(request), fidius_http_request_scheme(request), authority,
-           fidius_http_request_path_and_query(request));
-    if (strcmp(authority, st->allowed_authority) != 0) {
+    /* Decide on where the request really goes (the canonical host and the
+     * resolved addresses), not on how the guest spelled the authority. */
+    const char *host = fidius_http_request_host(request);
+    uint16_t port = fidius_http_request_port(request);
+    printf("  policy: %s asks for %s %s://%s%s (host %s, port %u, %zu address(es), first %s)\n",
+           fidius_http_request_plugin(request), fidius_http_request_method(request), fidius_http_request_scheme(request),
+           fidius_http_request_authority(request), fidius_http_request_path_and_query(request), host, (unsigned)port,
+           fidius_http_request_address_count(request), fidius_http_request_address(request, 0));
+    if (strcmp(host, "127.0.0.1") != 0 || port != st->allowed_port) {
         fidius_http_request_set_deny_reason(request, "only the demo server is allowed", NULL);
         return FIDIUS_EGRESS_VERDICT_DENY;
     }
@@ -134,12 +138,18 @@ int main(int argc, char **argv) {
     pthread_create(&thread, NULL, serve, &srv);
 
     struct policy_state *state = calloc(1, sizeof *state);
-    snprintf(state->allowed_authority, sizeof state->allowed_authority, "127.0.0.1:%d", srv.port);
+    state->allowed_port = (uint16_t)srv.port;
     state->token = "demo-token";
 
     fidius_egress_policy *policy = NULL;
     fidius_error *err = NULL;
     if (fidius_egress_policy_new(authorize, state, destroy_state, &policy, &err) != FIDIUS_STATUS_OK) {
+        printf("policy: %s\n", fidius_error_message(err));
+        return 1;
+    }
+    /* The demo server is on loopback, which the SSRF floor refuses by
+     * default: this policy reaches the host's own network on purpose. */
+    if (fidius_egress_policy_set_allow_private_ranges(policy, true, &err) != FIDIUS_STATUS_OK) {
         printf("policy: %s\n", fidius_error_message(err));
         return 1;
     }

@@ -183,6 +183,13 @@ typedef enum fidius_status {
    * `..`, too many entries, too much content, no package in it (the message says which).
    */
   FIDIUS_STATUS_ARCHIVE = 60,
+  /**
+   * A file in a search path or package was refused before it was read: not
+   * a regular file (a FIFO, device or socket), larger than the limit for
+   * its kind, or a directory reached twice while walking a package (a
+   * link loop or join); the message says which.
+   */
+  FIDIUS_STATUS_FILE_REFUSED = 61,
 } fidius_status;
 
 /**
@@ -388,10 +395,21 @@ typedef struct fidius_bytes {
  * given to `fidius_egress_policy_new` and a request that is valid only
  * during the call. Returns a `fidius_egress_verdict`: only
  * FIDIUS_EGRESS_VERDICT_ALLOW (1) allows; anything else, 0 included, denies.
- * It runs synchronously on the thread that called `fidius_plugin_call`
- * (so any thread the embedder calls from), and concurrently when several
- * calls are in flight; it must not call back into the plugin whose
- * request it is deciding.
+ *
+ * The destination is resolved first: `fidius_http_request_host` is the
+ * canonical host and `fidius_http_request_address` the addresses the
+ * request will be sent to (and only to those: there is no second lookup),
+ * whatever spelling the guest used (`2130706433`, `127.1`,
+ * `[::ffff:127.0.0.1]`, a DNS name). Addresses in private and
+ * special-purpose ranges are removed before the callback is asked (a
+ * request left with none is denied without asking) unless the policy
+ * allows them (`fidius_egress_policy_set_allow_private_ranges`).
+ *
+ * It runs on a libfidius worker thread while the `fidius_plugin_call` that
+ * made the request waits (never on the embedder's own threads), and
+ * concurrently when several requests are in flight; a slow callback holds
+ * up only the call waiting for it. A call that reaches its timeout stops
+ * waiting; the callback still runs to its end.
  */
 typedef uint32_t (*fidius_egress_fn)(void *user_data,
                                      struct fidius_http_request *request);
@@ -442,9 +460,12 @@ enum fidius_status fidius_host_load_fid(const struct fidius_host *host,
 /**
  * Extract the package in the `.fid` archive at `path` into the directory
  * `dest_dir` (created if missing), e.g. to make it loadable from a search
- * path. The package lands in `dest_dir/<name>-<version>` (the archive's
- * top-level directory), replacing a directory of that name, as `fidius
- * package unpack` does; it is staged in a temporary directory inside
+ * path. The package lands in `dest_dir/<name>-<version>`, named from its
+ * (verified) manifest whatever the archive's top-level directory is called,
+ * replacing a directory of that name, as `fidius package unpack` does. Only
+ * the package's content is written: the files a package signature covers
+ * and `package.sig` (never `.git/`, `target/` or other `*.sig` files an
+ * archive may carry). It is staged in a temporary directory inside
  * `dest_dir` and renamed into place, so a refused or failed extraction
  * leaves nothing behind. The same checks as `fidius_host_load_fid` apply,
  * and with signatures required nothing is written unless `package.sig`
@@ -453,8 +474,9 @@ enum fidius_status fidius_host_load_fid(const struct fidius_host *host,
  * `package_dir` may be NULL; otherwise on success it receives the path of
  * the extracted package directory as UTF-8 bytes (not NUL-terminated),
  * owned by the caller: release with `fidius_bytes_free`. On failure it is
- * set to `{NULL, 0}`. Errors: ARCHIVE, IO, SIGNATURE_REQUIRED,
- * SIGNATURE_INVALID, NULL_ARGUMENT, INVALID_UTF8, INVALID_HANDLE.
+ * set to `{NULL, 0}`. Errors: ARCHIVE, IO, FILE_REFUSED, SIGNATURE_REQUIRED,
+ * SIGNATURE_INVALID, INVALID_MANIFEST (a name or version that would not stay
+ * one directory), NULL_ARGUMENT, INVALID_UTF8, INVALID_HANDLE.
  * Thread-safe, except that two extractions into the same `dest_dir` of
  * packages with the same name race to replace each other.
  */
@@ -591,6 +613,19 @@ enum fidius_status fidius_egress_policy_new(fidius_egress_fn callback,
                                             struct fidius_error **error);
 
 /**
+ * Let this policy's requests go to private and special-purpose addresses
+ * (loopback, RFC 1918, link-local with the cloud metadata service,
+ * carrier-grade NAT, unique-local, multicast, and IPv6 forms carrying such
+ * IPv4 addresses), which the SSRF floor otherwise removes before the
+ * callback is asked. Off by default; for policies that reach services on
+ * the host's own network on purpose (and tests against a loopback server).
+ * Applies to requests decided after the call. Errors: NULL_ARGUMENT, INVALID_HANDLE.
+ */
+enum fidius_status fidius_egress_policy_set_allow_private_ranges(struct fidius_egress_policy *policy,
+                                                                 bool allow,
+                                                                 struct fidius_error **error);
+
+/**
  * Release the caller's reference to a policy. NULL is ignored.
  */
 void fidius_egress_policy_free(struct fidius_egress_policy *policy);
@@ -606,9 +641,35 @@ const char *fidius_http_request_method(const struct fidius_http_request *request
 const char *fidius_http_request_scheme(const struct fidius_http_request *request);
 
 /**
- * The authority, "host" or "host:port". Borrowed.
+ * The authority as the guest wrote it, "host" or "host:port" (see
+ * `fidius_http_request_host` for where the request really goes). Borrowed.
  */
 const char *fidius_http_request_authority(const struct fidius_http_request *request);
+
+/**
+ * The destination host, canonical: an IP address in standard form
+ * ("127.0.0.1", "::1", whatever spelling the guest used) or a DNS name in
+ * lower case without a final dot. Borrowed.
+ */
+const char *fidius_http_request_host(const struct fidius_http_request *request);
+
+/**
+ * The destination port (the scheme's default when the authority has none); 0 for NULL.
+ */
+uint16_t fidius_http_request_port(const struct fidius_http_request *request);
+
+/**
+ * Number of addresses the request may be sent to (at least 1); 0 for NULL.
+ */
+size_t fidius_http_request_address_count(const struct fidius_http_request *request);
+
+/**
+ * The `index`-th address the request may be sent to, as text ("93.184.216.34",
+ * "2606:4700::1111"), in the order they are tried; NULL when out of range.
+ * Borrowed.
+ */
+const char *fidius_http_request_address(const struct fidius_http_request *request,
+                                        size_t index);
 
 /**
  * The path and query, e.g. "/v1/items?page=2". Borrowed.
@@ -769,6 +830,41 @@ enum fidius_status fidius_host_builder_set_require_signature(struct fidius_host_
                                                              struct fidius_error **error);
 
 /**
+ * Deserialize a package's precompiled `.cwasm` even when no trusted key's
+ * package signature covers it (default: off). A `.cwasm` is machine code
+ * that runs in the host process unchecked, past every capability and
+ * limit, so by default it is used only from a package (directory or
+ * `.fid`) whose signature a trusted key verified; otherwise it is ignored,
+ * the `.wasm` is compiled instead, and `fidius_plugin_warning` (and the log
+ * callback) says why. Turn this on only when whoever can write the search
+ * paths is as trusted as the host itself.
+ */
+enum fidius_status fidius_host_builder_set_trust_precompiled(struct fidius_host_builder *builder,
+                                                             bool trust,
+                                                             struct fidius_error **error);
+
+/**
+ * Allow packages the capabilities matching `pattern` (copied): a
+ * capability name (`stdout`, `http`, `network`, `env:HOME`) or a pattern
+ * where `*` matches any run of characters (`env:LOG_*`, `*`).
+ *
+ * The host has the last word on what a package gets: a package asking for
+ * a capability the host does not allow fails to load with
+ * FIDIUS_STATUS_CAPABILITY naming it. By default (no pattern added) every
+ * capability is allowed except `env:*` (host environment variables, often
+ * secrets), `args` (the host's command line) and `network` (`sockets`: raw
+ * sockets, still behind the SSRF floor), which must be allowed explicitly.
+ * The first pattern added replaces that default: from then on only what
+ * some pattern matches is allowed (add `stdout`, `http`, ... as needed).
+ * A load's own grants (`fidius_load_options_set_grants`) replace the
+ * package's list and are not checked against these patterns.
+ * Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT (empty pattern).
+ */
+enum fidius_status fidius_host_builder_allow_capability(struct fidius_host_builder *builder,
+                                                        const char *pattern,
+                                                        struct fidius_error **error);
+
+/**
  * Trust an Ed25519 public key given as its 32 raw bytes (the content of the
  * `.public` file `fidius keygen` writes). The bytes are copied. Errors:
  * NULL_ARGUMENT, INVALID_ARGUMENT (not 32 bytes, not a valid key).
@@ -895,6 +991,20 @@ enum fidius_status fidius_load_options_set_egress_policy(struct fidius_load_opti
 enum fidius_status fidius_load_options_set_interface_export(struct fidius_load_options *options,
                                                             const char *export_name,
                                                             struct fidius_error **error);
+
+/**
+ * Packages: grant exactly these capabilities for this load (the `count`
+ * strings are copied), replacing the list in the package's manifest, as
+ * fidius' "load with grants" does. The embedder's own word for this load,
+ * so the host's allow-list (`fidius_host_builder_allow_capability`) does
+ * not apply to them. `count` 0 grants nothing (`grants` may then be NULL).
+ * Errors: NULL_ARGUMENT (NULL `grants` with a count, or a NULL string),
+ * INVALID_UTF8.
+ */
+enum fidius_status fidius_load_options_set_grants(struct fidius_load_options *options,
+                                                  const char *const *grants,
+                                                  size_t count,
+                                                  struct fidius_error **error);
 
 /**
  * WASM: stop any call that runs longer than `timeout_ms` milliseconds

@@ -89,11 +89,16 @@ pub enum Status {
     /// A `.fid` archive is unreadable, or refused: a link, an absolute path or
     /// `..`, too many entries, too much content, no package in it (the message says which).
     Archive = 60,
+    /// A file in a search path or package was refused before it was read: not
+    /// a regular file (a FIFO, device or socket), larger than the limit for
+    /// its kind, or a directory reached twice while walking a package (a
+    /// link loop or join); the message says which.
+    FileRefused = 61,
 }
 
 impl Status {
     /// Every status, for lookups by number.
-    pub const ALL: [Status; 36] = {
+    pub const ALL: [Status; 37] = {
         use Status::*;
         [
             Ok, NullArgument, InvalidUtf8, InvalidArgument, InvalidHandle, InternalPanic, Io, Unsupported,
@@ -101,7 +106,7 @@ impl Status {
             AbiVersion, InvalidDescriptor, BufferStrategy, InterfaceHashMismatch, ConfigRejected,
             SignatureRequired, SignatureInvalid, InvalidManifest, MethodIndex, NotImplemented, PluginError,
             PluginPanic, Serialization, UnknownStatus, BufferTooSmall, Capability, Timeout, MemoryLimit,
-            FuelExhausted, Trap, StackOverflow, Archive,
+            FuelExhausted, Trap, StackOverflow, Archive, FileRefused,
         ]
     };
 
@@ -145,6 +150,7 @@ impl Status {
             Trap => c"trap",
             StackOverflow => c"stack overflow",
             Archive => c"invalid archive",
+            FileRefused => c"file refused",
         }
     }
 }

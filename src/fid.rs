@@ -70,13 +70,7 @@ impl Archive {
     /// Read and check the archive at `path`. The file is read once; nothing
     /// is written.
     pub fn read(path: &Path) -> Result<Archive> {
-        let io = |e: std::io::Error| Error::new(Status::Io, format!("cannot read {}: {e}", path.display()));
-        let file = std::fs::File::open(path).map_err(io)?;
-        let mut bytes = Vec::new();
-        file.take(MAX_CONTENT_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
-        if bytes.len() as u64 > MAX_CONTENT_BYTES {
-            return refuse(path, format!("the archive is larger than {MAX_CONTENT_BYTES} bytes"));
-        }
+        let bytes = crate::files::read_regular(path, MAX_CONTENT_BYTES)?;
         Self::parse(path, &bytes)
     }
 
@@ -204,20 +198,24 @@ impl Archive {
         self.files.get(PACKAGE_SIG).map(Vec::as_slice)
     }
 
-    /// Write the package into `dest` (created if missing) as `dest/<top>`,
-    /// replacing any directory of that name, as `fidius package unpack`
-    /// does. Files are staged in a fresh directory inside `dest` and renamed
-    /// into place, so a failure leaves nothing behind. Returns `dest/<top>`.
-    pub fn unpack(&self, dest: &Path) -> Result<PathBuf> {
+    /// Write the package into `dest` (created if missing) as
+    /// `dest/<dir_name>`, replacing any directory of that name, as `fidius
+    /// package unpack` does. Only the package's content is written: the
+    /// files a package signature covers, and `package.sig` (never `.git/`,
+    /// `target/` or other `*.sig` files an archive may carry). Files are
+    /// staged in a fresh directory inside `dest` and renamed into place, so
+    /// a failure leaves nothing behind. Returns `dest/<dir_name>`.
+    pub fn unpack(&self, dest: &Path, dir_name: &str) -> Result<PathBuf> {
         let io = |what: &Path, e: std::io::Error| Error::new(Status::Io, format!("cannot write {}: {e}", what.display()));
         std::fs::create_dir_all(dest).map_err(|e| io(dest, e))?;
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let staging = dest.join(format!(".fidius-unpack-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
         std::fs::create_dir(&staging).map_err(|e| io(&staging, e))?;
         let result = (|| {
-            let staged = staging.join(&self.top);
+            let staged = staging.join(dir_name);
             std::fs::create_dir(&staged).map_err(|e| io(&staged, e))?;
-            for (relative, content) in &self.files {
+            let content = self.files.iter().filter(|(p, _)| signing::is_signed_path(p) || *p == PACKAGE_SIG);
+            for (relative, content) in content {
                 let file = staged.join(relative);
                 if let Some(parent) = file.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
@@ -229,7 +227,7 @@ impl Archive {
                     .and_then(|mut f| std::io::Write::write_all(&mut f, content))
                     .map_err(|e| io(&file, e))?;
             }
-            let target = dest.join(&self.top);
+            let target = dest.join(dir_name);
             if std::fs::symlink_metadata(&target).is_ok() {
                 let removed = if target.is_dir() && !target.is_symlink() {
                     std::fs::remove_dir_all(&target)

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
 
+use crate::capability::CapabilityPolicy;
 use crate::error::{fail, Error, Result, Status};
 use crate::native::{self, NativeLibrary, NativePlugin};
 use crate::fid::Archive;
+use crate::files;
 use crate::package::{Manifest, PackageFiles, MANIFEST};
 use crate::plugin::{BufferStrategy, Plugin, PluginInfo, Runtime};
 use crate::signing;
@@ -71,6 +73,10 @@ pub struct LoadOptions {
     pub raw_overrides: Vec<(String, bool)>,
     /// The interface hash this plugin must have (any runtime).
     pub interface_hash: Option<u64>,
+    /// Packages: the capabilities granted for this load, replacing the
+    /// manifest's list (fidius' "load with grants"). The embedder's own
+    /// word, so the host's allow-list does not apply to them.
+    pub grants: Option<Vec<String>>,
 }
 
 /// Collects a host's settings; `build` checks them.
@@ -84,6 +90,8 @@ pub struct HostBuilder {
     trusted_keys: Vec<VerifyingKey>,
     interface_hash: Option<u64>,
     buffer_strategy: Option<BufferStrategy>,
+    capabilities: CapabilityPolicy,
+    trust_precompiled: bool,
 }
 
 impl HostBuilder {
@@ -122,6 +130,20 @@ impl HostBuilder {
     /// Native plugins must use this buffer strategy.
     pub fn buffer_strategy(&mut self, strategy: BufferStrategy) -> &mut Self {
         self.buffer_strategy = Some(strategy);
+        self
+    }
+
+    /// Allow packages capabilities matching `pattern` (see [`CapabilityPolicy::allow`]).
+    pub fn allow_capability(&mut self, pattern: &str) -> Result<&mut Self> {
+        self.capabilities.allow(pattern)?;
+        Ok(self)
+    }
+
+    /// Deserialize a package's precompiled `.cwasm` (machine code) even when
+    /// no trusted key's signature covers it. Off by default: an unsigned
+    /// `.cwasm` is ignored, with a warning, and the `.wasm` compiled instead.
+    pub fn trust_precompiled(&mut self, on: bool) -> &mut Self {
+        self.trust_precompiled = on;
         self
     }
 
@@ -295,6 +317,8 @@ impl Host {
             name: info.name.clone(),
             egress: options.egress.clone().or_else(|| self.config.egress.clone()),
             log: self.config.log.clone(),
+            capabilities: self.config.capabilities.clone(),
+            trust_precompiled: self.config.trust_precompiled,
             load: options.clone(),
         };
         let loaded = wasm::load_package(runtime, files, manifest, options)?;
@@ -326,14 +350,9 @@ impl Host {
     fn open_package(&self, dir: &Path) -> Result<(Manifest, PackageFiles)> {
         let files = if self.config.require_signature {
             let content = signing::read_package(dir)?;
-            let sig_path = dir.join(signing::PACKAGE_SIG);
-            let sig = match std::fs::read(&sig_path) {
-                Ok(sig) => Some(sig),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return fail(Status::Io, format!("cannot read {}: {e}", sig_path.display())),
-            };
+            let sig = files::read_optional(&dir.join(signing::PACKAGE_SIG), files::MAX_SMALL_FILE_BYTES)?;
             signing::verify_package(dir, &content, sig.as_deref(), &self.config.trusted_keys)?;
-            PackageFiles::in_memory(dir, content)
+            PackageFiles::in_memory(dir, content, true)
         } else {
             PackageFiles::on_disk(dir)
         };
@@ -350,7 +369,7 @@ impl Host {
         if self.config.require_signature {
             signing::verify_package(path, &content, sig.as_deref(), &self.config.trusted_keys)?;
         }
-        let files = PackageFiles::in_memory(path, content);
+        let files = PackageFiles::in_memory(path, content, self.config.require_signature);
         let manifest = files.manifest()?;
         let info = manifest.info(path).ok_or_else(|| {
             Error::new(
@@ -362,15 +381,23 @@ impl Host {
     }
 
     /// Extract the package in the `.fid` archive at `path` into `dest`, as
-    /// `dest/<top-level directory>` (replacing one of that name), and return
-    /// that directory. With signatures required, nothing is written unless
-    /// the archive's `package.sig` verifies the extracted content.
+    /// `dest/<name>-<version>` from its manifest (replacing a directory of
+    /// that name), and return that directory. Only the package's content is
+    /// written (the files a package signature covers, and `package.sig`).
+    /// With signatures required, nothing is written unless the archive's
+    /// `package.sig` verifies that content, and the name comes from the
+    /// verified manifest.
     pub fn unpack_fid(&self, path: &Path, dest: &Path) -> Result<PathBuf> {
         let archive = Archive::read(path)?;
+        let content = archive.signed_content();
         if self.config.require_signature {
-            signing::verify_package(path, &archive.signed_content(), archive.signature(), &self.config.trusted_keys)?;
+            signing::verify_package(path, &content, archive.signature(), &self.config.trusted_keys)?;
         }
-        archive.unpack(dest)
+        let manifest = content
+            .get(MANIFEST)
+            .ok_or_else(|| Error::new(Status::Archive, format!("{}: the package has no {MANIFEST}", path.display())))?;
+        let manifest = Manifest::from_bytes(manifest, &path.join(MANIFEST))?;
+        archive.unpack(dest, &manifest.dir_name()?)
     }
 
     /// The host's WASM engine (one per fuel setting), made on first use.
@@ -420,7 +447,7 @@ impl Host {
             return native::library::open(path, native::Source::Path).map_err(in_file);
         }
         // Read once, verify those bytes, and load those same bytes.
-        let bytes = std::fs::read(path).map_err(|e| in_file(Error::new(Status::Io, format!("cannot read: {e}"))))?;
+        let bytes = files::read_regular(path, files::MAX_LIBRARY_BYTES)?;
         signing::verify(&bytes, &signing::sig_path_for(path), &self.config.trusted_keys).map_err(in_file)?;
         native::library::open(path, native::Source::Bytes(&bytes)).map_err(in_file)
     }
@@ -444,8 +471,14 @@ impl Host {
             paths.sort();
             for path in paths {
                 if path.is_dir() {
-                    if path.join(MANIFEST).is_file() {
-                        out.push(Candidate::Package(path));
+                    match std::fs::metadata(path.join(MANIFEST)) {
+                        Ok(m) if m.is_file() => out.push(Candidate::Package(path)),
+                        Ok(m) => skipped.push(Skipped {
+                            path: path.join(MANIFEST),
+                            plugin: None,
+                            error: Error::new(Status::FileRefused, format!("{MANIFEST} is {}, not a regular file", files::kind(&m))),
+                        }),
+                        Err(_) => {}
                     }
                 } else if path.extension().is_some_and(|e| e == std::env::consts::DLL_EXTENSION) {
                     out.push(Candidate::Library(path));

@@ -5,11 +5,14 @@
 //! [`capi`] is the thin C surface over it, from which `include/fidius.h` is
 //! generated.
 
+pub mod capability;
 pub mod capi;
 pub mod error;
 pub mod fid;
+pub mod files;
 pub mod host;
 pub mod native;
+pub mod net;
 pub mod output;
 pub mod package;
 pub mod plugin;

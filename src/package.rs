@@ -6,6 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{fail, Error, Result, Status};
+use crate::files;
 use crate::plugin::{PluginInfo, Runtime};
 use crate::signing::PackageContent;
 
@@ -55,9 +56,33 @@ impl Manifest {
     /// Read and validate `dir/package.toml`.
     pub fn read(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::new(Status::InvalidManifest, format!("cannot read {}: {e}", path.display())))?;
-        Self::parse(&text).map_err(|e| e.context(path.display()))
+        let bytes = files::read_regular(&path, files::MAX_MANIFEST_BYTES).map_err(|e| match e.status {
+            Status::Io => Error::new(Status::InvalidManifest, e.message),
+            _ => e,
+        })?;
+        Self::from_bytes(&bytes, &path)
+    }
+
+    /// Parse and validate the manifest `bytes` read from `path`.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Manifest> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| Error::new(Status::InvalidManifest, format!("{} is not UTF-8: {e}", path.display())))?;
+        Self::parse(text).map_err(|e| e.context(path.display()))
+    }
+
+    /// The directory name a package is unpacked under, `<name>-<version>`
+    /// (as `fidius package pack` names an archive's top directory), refusing
+    /// names that would not stay one plain directory.
+    pub fn dir_name(&self) -> Result<String> {
+        let name = format!("{}-{}", self.package.name, self.package.version);
+        let plain = |s: &str| !s.is_empty() && !s.starts_with('.') && !s.contains(['/', '\\', '\0']);
+        if !plain(&self.package.name) || !plain(&self.package.version) {
+            return fail(
+                Status::InvalidManifest,
+                format!("package name and version must be plain names (no /, \\ or leading .) to name a directory: {name:?}"),
+            );
+        }
+        Ok(name)
     }
 
     pub fn parse(text: &str) -> Result<Manifest> {
@@ -124,18 +149,20 @@ impl Manifest {
 pub struct PackageFiles {
     origin: PathBuf,
     memory: Option<PackageContent>,
+    verified: bool,
 }
 
 impl PackageFiles {
     /// Files read from the directory `dir` as they are needed.
     pub fn on_disk(dir: &Path) -> Self {
-        PackageFiles { origin: dir.to_path_buf(), memory: None }
+        PackageFiles { origin: dir.to_path_buf(), memory: None, verified: false }
     }
 
     /// Files held in memory; `origin` (a directory or a `.fid` file) names
-    /// the package and prefixes the resolved paths.
-    pub fn in_memory(origin: &Path, files: PackageContent) -> Self {
-        PackageFiles { origin: origin.to_path_buf(), memory: Some(files) }
+    /// the package and prefixes the resolved paths. `verified`: a trusted
+    /// key's package signature covers exactly these bytes.
+    pub fn in_memory(origin: &Path, files: PackageContent, verified: bool) -> Self {
+        PackageFiles { origin: origin.to_path_buf(), memory: Some(files), verified }
     }
 
     /// The package directory, or the archive it came from.
@@ -152,9 +179,7 @@ impl PackageFiles {
                 let bytes = files.get(MANIFEST).ok_or_else(|| {
                     Error::new(Status::InvalidManifest, format!("{} is missing", path.display()))
                 })?;
-                let text = std::str::from_utf8(bytes)
-                    .map_err(|e| Error::new(Status::InvalidManifest, format!("{} is not UTF-8: {e}", path.display())))?;
-                Manifest::parse(text).map_err(|e| e.context(path.display()))
+                Manifest::from_bytes(bytes, &path)
             }
         }
     }
@@ -185,17 +210,27 @@ impl PackageFiles {
     }
 
     /// The content of a resolved file.
-    pub fn read(&self, resolved: &Path) -> std::io::Result<Cow<'_, [u8]>> {
+    pub fn read(&self, resolved: &Path) -> Result<Cow<'_, [u8]>> {
         match &self.memory {
-            None => std::fs::read(resolved).map(Cow::Owned),
-            Some(files) => match self.key(resolved).and_then(|k| files.get(&k)) {
+            None => files::read_regular(resolved, files::MAX_PACKAGE_BYTES).map(Cow::Owned),
+            Some(content) => match self.key(resolved).and_then(|k| content.get(&k)) {
                 Some(bytes) => Ok(Cow::Borrowed(bytes)),
-                None => Err(std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "not in the package's signed content (files under target/ or .git/, and *.sig files, are not part of it)",
+                None => Err(Error::new(
+                    Status::Io,
+                    format!(
+                        "{} is not in the package's signed content (files under target/ or .git/, and *.sig files, are not part of it)",
+                        resolved.display()
+                    ),
                 )),
             },
         }
+    }
+
+    /// Whether these files were covered by a package signature that a
+    /// trusted key verified (only then may a `.cwasm`, which is machine
+    /// code, be taken from them without the embedder's explicit trust).
+    pub fn verified(&self) -> bool {
+        self.verified
     }
 }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use crate::error::{fail, Error, Result, Status};
+use crate::files;
 
 /// A public key as `fidius keygen` writes it: exactly 32 raw bytes.
 pub fn key_from_bytes(bytes: &[u8]) -> Result<VerifyingKey> {
@@ -23,8 +24,7 @@ pub fn key_from_bytes(bytes: &[u8]) -> Result<VerifyingKey> {
 
 /// Read a `.public` key file.
 pub fn key_from_file(path: &Path) -> Result<VerifyingKey> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::new(Status::Io, format!("cannot read key file {}: {e}", path.display())))?;
+    let bytes = files::read_regular(path, files::MAX_SMALL_FILE_BYTES).map_err(|e| e.context("key file"))?;
     key_from_bytes(&bytes).map_err(|e| e.context(path.display()))
 }
 
@@ -37,12 +37,8 @@ pub fn sig_path_for(path: &Path) -> PathBuf {
 /// Verify `message` against the detached signature file at `sig_path`:
 /// accepted when any trusted key verifies it.
 pub fn verify(message: &[u8], sig_path: &Path, keys: &[VerifyingKey]) -> Result<()> {
-    let sig = match std::fs::read(sig_path) {
-        Ok(sig) => sig,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return fail(Status::SignatureRequired, format!("signature file {} is missing", sig_path.display()))
-        }
-        Err(e) => return fail(Status::Io, format!("cannot read {}: {e}", sig_path.display())),
+    let Some(sig) = files::read_optional(sig_path, files::MAX_SMALL_FILE_BYTES)? else {
+        return fail(Status::SignatureRequired, format!("signature file {} is missing", sig_path.display()));
     };
     let sig: [u8; 64] = sig.as_slice().try_into().map_err(|_| {
         Error::new(
@@ -74,7 +70,6 @@ pub const PACKAGE_SIG: &str = "package.sig";
 /// Limits on what is read into memory to verify a package directory (the
 /// same budget as a `.fid` archive's content).
 const MAX_PACKAGE_FILES: usize = 10_000;
-const MAX_PACKAGE_BYTES: u64 = 500 * 1024 * 1024;
 const MAX_PACKAGE_DEPTH: usize = 64;
 
 /// A package's files as the signature covers them: relative `/`-separated
@@ -108,52 +103,91 @@ pub fn package_digest(files: &PackageContent) -> [u8; 32] {
 /// Read, once, every file of the package directory `dir` that its signature
 /// covers (the walk of `fidius package sign`, which follows symbolic links),
 /// so that exactly these bytes are verified and then used.
+///
+/// The walk is hostile-proof: only regular files are read (a FIFO would
+/// block), sizes are checked before reading and capped in all, and no
+/// directory is entered twice (links that loop, or that join so the walk
+/// would grow exponentially, are refused).
 pub fn read_package(dir: &Path) -> Result<PackageContent> {
-    let mut files = PackageContent::new();
-    let mut total = 0u64;
-    read_package_dir(dir, dir, 0, &mut files, &mut total)?;
-    Ok(files)
+    let mut walk = Walk { root: dir, files: PackageContent::new(), total: 0, visited: Default::default() };
+    walk.dir(dir, 0)?;
+    Ok(walk.files)
 }
 
-fn read_package_dir(root: &Path, dir: &Path, depth: usize, files: &mut PackageContent, total: &mut u64) -> Result<()> {
-    let io = |what: &Path, e: std::io::Error| Error::new(Status::Io, format!("cannot read {}: {e}", what.display()));
-    if depth > MAX_PACKAGE_DEPTH {
-        return fail(Status::InvalidManifest, format!("{}: directories nest deeper than {MAX_PACKAGE_DEPTH} levels (a symbolic link loop?)", dir.display()));
-    }
-    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
-        let path = entry.map_err(|e| io(dir, e))?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        // Links are followed, as `fidius package sign` does; the content read is what is verified.
-        let meta = std::fs::metadata(&path).map_err(|e| io(&path, e))?;
-        if meta.is_dir() {
-            if name != "target" && name != ".git" {
-                read_package_dir(root, &path, depth + 1, files, total)?;
-            }
-            continue;
+struct Walk<'a> {
+    root: &'a Path,
+    files: PackageContent,
+    total: u64,
+    /// Directories entered, by (device, inode).
+    visited: std::collections::HashSet<(u64, u64)>,
+}
+
+impl Walk<'_> {
+    fn dir(&mut self, dir: &Path, depth: usize) -> Result<()> {
+        let io = |what: &Path, e: std::io::Error| Error::new(Status::Io, format!("cannot read {}: {e}", what.display()));
+        if depth > MAX_PACKAGE_DEPTH {
+            return fail(Status::FileRefused, format!("{}: directories nest deeper than {MAX_PACKAGE_DEPTH} levels", dir.display()));
         }
-        if name.ends_with(".sig") {
-            continue;
-        }
-        if !meta.is_file() {
-            return fail(Status::InvalidManifest, format!("{} is not a regular file", path.display()));
-        }
-        let relative = path.strip_prefix(root).expect("walked from root").to_string_lossy().replace('\\', "/");
-        if files.len() >= MAX_PACKAGE_FILES {
-            return fail(Status::InvalidManifest, format!("{}: more than {MAX_PACKAGE_FILES} files", root.display()));
-        }
-        let content = std::fs::read(&path).map_err(|e| io(&path, e))?;
-        *total += content.len() as u64;
-        if *total > MAX_PACKAGE_BYTES {
-            return fail(Status::InvalidManifest, format!("{}: more than {MAX_PACKAGE_BYTES} bytes of files", root.display()));
-        }
-        if files.insert(relative.clone(), content).is_some() {
+        let meta = std::fs::metadata(dir).map_err(|e| io(dir, e))?;
+        if !self.visited.insert(file_id(&meta)) {
             return fail(
-                Status::InvalidManifest,
-                format!("{}: two files are both named {relative} once made UTF-8 and /-separated", root.display()),
+                Status::FileRefused,
+                format!("{} is a directory the package walk already entered (symbolic links loop or join); refused", dir.display()),
             );
         }
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+            entries.push(entry.map_err(|e| io(dir, e))?.path());
+            if entries.len() > MAX_PACKAGE_FILES {
+                return fail(Status::FileRefused, format!("{}: more than {MAX_PACKAGE_FILES} entries", dir.display()));
+            }
+        }
+        for path in entries {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            // Links are followed, as `fidius package sign` does; the content read is what is verified.
+            let meta = std::fs::metadata(&path).map_err(|e| io(&path, e))?;
+            if meta.is_dir() {
+                if name != "target" && name != ".git" {
+                    self.dir(&path, depth + 1)?;
+                }
+                continue;
+            }
+            if name.ends_with(".sig") {
+                continue;
+            }
+            let relative = path.strip_prefix(self.root).expect("walked from root").to_string_lossy().replace('\\', "/");
+            if self.files.len() >= MAX_PACKAGE_FILES {
+                return fail(Status::FileRefused, format!("{}: more than {MAX_PACKAGE_FILES} files", self.root.display()));
+            }
+            let left = files::MAX_PACKAGE_BYTES - self.total;
+            let content = files::read_regular(&path, left).map_err(|e| {
+                if e.status == Status::FileRefused && meta.is_file() {
+                    e.context(format!("package {} holds more than {} bytes of files", self.root.display(), files::MAX_PACKAGE_BYTES))
+                } else {
+                    e
+                }
+            })?;
+            self.total += content.len() as u64;
+            if self.files.insert(relative.clone(), content).is_some() {
+                return fail(
+                    Status::InvalidManifest,
+                    format!("{}: two files are both named {relative} once made UTF-8 and /-separated", self.root.display()),
+                );
+            }
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+#[cfg(unix)]
+fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn file_id(_meta: &std::fs::Metadata) -> (u64, u64) {
+    (0, 0)
 }
 
 /// Verify a package signature (`package.sig`, 64 raw bytes, None when there

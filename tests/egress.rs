@@ -92,12 +92,17 @@ struct Seen {
     authority: String,
     path: String,
     plugin: String,
+    host: String,
+    port: u16,
+    addresses: Vec<String>,
     headers: Vec<(String, Vec<u8>)>,
 }
 
 /// What a test policy does; owned by the policy as its user data.
 struct Policy {
     allow_authority: Option<String>,
+    /// A deny-list policy: allows every host but this one.
+    deny_host: Option<String>,
     inject_token: Option<String>,
     seen: Mutex<Vec<Seen>>,
     /// When set, the callback waits on this before deciding.
@@ -121,13 +126,20 @@ unsafe extern "C" fn decide(user: *mut c_void, req: *mut fidius_http_request) ->
         authority: s(fidius_http_request_authority(req)),
         path: s(fidius_http_request_path_and_query(req)),
         plugin: s(fidius_http_request_plugin(req)),
+        host: s(fidius_http_request_host(req)),
+        port: fidius_http_request_port(req),
+        addresses: (0..fidius_http_request_address_count(req)).map(|i| s(fidius_http_request_address(req, i))).collect(),
         headers,
     };
     policy.entered.store(true, Ordering::SeqCst);
     if let Some(gate) = &policy.gate {
         let _ = gate.lock().unwrap().recv_timeout(Duration::from_secs(20));
     }
-    let allowed = policy.allow_authority.as_deref().is_some_and(|a| a == seen.authority);
+    let allowed = match (&policy.allow_authority, &policy.deny_host) {
+        (Some(a), _) => *a == seen.authority,
+        (None, Some(h)) => *h != seen.host && !seen.addresses.contains(h),
+        (None, None) => false,
+    };
     policy.seen.lock().unwrap().push(seen);
     if !allowed {
         let reason = cstr("host not on the allow-list");
@@ -165,10 +177,22 @@ unsafe impl Send for TestPolicy {}
 unsafe impl Sync for TestPolicy {}
 
 impl TestPolicy {
+    /// A policy for the loopback test server (private ranges allowed).
     fn new(allow: Option<String>, token: Option<&str>, gate: Option<mpsc::Receiver<()>>) -> TestPolicy {
+        let policy = Self::with(allow, None, token, gate);
+        unsafe {
+            let mut err = ptr::null_mut();
+            check(fidius_egress_policy_set_allow_private_ranges(policy.handle, true, &mut err), err).unwrap();
+        }
+        policy
+    }
+
+    /// A policy with the SSRF floor in place (the default).
+    fn with(allow: Option<String>, deny_host: Option<&str>, token: Option<&str>, gate: Option<mpsc::Receiver<()>>) -> TestPolicy {
         let destroyed = Arc::new(AtomicUsize::new(0));
         let state = Box::into_raw(Box::new(Policy {
             allow_authority: allow,
+            deny_host: deny_host.map(str::to_string),
             inject_token: token.map(str::to_string),
             seen: Mutex::new(Vec::new()),
             gate: gate.map(Mutex::new),
@@ -369,8 +393,13 @@ fn without_a_policy_http_fails_closed_and_the_network_floor_needs_no_policy() {
 
     // `network` is separate: its SSRF floor applies, and the policy is never asked.
     let dir = wasm_search_path("egress_network", &["caps"], |_, t| t.replace("\"stdout\"]", "\"stdout\", \"network\"]"));
-    let host = host_with(&dir, Some(&policy));
-    let caps = host.load("caps").unwrap();
+    let grants = [cstr("network")];
+    let ptrs: Vec<*const std::ffi::c_char> = grants.iter().map(|g| g.as_ptr()).collect();
+    let opts = TestOptions::new()
+        .set(|o, e| unsafe { fidius_load_options_set_grants(o, ptrs.as_ptr(), ptrs.len(), e) })
+        .set(|o, e| unsafe { fidius_load_options_set_egress_policy(o, policy.handle, e) });
+    let host = host_with(&dir, None);
+    let caps = host.load_opts("caps", Some(&opts)).unwrap();
     let connect = caps.index("connect").unwrap();
     for addr in ["127.0.0.1:9", "10.0.0.1:80", "169.254.169.254:80", "[fc00::1]:80"] {
         let err = caps.json(connect, &json!([addr]).to_string()).unwrap_err();
@@ -396,4 +425,104 @@ fn bad_egress_arguments() {
         assert!(fidius_http_request_method(ptr::null()).is_null());
         assert_eq!(fidius_http_request_header_count(ptr::null()), 0);
     }
+}
+
+/// Every spelling of the loopback address a resolver accepts.
+fn loopback_spellings(port: u16) -> Vec<String> {
+    ["127.0.0.1", "2130706433", "127.1", "0x7f.0.0.1", "0177.0.0.1", "0x7f.1", "[::ffff:127.0.0.1]", "localhost"]
+        .iter()
+        .map(|h| format!("http://{h}:{port}/x"))
+        .collect()
+}
+
+#[test]
+fn a_deny_list_policy_sees_the_canonical_host_whatever_the_spelling() {
+    let server = Server::start();
+    // Private ranges allowed (so the floor does not decide), 127.0.0.1 denied by name.
+    let policy = TestPolicy::with(None, Some("127.0.0.1"), None, None);
+    unsafe {
+        let mut err = ptr::null_mut();
+        check(fidius_egress_policy_set_allow_private_ranges(policy.handle, true, &mut err), err).unwrap();
+    }
+    let host = host_with(&fetch_dir("egress_spellings"), Some(&policy));
+    let fetch = host.load("fetch").unwrap();
+    for url in loopback_spellings(server.port) {
+        let err = fetch.json(FETCH, &json!([url]).to_string()).unwrap_err();
+        assert_eq!(err.status, Status::PluginError, "{url}: {}", err.message);
+        assert!(err.message.contains("allow-list"), "{url}: {}", err.message);
+    }
+    let seen = policy.seen();
+    assert_eq!(seen.len(), 8);
+    for s in &seen[..7] {
+        assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", server.port), "{s:?}");
+        assert_eq!(s.addresses, vec!["127.0.0.1".to_string()], "{s:?}");
+    }
+    // A name: the policy sees it, and every address it resolved to.
+    assert_eq!(seen[7].host, "localhost");
+    assert!(seen[7].addresses.contains(&"127.0.0.1".to_string()), "{:?}", seen[7]);
+    assert_eq!(seen[1].authority, format!("2130706433:{}", server.port), "the authority stays as the guest wrote it");
+    assert!(server.requests().is_empty(), "no spelling reached the server: {:?}", server.requests());
+    // A host the policy does not deny still goes through, to the address it saw.
+    let allow = TestPolicy::new(Some(format!("127.1:{}", server.port)), None, None);
+    let host = host_with(&fetch_dir("egress_spellings_ok"), Some(&allow));
+    let ok = host.load("fetch").unwrap().json(FETCH, &json!([format!("http://127.1:{}/y", server.port)]).to_string()).unwrap();
+    assert_eq!(ok, json!("200 hello"));
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn the_ssrf_floor_applies_to_http_egress_by_default() {
+    let server = Server::start();
+    // A policy that would allow anything, without allow_private_ranges.
+    let policy = TestPolicy::with(None, Some("nothing.invalid"), None, None);
+    let host = host_with(&fetch_dir("egress_floor"), Some(&policy));
+    let fetch = host.load("fetch").unwrap();
+    for url in loopback_spellings(server.port).into_iter().chain([format!("http://0.0.0.0:{}/", server.port)]) {
+        let err = fetch.json(FETCH, &json!([url]).to_string()).unwrap_err();
+        assert_eq!(err.status, Status::PluginError, "{url}: {}", err.message);
+        assert!(err.message.contains("SSRF floor"), "{url}: {}", err.message);
+    }
+    assert!(policy.seen().is_empty(), "the floor decides before the policy is asked");
+    assert!(server.requests().is_empty());
+}
+
+/// A server that accepts connections and never answers (bounded: five minutes).
+fn silent_server() -> (u16, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut held = Vec::new();
+        while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+            match listener.accept() {
+                Ok((conn, _)) => held.push(conn),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    (port, stop)
+}
+
+#[test]
+fn a_request_that_is_never_answered_is_stopped_by_the_timeout() {
+    wasm_packages();
+    let (port, stop) = silent_server();
+    let policy = TestPolicy::new(Some(format!("127.0.0.1:{port}")), None, None);
+    let host = host_with(&fetch_dir("egress_silent"), Some(&policy));
+    let opts = TestOptions::new().set(|o, e| unsafe { fidius_load_options_set_timeout_ms(o, 300, e) });
+    let fetch = Arc::new(host.load_opts("fetch", Some(&opts)).unwrap());
+    let patient = fetch.index("fetch_patient").unwrap();
+    for _ in 0..2 {
+        let f = fetch.clone();
+        let url = json!([format!("http://127.0.0.1:{port}/never")]).to_string();
+        let err = within(Duration::from_secs(60), "an unanswered request", move || f.json(patient, &url)).unwrap_err();
+        assert_eq!(err.status, Status::Timeout, "{}", err.message);
+    }
+    // The plugin serves the next call: a denied request fails at once.
+    let err = fetch.json(FETCH, &json!(["http://127.0.0.1:1/"]).to_string()).unwrap_err();
+    assert_eq!(err.status, Status::PluginError);
+    stop.store(true, Ordering::Relaxed);
 }

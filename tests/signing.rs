@@ -312,24 +312,13 @@ fn unsigned_and_tampered_wasm_packages_are_refused_with_the_reason() {
     }
 }
 
-fn precompile(host: &TestHost, wasm: &[u8]) -> Vec<u8> {
-    unsafe {
-        let mut out = fidius_bytes { data: std::ptr::null_mut(), len: 0, release: std::ptr::null_mut() };
-        let mut err = std::ptr::null_mut();
-        check(fidius_host_precompile_component(host.0, wasm.as_ptr(), wasm.len(), &mut out, &mut err), err).unwrap();
-        let cwasm = std::slice::from_raw_parts(out.data, out.len).to_vec();
-        fidius_bytes_free(&mut out);
-        cwasm
-    }
-}
-
 #[test]
 fn a_precompiled_cwasm_is_covered_by_the_package_signature() {
     let keys = keys("sig_cwasm");
     let with_cwasm = |t: &str| t.replace("[wasm]", "[wasm]\nprecompiled = \"calc.cwasm\"");
     let (dir, pkg) = calc_package("sig_cwasm", with_cwasm);
     let host = signed_host(&[&dir], &keys);
-    let cwasm = precompile(&host, &std::fs::read(pkg.join("calc.wasm")).unwrap());
+    let cwasm = host.precompile(&std::fs::read(pkg.join("calc.wasm")).unwrap());
     std::fs::write(pkg.join("calc.cwasm"), &cwasm).unwrap();
     sign_package(&keys.dev, &pkg);
     let calc = host.load("calc").unwrap();
@@ -341,10 +330,22 @@ fn a_precompiled_cwasm_is_covered_by_the_package_signature() {
     std::fs::write(pkg.join("calc.cwasm"), b"\x7fELF not the signed cwasm").unwrap();
     let e = host.load("calc").err().unwrap();
     assert_eq!(e.status, Status::SignatureInvalid, "{}", e.message);
-    // Without signatures required the same package loads, and the host says it could not use that .cwasm.
+    // Without signatures required the same package loads, and the host says
+    // it ignored that unsigned .cwasm (machine code) without reading it.
     let lax = TestHost::new(&[&dir]);
     let calc = lax.load("calc").unwrap();
-    assert!(calc.warnings().iter().any(|w| w.contains("calc.cwasm not used")), "{:?}", calc.warnings());
+    assert!(calc.warnings().iter().any(|w| w.contains("calc.cwasm ignored")), "{:?}", calc.warnings());
+    // A signed .fid carrying a .cwasm: covered by its signature, so deserialized.
+    std::fs::write(pkg.join("calc.cwasm"), &cwasm).unwrap();
+    sign_package(&keys.dev, &pkg);
+    let fid = scratch("sig_cwasm_fid").join("calc-0.1.0.fid");
+    pack(&pkg, &fid);
+    let calc = host.load_fid(&fid, None).unwrap();
+    assert!(calc.warnings().is_empty(), "{:?}", calc.warnings());
+    assert_eq!(add_wasm(&calc), 42);
+    // The same .fid without signatures required: not verified, so not deserialized.
+    let calc = lax.load_fid(&fid, None).unwrap();
+    assert!(calc.warnings().iter().any(|w| w.contains("calc.cwasm ignored")), "{:?}", calc.warnings());
 }
 
 #[test]
@@ -554,4 +555,76 @@ fn hostile_fid_archives_are_refused_before_anything_is_extracted() {
         assert!(!dest.exists(), "{case}: nothing is written for a refused archive");
     }
     assert!(!Path::new("/tmp/fidius-evil").exists());
+}
+
+#[test]
+fn unpacking_writes_only_what_the_signature_covers_under_the_manifest_name() {
+    let keys = keys("sig_fid_unpack");
+    let (_, pkg) = calc_package("sig_fid_unpack_src", str::to_owned);
+    sign_package(&keys.dev, &pkg);
+    let read = |f: &str| std::fs::read(pkg.join(f)).unwrap();
+    // A validly signed package re-packed by hand under another top-level name,
+    // with extra files the signature does not cover.
+    let out = scratch("sig_fid_unpack");
+    let fid = FidBuilder::new()
+        .file("sibling-1.0.0/package.toml", &read("package.toml"))
+        .file("sibling-1.0.0/calc.wasm", &read("calc.wasm"))
+        .file("sibling-1.0.0/package.sig", &read("package.sig"))
+        .file("sibling-1.0.0/.git/config", b"[core]\n\thooksPath = /tmp/evil\n")
+        .file("sibling-1.0.0/.git/hooks/post-checkout", b"#!/bin/sh\necho owned\n")
+        .file("sibling-1.0.0/target/debug/x", b"stale")
+        .file("sibling-1.0.0/extra.sig", b"not a signature")
+        .write(&out.join("repacked.fid"));
+    let dest = out.join("plugins");
+    std::fs::create_dir_all(dest.join("sibling-1.0.0")).unwrap();
+    std::fs::write(dest.join("sibling-1.0.0/keep"), "a sibling package's file").unwrap();
+    let host = signed_host(&[], &keys);
+    let extracted = host.unpack_fid(&fid, &dest).unwrap();
+    // Named by the verified manifest, so the sibling directory is untouched.
+    assert_eq!(extracted, dest.join("calc-0.1.0"));
+    assert!(dest.join("sibling-1.0.0/keep").is_file());
+    let mut written: Vec<String> = std::fs::read_dir(&extracted).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    written.sort();
+    assert_eq!(written, ["calc.wasm", "package.sig", "package.toml"]);
+    assert!(verifies_package(&keys.dev, &extracted));
+    // Without signatures required, the same rule: only the package's content, under its manifest's name.
+    let lax = TestHost::new(&[]);
+    let dest2 = out.join("lax");
+    let extracted = lax.unpack_fid(&fid, &dest2).unwrap();
+    assert_eq!(extracted, dest2.join("calc-0.1.0"));
+    assert!(!extracted.join(".git").exists() && !extracted.join("target").exists() && !extracted.join("extra.sig").exists());
+    // A manifest whose name would not stay one directory is refused.
+    let bad = FidBuilder::new()
+        .file("x-1/package.toml", String::from_utf8(read("package.toml")).unwrap().replace("name = \"calc\"", "name = \"../up\"").as_bytes())
+        .file("x-1/calc.wasm", &read("calc.wasm"))
+        .write(&out.join("badname.fid"));
+    let e = lax.unpack_fid(&bad, &out.join("bad")).err().unwrap();
+    assert_eq!(e.status, Status::InvalidManifest, "{}", e.message);
+}
+
+#[test]
+fn a_verified_library_is_mapped_from_a_sealed_memory_file() {
+    let keys = keys("sig_sealed");
+    let dir = search_path("sig_sealed", &[&native().v5]);
+    sign_file(&keys.dev, &dir.join("libfixture_v5.so"));
+    let host = signed_host(&[&dir], &keys);
+    let calc = host.load("BasicCalc").unwrap();
+    assert_eq!(add_native(&calc), 5);
+    // Every staged copy this process holds is sealed against change.
+    let mut staged = 0;
+    for fd in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let fd = fd.unwrap();
+        let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+        if !target.to_string_lossy().starts_with("/memfd:fidius-verified-plugin") {
+            continue;
+        }
+        let n: i32 = fd.file_name().to_str().unwrap().parse().unwrap();
+        let seals = unsafe { libc::fcntl(n, libc::F_GET_SEALS) };
+        let all = libc::F_SEAL_WRITE | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        assert_eq!(seals & all, all, "fd {n} seals {seals:#x}");
+        // A write through /proc is refused.
+        assert!(std::fs::OpenOptions::new().write(true).open(fd.path()).and_then(|mut f| std::io::Write::write_all(&mut f, b"x")).is_err());
+        staged += 1;
+    }
+    assert!(staged >= 1, "the library was staged in a memory file");
 }

@@ -381,15 +381,16 @@ fn a_slow_call_does_not_block_other_calls() {
 #[test]
 fn precompiled_components_load_and_stale_ones_fall_back_with_a_reason() {
     let dir = wasm_search_path("wasm_aot", &["calc"], |_, t| t.replace("[wasm]", "[wasm]\nprecompiled = \"calc.cwasm\""));
-    let host = TestHost::new(&[&dir]);
+    // Unsigned .cwasm files are used only when the embedder trusts them (tests/sandbox.rs).
+    let trusting = |dir: &std::path::Path| {
+        TestHost::configured(&[dir], |b| ok(|e| unsafe { fidius_host_builder_set_trust_precompiled(b, true, e) }))
+    };
+    let host = trusting(&dir);
     let wasm = std::fs::read(dir.join("calc/calc.wasm")).unwrap();
+    std::fs::write(dir.join("calc/calc.cwasm"), host.precompile(&wasm)).unwrap();
     unsafe {
         let mut out = fidius_bytes { data: std::ptr::null_mut(), len: 0, release: std::ptr::null_mut() };
         let mut err = std::ptr::null_mut();
-        check(fidius_host_precompile_component(host.0, wasm.as_ptr(), wasm.len(), &mut out, &mut err), err).unwrap();
-        let cwasm = std::slice::from_raw_parts(out.data, out.len).to_vec();
-        fidius_bytes_free(&mut out);
-        std::fs::write(dir.join("calc/calc.cwasm"), &cwasm).unwrap();
         let e = check(fidius_host_precompile_component(host.0, b"nope".as_ptr(), 4, &mut out, &mut err), err).unwrap_err();
         assert_eq!(e.status, Status::InvalidArgument);
     }
@@ -401,7 +402,7 @@ fn precompiled_components_load_and_stale_ones_fall_back_with_a_reason() {
     // A .cwasm that is not ours: used as a warning, never silently.
     let fresh = wasm_search_path("wasm_aot_stale", &["calc"], |_, t| t.replace("[wasm]", "[wasm]\nprecompiled = \"calc.cwasm\""));
     std::fs::write(fresh.join("calc/calc.cwasm"), b"\x7fELF not really a cwasm").unwrap();
-    let host = TestHost::new(&[&fresh]);
+    let host = trusting(&fresh);
     let calc = host.load("calc").unwrap();
     let warnings = calc.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
@@ -409,12 +410,22 @@ fn precompiled_components_load_and_stale_ones_fall_back_with_a_reason() {
     assert_eq!(calc.json(ADD, "[1, 2]").unwrap(), json!(3));
 }
 
+/// A host over `dir` that allows packages exactly the capabilities `allowed`.
+fn allowing(dir: &std::path::Path, allowed: &[&str]) -> TestHost {
+    TestHost::configured(&[dir], |b| {
+        for cap in allowed {
+            let cap = cstr(cap);
+            ok(|e| unsafe { fidius_host_builder_allow_capability(b, cap.as_ptr(), e) });
+        }
+    })
+}
+
 #[test]
 fn capabilities_open_exactly_their_facet() {
     std::env::set_var("FIDIUS_FIXTURE_VAR", "granted value");
     std::env::set_var("FIDIUS_FIXTURE_SECRET", "must not leak");
     let dir = wasm_search_path("wasm_caps", &["caps"], |_, t| t.to_string());
-    let host = TestHost::new(&[&dir]);
+    let host = allowing(&dir, &["env:FIDIUS_FIXTURE_VAR", "clocks", "stdout"]);
     let caps = host.load("caps").unwrap();
     let read_env = caps.index("read_env").unwrap();
     assert_eq!(caps.json(read_env, r#"["FIDIUS_FIXTURE_VAR"]"#).unwrap(), json!("granted value"));
@@ -435,7 +446,7 @@ fn capabilities_open_exactly_their_facet() {
 #[test]
 fn network_has_an_ssrf_floor() {
     let dir = wasm_search_path("wasm_network", &["caps"], |_, t| t.replace("\"stdout\"]", "\"stdout\", \"network\"]"));
-    let host = TestHost::new(&[&dir]);
+    let host = allowing(&dir, &["env:FIDIUS_FIXTURE_VAR", "clocks", "stdout", "network"]);
     let caps = host.load("caps").unwrap();
     let connect = caps.index("connect").unwrap();
     // A real listener on loopback: the floor must refuse it even though it is reachable.

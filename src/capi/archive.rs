@@ -38,9 +38,12 @@ pub unsafe extern "C" fn fidius_host_load_fid(
 
 /// Extract the package in the `.fid` archive at `path` into the directory
 /// `dest_dir` (created if missing), e.g. to make it loadable from a search
-/// path. The package lands in `dest_dir/<name>-<version>` (the archive's
-/// top-level directory), replacing a directory of that name, as `fidius
-/// package unpack` does; it is staged in a temporary directory inside
+/// path. The package lands in `dest_dir/<name>-<version>`, named from its
+/// (verified) manifest whatever the archive's top-level directory is called,
+/// replacing a directory of that name, as `fidius package unpack` does. Only
+/// the package's content is written: the files a package signature covers
+/// and `package.sig` (never `.git/`, `target/` or other `*.sig` files an
+/// archive may carry). It is staged in a temporary directory inside
 /// `dest_dir` and renamed into place, so a refused or failed extraction
 /// leaves nothing behind. The same checks as `fidius_host_load_fid` apply,
 /// and with signatures required nothing is written unless `package.sig`
@@ -49,8 +52,9 @@ pub unsafe extern "C" fn fidius_host_load_fid(
 /// `package_dir` may be NULL; otherwise on success it receives the path of
 /// the extracted package directory as UTF-8 bytes (not NUL-terminated),
 /// owned by the caller: release with `fidius_bytes_free`. On failure it is
-/// set to `{NULL, 0}`. Errors: ARCHIVE, IO, SIGNATURE_REQUIRED,
-/// SIGNATURE_INVALID, NULL_ARGUMENT, INVALID_UTF8, INVALID_HANDLE.
+/// set to `{NULL, 0}`. Errors: ARCHIVE, IO, FILE_REFUSED, SIGNATURE_REQUIRED,
+/// SIGNATURE_INVALID, INVALID_MANIFEST (a name or version that would not stay
+/// one directory), NULL_ARGUMENT, INVALID_UTF8, INVALID_HANDLE.
 /// Thread-safe, except that two extractions into the same `dest_dir` of
 /// packages with the same name race to replace each other.
 #[no_mangle]

@@ -2,12 +2,13 @@
 
 use std::ffi::{c_char, c_void, CString};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::{c_bytes, c_str, fidius_error, guard, guard_value, out_param, to_cstring, Handle, Tagged};
 use crate::error::{Error, Result, Status};
 use crate::host::{LogHook, LogLevel};
-use crate::wasm::{EgressPolicy, RequestParts};
+use crate::wasm::{Destination, EgressPolicy, RequestParts};
 
 /// What an egress callback returns.
 #[repr(C)]
@@ -24,10 +25,21 @@ pub enum fidius_egress_verdict {
 /// given to `fidius_egress_policy_new` and a request that is valid only
 /// during the call. Returns a `fidius_egress_verdict`: only
 /// FIDIUS_EGRESS_VERDICT_ALLOW (1) allows; anything else, 0 included, denies.
-/// It runs synchronously on the thread that called `fidius_plugin_call`
-/// (so any thread the embedder calls from), and concurrently when several
-/// calls are in flight; it must not call back into the plugin whose
-/// request it is deciding.
+///
+/// The destination is resolved first: `fidius_http_request_host` is the
+/// canonical host and `fidius_http_request_address` the addresses the
+/// request will be sent to (and only to those: there is no second lookup),
+/// whatever spelling the guest used (`2130706433`, `127.1`,
+/// `[::ffff:127.0.0.1]`, a DNS name). Addresses in private and
+/// special-purpose ranges are removed before the callback is asked (a
+/// request left with none is denied without asking) unless the policy
+/// allows them (`fidius_egress_policy_set_allow_private_ranges`).
+///
+/// It runs on a libfidius worker thread while the `fidius_plugin_call` that
+/// made the request waits (never on the embedder's own threads), and
+/// concurrently when several requests are in flight; a slow callback holds
+/// up only the call waiting for it. A call that reaches its timeout stops
+/// waiting; the callback still runs to its end.
 pub type fidius_egress_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, request: *mut fidius_http_request) -> u32>;
 
 /// Releases user data when nothing references it any more.
@@ -68,6 +80,7 @@ impl Drop for UserData {
 pub struct CEgressPolicy {
     callback: unsafe extern "C" fn(*mut c_void, *mut fidius_http_request) -> u32,
     user: UserData,
+    allow_private: AtomicBool,
 }
 
 /// A request as the callback sees it.
@@ -78,12 +91,15 @@ pub struct RequestView {
     authority: CString,
     path_and_query: CString,
     plugin: CString,
+    host: CString,
+    port: u16,
+    addresses: Vec<CString>,
     headers: Vec<(CString, Vec<u8>)>,
     deny_reason: Option<String>,
 }
 
 impl RequestView {
-    fn new(plugin: &str, parts: &mut RequestParts) -> Self {
+    fn new(plugin: &str, parts: &mut RequestParts, destination: &Destination) -> Self {
         let uri = &parts.uri;
         let mut view = RequestView {
             method: to_cstring(parts.method.as_str()),
@@ -91,6 +107,9 @@ impl RequestView {
             authority: to_cstring(uri.authority().map_or("", |a| a.as_str())),
             path_and_query: to_cstring(uri.path_and_query().map_or("/", |p| p.as_str())),
             plugin: to_cstring(plugin),
+            host: to_cstring(&destination.host),
+            port: destination.port,
+            addresses: destination.addresses.iter().map(|a| to_cstring(&a.to_string())).collect(),
             headers: Vec::new(),
             deny_reason: None,
             parts,
@@ -111,8 +130,12 @@ impl RequestView {
 }
 
 impl EgressPolicy for CEgressPolicy {
-    fn authorize(&self, plugin: &str, parts: &mut RequestParts) -> std::result::Result<(), String> {
-        let mut view = Tagged::new::<fidius_http_request>(RequestView::new(plugin, parts));
+    fn allows_private_ranges(&self) -> bool {
+        self.allow_private.load(Ordering::Relaxed)
+    }
+
+    fn authorize(&self, plugin: &str, parts: &mut RequestParts, destination: &Destination) -> std::result::Result<(), String> {
+        let mut view = Tagged::new::<fidius_http_request>(RequestView::new(plugin, parts, destination));
         let verdict = unsafe { (self.callback)(self.user.data, &mut view as *mut Tagged<RequestView> as *mut fidius_http_request) };
         // The request handle dies with this call; a kept pointer is detected as freed.
         view.tag = super::FREED;
@@ -159,8 +182,28 @@ pub unsafe extern "C" fn fidius_egress_policy_new(
         let out = out_param(policy, "policy")?;
         *out = ptr::null_mut();
         let callback = callback.ok_or_else(|| Error::new(Status::NullArgument, "callback is NULL"))?;
-        let policy = Arc::new(CEgressPolicy { callback, user: UserData { data: user_data, destroy } });
+        let policy =
+            Arc::new(CEgressPolicy { callback, user: UserData { data: user_data, destroy }, allow_private: AtomicBool::new(false) });
         *out = fidius_egress_policy::into_raw(policy);
+        Ok(())
+    })
+}
+
+/// Let this policy's requests go to private and special-purpose addresses
+/// (loopback, RFC 1918, link-local with the cloud metadata service,
+/// carrier-grade NAT, unique-local, multicast, and IPv6 forms carrying such
+/// IPv4 addresses), which the SSRF floor otherwise removes before the
+/// callback is asked. Off by default; for policies that reach services on
+/// the host's own network on purpose (and tests against a loopback server).
+/// Applies to requests decided after the call. Errors: NULL_ARGUMENT, INVALID_HANDLE.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_egress_policy_set_allow_private_ranges(
+    policy: *mut fidius_egress_policy,
+    allow: bool,
+    error: *mut *mut fidius_error,
+) -> Status {
+    guard(error, || {
+        fidius_egress_policy::get(policy)?.allow_private.store(allow, Ordering::Relaxed);
         Ok(())
     })
 }
@@ -205,10 +248,39 @@ pub unsafe extern "C" fn fidius_http_request_scheme(request: *const fidius_http_
     with_request(request, ptr::null(), |r| r.scheme.as_ptr())
 }
 
-/// The authority, "host" or "host:port". Borrowed.
+/// The authority as the guest wrote it, "host" or "host:port" (see
+/// `fidius_http_request_host` for where the request really goes). Borrowed.
 #[no_mangle]
 pub unsafe extern "C" fn fidius_http_request_authority(request: *const fidius_http_request) -> *const c_char {
     with_request(request, ptr::null(), |r| r.authority.as_ptr())
+}
+
+/// The destination host, canonical: an IP address in standard form
+/// ("127.0.0.1", "::1", whatever spelling the guest used) or a DNS name in
+/// lower case without a final dot. Borrowed.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_http_request_host(request: *const fidius_http_request) -> *const c_char {
+    with_request(request, ptr::null(), |r| r.host.as_ptr())
+}
+
+/// The destination port (the scheme's default when the authority has none); 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_http_request_port(request: *const fidius_http_request) -> u16 {
+    with_request(request, 0, |r| r.port)
+}
+
+/// Number of addresses the request may be sent to (at least 1); 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_http_request_address_count(request: *const fidius_http_request) -> usize {
+    with_request(request, 0, |r| r.addresses.len())
+}
+
+/// The `index`-th address the request may be sent to, as text ("93.184.216.34",
+/// "2606:4700::1111"), in the order they are tried; NULL when out of range.
+/// Borrowed.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_http_request_address(request: *const fidius_http_request, index: usize) -> *const c_char {
+    with_request(request, ptr::null(), |r| r.addresses.get(index).map_or(ptr::null(), |a| a.as_ptr()))
 }
 
 /// The path and query, e.g. "/v1/items?page=2". Borrowed.

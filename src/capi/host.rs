@@ -147,6 +147,53 @@ pub unsafe extern "C" fn fidius_host_builder_set_require_signature(
     })
 }
 
+/// Deserialize a package's precompiled `.cwasm` even when no trusted key's
+/// package signature covers it (default: off). A `.cwasm` is machine code
+/// that runs in the host process unchecked, past every capability and
+/// limit, so by default it is used only from a package (directory or
+/// `.fid`) whose signature a trusted key verified; otherwise it is ignored,
+/// the `.wasm` is compiled instead, and `fidius_plugin_warning` (and the log
+/// callback) says why. Turn this on only when whoever can write the search
+/// paths is as trusted as the host itself.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_builder_set_trust_precompiled(
+    builder: *mut fidius_host_builder,
+    trust: bool,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_builder(builder, error, |b| {
+        b.trust_precompiled(trust);
+        Ok(())
+    })
+}
+
+/// Allow packages the capabilities matching `pattern` (copied): a
+/// capability name (`stdout`, `http`, `network`, `env:HOME`) or a pattern
+/// where `*` matches any run of characters (`env:LOG_*`, `*`).
+///
+/// The host has the last word on what a package gets: a package asking for
+/// a capability the host does not allow fails to load with
+/// FIDIUS_STATUS_CAPABILITY naming it. By default (no pattern added) every
+/// capability is allowed except `env:*` (host environment variables, often
+/// secrets), `args` (the host's command line) and `network` (`sockets`: raw
+/// sockets, still behind the SSRF floor), which must be allowed explicitly.
+/// The first pattern added replaces that default: from then on only what
+/// some pattern matches is allowed (add `stdout`, `http`, ... as needed).
+/// A load's own grants (`fidius_load_options_set_grants`) replace the
+/// package's list and are not checked against these patterns.
+/// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT (empty pattern).
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_builder_allow_capability(
+    builder: *mut fidius_host_builder,
+    pattern: *const c_char,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_builder(builder, error, |b| {
+        b.allow_capability(c_str(pattern, "pattern")?)?;
+        Ok(())
+    })
+}
+
 /// Trust an Ed25519 public key given as its 32 raw bytes (the content of the
 /// `.public` file `fidius keygen` writes). The bytes are copied. Errors:
 /// NULL_ARGUMENT, INVALID_ARGUMENT (not 32 bytes, not a valid key).
@@ -360,6 +407,33 @@ pub unsafe extern "C" fn fidius_load_options_set_interface_export(
 ) -> Status {
     with_options(options, error, |o| {
         o.interface_export = Some(c_str(export_name, "export_name")?.to_owned());
+        Ok(())
+    })
+}
+
+/// Packages: grant exactly these capabilities for this load (the `count`
+/// strings are copied), replacing the list in the package's manifest, as
+/// fidius' "load with grants" does. The embedder's own word for this load,
+/// so the host's allow-list (`fidius_host_builder_allow_capability`) does
+/// not apply to them. `count` 0 grants nothing (`grants` may then be NULL).
+/// Errors: NULL_ARGUMENT (NULL `grants` with a count, or a NULL string),
+/// INVALID_UTF8.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_load_options_set_grants(
+    options: *mut fidius_load_options,
+    grants: *const *const c_char,
+    count: usize,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_options(options, error, |o| {
+        let list = match (grants.is_null(), count) {
+            (true, 0) => Vec::new(),
+            (true, _) => return Err(Error::new(Status::NullArgument, format!("grants is NULL but count is {count}"))),
+            (false, _) => (0..count)
+                .map(|i| c_str(*grants.add(i), &format!("grants[{i}]")).map(str::to_owned))
+                .collect::<Result<Vec<_>>>()?,
+        };
+        o.grants = Some(list);
         Ok(())
     })
 }

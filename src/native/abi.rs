@@ -20,6 +20,10 @@ pub(crate) const DESCRIPTOR_SIZE_500: u32 = 120;
 
 /// More descriptors than this in one library is taken as corruption.
 pub(crate) const MAX_PLUGINS_PER_LIBRARY: u32 = 4096;
+/// The most methods a descriptor may claim: a method table of more is a
+/// corrupt or hostile descriptor, not an interface (fidius caps optional
+/// methods at 64, and real interfaces have a few dozen methods at most).
+pub(crate) const MAX_METHODS: u32 = 4096;
 
 /// Plugin status codes (`fidius-guest/src/status.rs`).
 pub(crate) const STATUS_OK: i32 = 0;

@@ -106,8 +106,7 @@ pub fn open(path: &Path, source: Source<'_>) -> Result<NativeLibrary> {
 fn check_file(path: &Path) -> Result<()> {
     use std::io::{Read, Seek, SeekFrom};
     let io = |e: std::io::Error| Error::new(Status::Io, format!("cannot read: {e}"));
-    let mut file = std::fs::File::open(path).map_err(|e| Error::new(Status::Io, format!("cannot open: {e}")))?;
-    let file_len = file.metadata().map_err(io)?.len();
+    let (mut file, file_len) = crate::files::open_regular(path, crate::files::MAX_LIBRARY_BYTES)?;
     let mut header = Vec::with_capacity(64);
     file.by_ref().take(64).read_to_end(&mut header).map_err(io)?;
     arch::check(&header)?;
@@ -153,12 +152,19 @@ fn dlopen_bytes(path: &Path, bytes: &[u8]) -> Result<Library> {
     use std::io::Write;
     use std::os::fd::FromRawFd;
     let name = c"fidius-verified-plugin";
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if fd < 0 {
         return fail(Status::Io, format!("memfd_create failed: {}", std::io::Error::last_os_error()));
     }
     let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
     file.write_all(bytes).map_err(|e| Error::new(Status::Io, format!("cannot stage verified library: {e}")))?;
+    // Sealed before it is mapped: nothing (another thread of this process
+    // with the descriptor, or anyone opening /proc/PID/fd/N) can change the
+    // verified bytes, and the seals themselves cannot be lifted.
+    let seals = libc::F_SEAL_WRITE | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } != 0 {
+        return fail(Status::Io, format!("cannot seal the staged library: {}", std::io::Error::last_os_error()));
+    }
     let staged = PathBuf::from(format!("/proc/self/fd/{fd}"));
     let library = dlopen(&staged).map_err(|e| e.context(format!("verified copy of {}", path.display())))?;
     // Keep the descriptor open for as long as the mapping (the process, see
@@ -269,6 +275,12 @@ unsafe fn read_descriptor(desc: *const PluginDescriptor, path: &Path) -> Result<
     };
     if buffer_strategy == BufferStrategy::PluginAllocated && d.free_buffer.is_none() {
         return Err(in_plugin(Error::new(Status::InvalidDescriptor, "PluginAllocated plugin has no free_buffer")));
+    }
+    if d.method_count > abi::MAX_METHODS {
+        return Err(in_plugin(Error::new(
+            Status::InvalidDescriptor,
+            format!("method_count is {}, more than the {} methods a descriptor may have", d.method_count, abi::MAX_METHODS),
+        )));
     }
     if d.vtable.is_null() && d.method_count > 0 {
         return Err(in_plugin(Error::new(Status::InvalidDescriptor, "vtable is NULL")));

@@ -14,6 +14,10 @@ use crate::plugin::BufferStrategy;
 use crate::output::{Output, PluginBuffer};
 use crate::wire;
 
+/// The most an Arena plugin may ask its host buffer to grow to: a plugin
+/// claiming up to 4 GiB would otherwise have the host allocate it.
+pub(crate) const MAX_ARENA: usize = 256 << 20;
+
 /// Arena plugins write into a host buffer; this is its first size, as in fidius-host.
 const ARENA_INITIAL: usize = 4096;
 
@@ -151,6 +155,15 @@ impl NativePlugin {
             if status == abi::STATUS_BUFFER_TOO_SMALL {
                 // The plugin says how much it needs; like fidius-host we grow
                 // once and call again, which runs the method a second time.
+                if len as usize > MAX_ARENA {
+                    return fail(
+                        Status::BufferTooSmall,
+                        format!(
+                            "plugin {} asked for a {len}-byte arena, more than the {MAX_ARENA} bytes a host arena may grow to",
+                            self.entry.info.name
+                        ),
+                    );
+                }
                 if retried || (len as usize) <= arena.len() {
                     return fail(
                         Status::BufferTooSmall,

@@ -10,7 +10,7 @@ mod wire;
 
 use std::sync::Arc;
 
-pub use egress::{EgressPolicy, RequestParts};
+pub use egress::{Destination, EgressPolicy, RequestParts};
 pub use plugin::{WasmOptions, WasmPlugin};
 pub use runtime::WasmRuntime;
 
@@ -29,7 +29,16 @@ pub struct Loaded {
 pub fn load_package(runtime: Arc<WasmRuntime>, files: &PackageFiles, manifest: &Manifest, options: WasmOptions) -> Result<Loaded> {
     let in_pkg = |e: Error| e.context(format!("package {}", manifest.package.name));
     let wasm = manifest.wasm.as_ref().ok_or_else(|| Error::new(Status::InvalidManifest, "no [wasm] section"))?;
-    let caps = sandbox::Capabilities::parse(&wasm.capabilities).map_err(in_pkg)?;
+    // The load's grants replace the manifest's list; otherwise every
+    // capability the package asks for must be one the host allows.
+    let caps = match &options.load.grants {
+        Some(grants) => sandbox::Capabilities::parse(grants).map_err(|e| e.context("granted capabilities"))?,
+        None => {
+            let caps = sandbox::Capabilities::parse(&wasm.capabilities).map_err(in_pkg)?;
+            options.capabilities.check(&manifest.package.name, &wasm.capabilities)?;
+            caps
+        }
+    };
     let component_path = files.resolve(&wasm.component, "[wasm].component").map_err(in_pkg)?;
     let precompiled = match &wasm.precompiled {
         Some(p) => Some(files.resolve(p, "[wasm].precompiled").map_err(in_pkg)?),
@@ -37,10 +46,18 @@ pub fn load_package(runtime: Arc<WasmRuntime>, files: &PackageFiles, manifest: &
     };
     let mut warnings = Vec::new();
     let mut component = None;
-    if let Some(cwasm) = &precompiled {
-        match files.read(cwasm) {
-            // Safety: a .cwasm is native code; it is as trusted as the package
-            // (signature-checked first when the host requires signatures).
+    match &precompiled {
+        // A .cwasm is machine code that runs unchecked in the host: only
+        // bytes a trusted key signed, or that the embedder said it trusts.
+        Some(cwasm) if !files.verified() && !options.trust_precompiled => warnings.push(format!(
+            "precompiled {} ignored: a .cwasm is machine code, and no trusted key's package signature covers it \
+             (require signatures, or trust precompiled artifacts with fidius_host_builder_set_trust_precompiled); \
+             compiled {} instead",
+            cwasm.display(),
+            wasm.component
+        )),
+        Some(cwasm) => match files.read(cwasm) {
+            // Safety: signed by a trusted key, or trusted by the embedder (above).
             Ok(bytes) => match unsafe { runtime.deserialize(&bytes) } {
                 Ok(c) => component = Some(c),
                 Err(e) => warnings.push(format!(
@@ -50,15 +67,14 @@ pub fn load_package(runtime: Arc<WasmRuntime>, files: &PackageFiles, manifest: &
                     wasm.component
                 )),
             },
-            Err(e) => warnings.push(format!("precompiled {} not read ({e}); compiled {} instead", cwasm.display(), wasm.component)),
-        }
+            Err(e) => warnings.push(format!("precompiled {} not read ({}); compiled {} instead", cwasm.display(), e.message, wasm.component)),
+        },
+        None => {}
     }
     let component = match component {
         Some(c) => c,
         None => {
-            let bytes = files.read(&component_path).map_err(|e| {
-                in_pkg(Error::new(Status::Io, format!("cannot read component {}: {e}", component_path.display())))
-            })?;
+            let bytes = files.read(&component_path).map_err(|e| in_pkg(e.context("component")))?;
             runtime.compile(&bytes).map_err(|e| in_pkg(e.context(component_path.display())))?
         }
     };

@@ -13,6 +13,7 @@ use super::runtime::WasmRuntime;
 use crate::host::{LoadOptions, LogHook};
 use super::sandbox::{Capabilities, MemoryLimitExceeded, StoreState};
 use super::{json, wire};
+use crate::capability::CapabilityPolicy;
 use crate::error::{fail, Error, PluginError, Result, Status};
 use crate::plugin::Format;
 
@@ -27,6 +28,10 @@ pub struct WasmOptions {
     /// The egress policy (the load's own, else the host's default).
     pub egress: Option<Arc<dyn EgressPolicy>>,
     pub log: Option<Arc<LogHook>>,
+    /// What the host allows packages (the load's grants bypass it).
+    pub capabilities: CapabilityPolicy,
+    /// Deserialize a `.cwasm` no trusted signature covers.
+    pub trust_precompiled: bool,
     pub load: LoadOptions,
 }
 
@@ -152,12 +157,30 @@ impl WasmPlugin {
     /// component instantiates in this sandbox before anyone calls it).
     fn read_hash(&self, index: &Option<ComponentExportIndex>) -> Result<u64> {
         let index = index.as_ref().expect("find_interface only picks interfaces with the hash export");
-        let (mut store, instance) = self.instantiate()?;
-        let func = instance.get_func(&mut store, index).expect("exported");
-        let typed = func
-            .typed::<(), (u64,)>(&store)
-            .map_err(|e| Error::new(Status::InvalidManifest, format!("{HASH_EXPORT} is not func() -> u64: {e}")))?;
-        typed.call(&mut store, ()).map(|(h,)| h).map_err(|e| runtime_error(e, HASH_EXPORT))
+        self.run(HASH_EXPORT, async {
+            let (mut store, instance) = self.instantiate().await?;
+            let func = instance.get_func(&mut store, index).expect("exported");
+            let typed = func
+                .typed::<(), (u64,)>(&store)
+                .map_err(|e| Error::new(Status::InvalidManifest, format!("{HASH_EXPORT} is not func() -> u64: {e}")))?;
+            typed.call_async(&mut store, ()).await.map(|(h,)| h).map_err(|e| runtime_error(e, HASH_EXPORT))
+        })
+    }
+
+    /// Run one guest operation to completion, or stop it at the call's
+    /// deadline wherever it is: in guest code the epoch traps it; blocked in
+    /// a host function (a clock, a stream, an HTTP response), the pending
+    /// future is dropped, which releases its store and pool slot.
+    fn run<T>(&self, during: &str, operation: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let deadline = self.options.load.timeout.map(|t| tokio::time::Instant::now() + t);
+        wasmtime_wasi::runtime::in_tokio(async move {
+            match deadline {
+                None => operation.await,
+                Some(deadline) => tokio::time::timeout_at(deadline, operation).await.unwrap_or_else(|_| {
+                    Err(Error::new(Status::Timeout, format!("{during}: the call ran past its timeout (blocked in a host call)")))
+                }),
+            }
+        })
     }
 
     fn new_store(&self) -> Result<Store<StoreState>> {
@@ -184,15 +207,15 @@ impl WasmPlugin {
         Ok(())
     }
 
-    fn instantiate(&self) -> Result<(Store<StoreState>, Instance)> {
+    async fn instantiate(&self) -> Result<(Store<StoreState>, Instance)> {
         let mut store = self.new_store()?;
-        let instance = self.pre.instantiate(&mut store).map_err(|e| runtime_error(e, "instantiation"))?;
+        let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| runtime_error(e, "instantiation"))?;
         if let (Some(config), Some(index)) = (&self.options.load.config, &self.configure) {
             let func = instance.get_func(&mut store, index).expect("exported");
             let typed = func.typed::<(&[u8],), ()>(&store).map_err(|e| {
                 Error::new(Status::InvalidManifest, format!("{CONFIGURE_EXPORT} is not func(list<u8>): {e}"))
             })?;
-            typed.call(&mut store, (config.as_slice(),)).map_err(|e| runtime_error(e, CONFIGURE_EXPORT))?;
+            typed.call_async(&mut store, (config.as_slice(),)).await.map_err(|e| runtime_error(e, CONFIGURE_EXPORT))?;
             self.arm(&mut store)?;
         }
         Ok((store, instance))
@@ -214,25 +237,33 @@ impl WasmPlugin {
             return fail(Status::Unsupported, format!("method {} returns a stream; streaming calls are not supported", method.name));
         }
         match &self.mode {
-            Mode::Isolated => {
-                let (mut store, instance) = self.instantiate()?;
-                let result = invoke(method, &mut store, &instance, format, input);
+            Mode::Isolated => self.run(&method.name, async {
+                let (mut store, instance) = self.instantiate().await?;
+                let result = invoke(method, &mut store, &instance, format, input).await;
                 with_denials(result, store.data())
-            }
+            }),
             Mode::Reused(slot) => {
                 let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-                let (store, instance) = match slot.as_mut() {
-                    Some(live) => live,
-                    None => slot.insert(self.instantiate()?),
-                };
-                self.arm(store)?;
-                store.data().denials(); // only this call's
-                let result = invoke(method, store, instance, format, input);
-                let result = with_denials(result, store.data());
-                // A trap leaves the instance in an unknown state: start afresh next call.
-                if result.as_ref().is_err_and(|e| e.status != Status::PluginError && e.status != Status::Serialization) {
-                    *slot = None;
-                }
+                // Taken out for the call: a call stopped at its deadline drops
+                // the instance with it, and the next call starts afresh.
+                let live = slot.take();
+                let (result, keep) = self.run(&method.name, async {
+                    let (mut store, instance) = match live {
+                        Some(live) => live,
+                        None => self.instantiate().await?,
+                    };
+                    self.arm(&mut store)?;
+                    store.data().denials(); // only this call's
+                    let result = invoke(method, &mut store, &instance, format, input).await;
+                    let result = with_denials(result, store.data());
+                    // A trap leaves the instance in an unknown state: start afresh next call.
+                    let healthy = match &result {
+                        Ok(_) => true,
+                        Err(e) => e.status == Status::PluginError || e.status == Status::Serialization,
+                    };
+                    Ok((result, healthy.then_some((store, instance))))
+                })?;
+                *slot = keep;
                 result
             }
         }
@@ -251,10 +282,10 @@ fn with_denials(result: Result<Vec<u8>>, state: &StoreState) -> Result<Vec<u8>> 
     }
 }
 
-fn invoke(method: &Method, store: &mut Store<StoreState>, instance: &Instance, format: Format, input: &[u8]) -> Result<Vec<u8>> {
+async fn invoke(method: &Method, store: &mut Store<StoreState>, instance: &Instance, format: Format, input: &[u8]) -> Result<Vec<u8>> {
     let func = instance.get_func(&mut *store, &method.index).expect("exported");
     if method.raw && format == Format::Wire {
-        return call_raw(method, store, func, input);
+        return call_raw(method, store, func, input).await;
     }
     let args = match format {
         Format::Json => json::params(&method.params, input),
@@ -262,7 +293,7 @@ fn invoke(method: &Method, store: &mut Store<StoreState>, instance: &Instance, f
     }
     .map_err(|e| e.context(format!("method {}", method.name)))?;
     let mut results = vec![Val::Bool(false); method.result.is_some() as usize];
-    func.call(&mut *store, &args, &mut results).map_err(|e| runtime_error(e, &method.name))?;
+    func.call_async(&mut *store, &args, &mut results).await.map_err(|e| runtime_error(e, &method.name))?;
     // The outcome: for `result<T, plugin-error>`, `ok` is the value and `err` the plugin error.
     let (ty, value) = match (&method.result, results.pop()) {
         (Some(ty), Some(Val::Result(r))) if method.fallible => match r {
@@ -287,17 +318,17 @@ fn invoke(method: &Method, store: &mut Store<StoreState>, instance: &Instance, f
 }
 
 /// Raw methods go through the typed (bulk copy) path, never a per-byte value list.
-fn call_raw(method: &Method, store: &mut Store<StoreState>, func: Func, input: &[u8]) -> Result<Vec<u8>> {
+async fn call_raw(method: &Method, store: &mut Store<StoreState>, func: Func, input: &[u8]) -> Result<Vec<u8>> {
     let typecheck = |e: wasmtime::Error| Error::new(Status::Serialization, format!("raw method {}: {e}", method.name));
     if method.fallible {
         let typed = func.typed::<(&[u8],), (Result<Vec<u8>, WitPluginError>,)>(&*store).map_err(typecheck)?;
-        match typed.call(&mut *store, (input,)).map_err(|e| runtime_error(e, &method.name))?.0 {
+        match typed.call_async(&mut *store, (input,)).await.map_err(|e| runtime_error(e, &method.name))?.0 {
             Ok(bytes) => Ok(bytes),
             Err(e) => Err(Error::plugin(PluginError { code: e.code, message: e.message, details: e.details })),
         }
     } else {
         let typed = func.typed::<(&[u8],), (Vec<u8>,)>(&*store).map_err(typecheck)?;
-        typed.call(&mut *store, (input,)).map(|(bytes,)| bytes).map_err(|e| runtime_error(e, &method.name))
+        typed.call_async(&mut *store, (input,)).await.map(|(bytes,)| bytes).map_err(|e| runtime_error(e, &method.name))
     }
 }
 

@@ -38,10 +38,14 @@ impl WasmRuntime {
             Engine::new(&config(fuel, false)).map_err(|_| e)
         });
         let engine = engine.map_err(|e| Error::new(Status::Trap, format!("cannot create the WASM engine: {e}")))?;
+        // Asynchronous WASI: a call blocked in a host function (a clock, a
+        // stream, an HTTP response) is a pending future that the call's
+        // deadline can drop, where a synchronous host call would block the
+        // thread past any timeout.
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| Error::new(Status::Trap, format!("cannot link WASI: {e}")))?;
-        let ticker = Some(Ticker::start(engine.clone()));
+        let ticker = Some(Ticker::start(engine.clone())?);
         Ok(Arc::new(WasmRuntime {
             engine,
             fuel,
@@ -59,7 +63,7 @@ impl WasmRuntime {
             return Ok(l.clone());
         }
         let mut linker = self.linker.clone();
-        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| Error::new(Status::Trap, format!("cannot link wasi:http: {e}")))?;
         Ok(slot.insert(linker).clone())
     }
@@ -136,20 +140,41 @@ fn config(fuel: bool, pooling: bool) -> Config {
         pool.total_core_instances(POOL_INSTANCES * 4);
         pool.total_memories(POOL_INSTANCES * 2);
         pool.total_tables(POOL_INSTANCES * 4);
-        // Calls are synchronous: async fiber stacks are never used.
-        pool.total_stacks(1);
+        // Every call runs on a fiber (asynchronous calls, see the linker).
+        pool.total_stacks(POOL_INSTANCES);
         // Reset small memories and tables with memset instead of returning
         // the pages to the kernel: most per-call cost was page faults and
         // madvise on each fresh instance (measured: ~2x faster per call).
-        pool.linear_memory_keep_resident(1 << 20);
         pool.table_keep_resident(64 << 10);
-        pool.pagemap_scan(wasmtime::Enabled::Auto);
+        if swap_active(std::fs::read_to_string("/proc/swaps").ok().as_deref()) {
+            // wasmtime 46's PAGEMAP_SCAN reset skips dirty pages the kernel
+            // swapped out (wasmtime #14357): one instance's data could reach
+            // the next. Without the scan, the first `keep_resident` bytes are
+            // reset with memset and the rest is returned to the kernel, which
+            // resets every page, swapped or not; a smaller resident part
+            // keeps that memset cheap.
+            pool.linear_memory_keep_resident(64 << 10);
+            pool.pagemap_scan(wasmtime::Enabled::No);
+        } else {
+            pool.linear_memory_keep_resident(1 << 20);
+            pool.pagemap_scan(wasmtime::Enabled::Auto);
+        }
         pool.max_memories_per_component(4);
         pool.max_tables_per_component(8);
         pool.max_core_instances_per_component(16);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
+}
+
+/// Whether swap may be in use, from the text of `/proc/swaps` (None: it
+/// could not be read, so assume it is). Checked when an engine is made;
+/// swap switched on later, while that engine lives, is not seen.
+fn swap_active(proc_swaps: Option<&str>) -> bool {
+    match proc_swaps {
+        Some(text) => text.lines().skip(1).any(|l| !l.trim().is_empty()),
+        None => true,
+    }
 }
 
 /// Bumps the engine's epoch every [`TICK`]; stopped and joined on drop.
@@ -159,7 +184,8 @@ struct Ticker {
 }
 
 impl Ticker {
-    fn start(engine: Engine) -> Ticker {
+    /// Fails when the thread cannot be started: timeouts are never silently off.
+    fn start(engine: Engine) -> Result<Ticker> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -171,8 +197,8 @@ impl Ticker {
                     engine.increment_epoch();
                 }
             })
-            .ok();
-        Ticker { stop, thread }
+            .map_err(|e| Error::new(Status::Trap, format!("cannot start the timeout thread (fidius-wasm-epoch): {e}")))?;
+        Ok(Ticker { stop, thread: Some(thread) })
     }
 }
 
@@ -183,5 +209,16 @@ impl Drop for Ticker {
             t.thread().unpark();
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn swap_detection_fails_safe() {
+        let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+        assert!(!super::swap_active(Some(header)));
+        assert!(super::swap_active(Some(&format!("{header}/swapfile file 1048572 0 -2\n"))));
+        assert!(super::swap_active(None));
     }
 }

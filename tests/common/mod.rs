@@ -172,6 +172,22 @@ pub unsafe fn check(status: Status, error: *mut fidius_error) -> Result<(), Fail
     Err(failure)
 }
 
+/// Assert that a setter taking an error out-parameter succeeded.
+pub fn ok(f: impl FnOnce(*mut *mut fidius_error) -> Status) {
+    let mut err = ptr::null_mut();
+    unsafe { check(f(&mut err), err).unwrap() }
+}
+
+/// Run `f` on another thread and wait at most `limit` for it: a hang fails
+/// the test with `what` instead of stalling the suite.
+pub fn within<T: Send + 'static>(limit: std::time::Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).unwrap_or_else(|_| panic!("{what} did not return within {limit:?}"))
+}
+
 pub fn cstr(s: &str) -> CString {
     CString::new(s).unwrap()
 }
@@ -211,6 +227,24 @@ impl TestHost {
             if o.strict {
                 check(fidius_host_builder_set_load_policy(b, 1, &mut err), err).unwrap();
             }
+            let mut host = ptr::null_mut();
+            check(fidius_host_builder_build(b, &mut host, &mut err), err).unwrap();
+            fidius_host_builder_free(b);
+            TestHost(host)
+        }
+    }
+
+    /// A host over `paths`, with `configure` applied to its builder first
+    /// (each setter through the C API; use [`ok`] on their statuses).
+    pub fn configured(paths: &[&Path], configure: impl FnOnce(*mut fidius_host_builder)) -> TestHost {
+        unsafe {
+            let b = fidius_host_builder_new();
+            let mut err = ptr::null_mut();
+            for p in paths {
+                let p = cstr(p.to_str().unwrap());
+                check(fidius_host_builder_add_search_path(b, p.as_ptr(), &mut err), err).unwrap();
+            }
+            configure(b);
             let mut host = ptr::null_mut();
             check(fidius_host_builder_build(b, &mut host, &mut err), err).unwrap();
             fidius_host_builder_free(b);
@@ -457,29 +491,29 @@ impl TestHost {
     /// A host over `paths` that requires signatures by one of `keys`
     /// (`fidius_host_builder_set_require_signature` and the trusted-key setters).
     pub fn requiring_signatures(paths: &[&Path], keys: &[TrustedKey<'_>]) -> TestHost {
-        unsafe {
-            let b = fidius_host_builder_new();
-            let mut err = ptr::null_mut();
-            for p in paths {
-                let p = cstr(p.to_str().unwrap());
-                check(fidius_host_builder_add_search_path(b, p.as_ptr(), &mut err), err).unwrap();
-            }
-            check(fidius_host_builder_set_require_signature(b, true, &mut err), err).unwrap();
+        TestHost::configured(paths, |b| unsafe {
+            ok(|e| fidius_host_builder_set_require_signature(b, true, e));
             for key in keys {
                 match key {
-                    TrustedKey::Bytes(k) => {
-                        check(fidius_host_builder_add_trusted_key(b, k.as_ptr(), k.len(), &mut err), err).unwrap()
-                    }
+                    TrustedKey::Bytes(k) => ok(|e| fidius_host_builder_add_trusted_key(b, k.as_ptr(), k.len(), e)),
                     TrustedKey::File(f) => {
                         let f = cstr(f.to_str().unwrap());
-                        check(fidius_host_builder_add_trusted_key_file(b, f.as_ptr(), &mut err), err).unwrap()
+                        ok(|e| fidius_host_builder_add_trusted_key_file(b, f.as_ptr(), e))
                     }
                 }
             }
-            let mut host = ptr::null_mut();
-            check(fidius_host_builder_build(b, &mut host, &mut err), err).unwrap();
-            fidius_host_builder_free(b);
-            TestHost(host)
+        })
+    }
+
+    /// `fidius_host_precompile_component`: `.cwasm` bytes for this build.
+    pub fn precompile(&self, wasm: &[u8]) -> Vec<u8> {
+        unsafe {
+            let mut out = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
+            let mut err = ptr::null_mut();
+            check(fidius_host_precompile_component(self.0, wasm.as_ptr(), wasm.len(), &mut out, &mut err), err).unwrap();
+            let bytes = std::slice::from_raw_parts(out.data, out.len).to_vec();
+            fidius_bytes_free(&mut out);
+            bytes
         }
     }
 

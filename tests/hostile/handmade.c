@@ -10,26 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "descriptor.h"
+
 typedef int32_t (*method_fn)(void *, const uint8_t *, uint32_t, uint8_t **, uint32_t *);
 
-struct descriptor {
-    uint32_t descriptor_size;
-    uint32_t abi_version;
-    const char *interface_name;
-    uint64_t interface_hash;
-    uint32_t interface_version;
-    uint64_t capabilities;
-    uint8_t buffer_strategy;
-    const char *plugin_name;
-    const void *vtable;
-    void (*free_buffer)(uint8_t *, size_t);
-    uint32_t method_count;
-    const void *method_metadata;
-    const void *trait_metadata;
-    uint32_t trait_metadata_count;
-    void *(*construct)(const uint8_t *, uint32_t);
-    void (*destroy)(void *);
-};
 
 static void free_buffer(uint8_t *p, size_t len) { (void)len; free(p); }
 static int instance_token;
@@ -69,12 +53,6 @@ static const struct descriptor SHORT = DESC(104, 500, "ShortDescriptor", HOLLOW_
 
 static const struct descriptor *const DESCRIPTORS[4] = {&FUTURE, &HOLLOW, &UNCONF, &SHORT};
 
-struct registry {
-    char magic[8];
-    uint32_t registry_version;
-    uint32_t plugin_count;
-    const struct descriptor *const *descriptors;
-};
 
 static const struct registry REGISTRY = {"FIDIUS\0\0", 1, 4, DESCRIPTORS};
 

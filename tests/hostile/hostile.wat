@@ -5,9 +5,19 @@
 ;;   ok       returns 7                     (proves the plugin still serves)
 ;;   tick     bumps a global and a memory word, returns global + 100 * word:
 ;;            101 in a fresh instance (shows whether calls share an instance)
+;;   grow-both  grows its memory and a second core instance's memory by 2 MiB
+;;            each (each memory stays under a 3 MiB limit, the two together not)
 (component
-  (core module $m
+  (core module $other
     (memory (export "memory") 1)
+    (func (export "grow2mib") (result i32) (memory.grow (i32.const 32))))
+  (core instance $o (instantiate $other))
+  (core module $m
+    (import "other" "grow2mib" (func $grow_other (result i32)))
+    (memory (export "memory") 1)
+    (func (export "grow-both") (result i32)
+      (drop (memory.grow (i32.const 32)))
+      (call $grow_other))
     (func (export "hash") (result i64) (i64.const 0x0bad0bad0bad0bad))
     (func (export "spin") (loop $l (br $l)))
     (func (export "grow")
@@ -22,19 +32,21 @@
       (i32.store (i32.const 0) (i32.add (i32.load (i32.const 0)) (i32.const 1)))
       (i32.add (global.get $ticks) (i32.mul (i32.load (i32.const 0)) (i32.const 100))))
   )
-  (core instance $i (instantiate $m))
+  (core instance $i (instantiate $m (with "other" (instance $o))))
   (func $hash (result u64) (canon lift (core func $i "hash")))
   (func $spin (canon lift (core func $i "spin")))
   (func $grow (canon lift (core func $i "grow")))
   (func $recurse (canon lift (core func $i "recurse")))
   (func $ok (result u32) (canon lift (core func $i "ok")))
   (func $tick (result u32) (canon lift (core func $i "tick")))
+  (func $grow_both (result s32) (canon lift (core func $i "grow-both")))
   (instance $iface
     (export "spin" (func $spin))
     (export "grow" (func $grow))
     (export "recurse" (func $recurse))
     (export "ok" (func $ok))
     (export "tick" (func $tick))
+    (export "grow-both" (func $grow_both))
     (export "fidius-interface-hash" (func $hash))
   )
   (export "fidius:hostile/hostile@0.1.0" (instance $iface))
