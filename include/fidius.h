@@ -421,9 +421,11 @@ typedef void (*fidius_destroy_fn)(void *user_data);
 
 /**
  * Receives the host's log lines (`level`: 1 error, 2 warning, 3 info;
- * `message` is NUL-terminated UTF-8, valid during the call). Runs on the
- * thread of the libfidius call that logs (a load, or a plugin call), and
- * so concurrently when several threads use the host.
+ * `message` is NUL-terminated UTF-8, valid during the call). Load
+ * warnings are logged on the thread of the load; egress denials on the
+ * libfidius worker thread that decided them, while the plugin call waits.
+ * So it runs concurrently when several threads use the host, and should
+ * return promptly.
  */
 typedef void (*fidius_log_fn)(void *user_data,
                               uint32_t level,

@@ -46,9 +46,11 @@ pub type fidius_egress_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, 
 pub type fidius_destroy_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
 /// Receives the host's log lines (`level`: 1 error, 2 warning, 3 info;
-/// `message` is NUL-terminated UTF-8, valid during the call). Runs on the
-/// thread of the libfidius call that logs (a load, or a plugin call), and
-/// so concurrently when several threads use the host.
+/// `message` is NUL-terminated UTF-8, valid during the call). Load
+/// warnings are logged on the thread of the load; egress denials on the
+/// libfidius worker thread that decided them, while the plugin call waits.
+/// So it runs concurrently when several threads use the host, and should
+/// return promptly.
 pub type fidius_log_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, level: u32, message: *const c_char)>;
 
 /// A C callback with its user data; the destructor runs exactly once, when
