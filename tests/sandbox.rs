@@ -102,6 +102,22 @@ fn a_guest_blocked_on_a_clock_is_stopped_by_the_timeout() {
 }
 
 #[test]
+fn a_stopped_call_gives_back_its_instance_slot() {
+    // More blocked calls than the pool has instance slots (256): were a
+    // stopped call's store kept, the pool would run dry and instantiation fail.
+    let dir = caps_dir("sandbox_slots", "\"clocks\"");
+    let host = TestHost::new(&[&dir]);
+    let caps = std::sync::Arc::new(host.load_opts("caps", Some(&timeout_options(10, false))).unwrap());
+    let sleep = caps.index("sleep_ms").unwrap();
+    let c = caps.clone();
+    let statuses = within(Duration::from_secs(300), "260 stopped calls", move || {
+        (0..260).map(|_| c.json(sleep, "[1000000000000]").unwrap_err().status).collect::<Vec<_>>()
+    });
+    assert!(statuses.iter().all(|s| *s == Status::Timeout), "{statuses:?}");
+    assert_eq!(caps.json(sleep, "[1]").unwrap(), json!(1));
+}
+
+#[test]
 fn a_guest_blocked_reading_stdin_is_stopped_by_the_timeout() {
     // This test binary's stdin becomes a pipe nobody writes to (and nobody closes).
     let mut fds = [0; 2];
