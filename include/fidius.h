@@ -29,6 +29,11 @@
 #define FIDIUS_VERSION_STRING "0.1.0"
 
 /**
+ * Nesting deeper than this is refused rather than risking the host's stack.
+ */
+#define MAX_DEPTH 128
+
+/**
  * Result codes returned by every fallible libfidius function.
  *
  * The numeric values are part of the ABI and never change; new codes are
@@ -190,6 +195,11 @@ typedef enum fidius_status {
    * link loop or join); the message says which.
    */
   FIDIUS_STATUS_FILE_REFUSED = 61,
+  /**
+   * An interface schema does not fit the plugin it was given for (fewer
+   * methods than the plugin has); the message names both.
+   */
+  FIDIUS_STATUS_SCHEMA_MISMATCH = 62,
 } fidius_status;
 
 /**
@@ -262,11 +272,16 @@ typedef enum fidius_format {
    */
   FIDIUS_FORMAT_WIRE = 0,
   /**
-   * JSON, WASM plugins only (native plugins carry no type information:
-   * UNSUPPORTED). The input is an array of the arguments in order, or an
-   * object keyed by parameter name; empty input means no arguments. The
-   * output is the JSON of the result (`null` for none). Conversion follows
-   * the component's own types:
+   * JSON, for plugins whose types are known: WASM plugins (the
+   * component's own types) and native plugins with an interface schema
+   * (`fidius_load_options_set_schema`, `<library>.wit`,
+   * `fidius_host_builder_add_schema`); a native plugin without one answers
+   * UNSUPPORTED. A JSON call is the wire call with the arguments converted
+   * to the exact wire bytes the plugin expects and its result converted
+   * back. The input is an array of the arguments in order, or an object
+   * keyed by parameter name; empty input means no arguments. The output
+   * is the JSON of the result (`null` for none). Conversion follows the
+   * interface's types:
    * - integers must be whole and in range for their width (never wrapped);
    *   64-bit integers also accept a decimal string, and are written as one
    *   beyond ±2^53 so no reader loses precision;
@@ -281,7 +296,8 @@ typedef enum fidius_format {
    * - `option<T>`: `null` is none; `result<T, E>` is `{"ok": v}` or
    *   `{"err": e}`, except a method's own `result<T, plugin-error>`: its
    *   `ok` is the output and its `err` is FIDIUS_STATUS_PLUGIN_ERROR;
-   * - flags are an array of names.
+   * - a raw method takes one argument, an array of bytes, and returns one;
+   * - `flags` have no Fidius wire form (fidius never emits them): refused.
    * Errors name the argument path, e.g. "args.p.x: 300 is out of range for u8".
    */
   FIDIUS_FORMAT_JSON = 1,
@@ -867,6 +883,30 @@ enum fidius_status fidius_host_builder_allow_capability(struct fidius_host_build
                                                         struct fidius_error **error);
 
 /**
+ * Add an interface schema: WIT text (`len` bytes of UTF-8, copied), as
+ * `fidius wit` or `fidius_build::emit_wit()` write it. Native plugins whose
+ * interface it declares (matched by name: the trait `PriceEngine` is the
+ * WIT interface `price-engine`) get method names and types from it, so they
+ * can be called by name and with FIDIUS_FORMAT_JSON, and described; unless
+ * their load options or a `<library file>.wit` beside the library give one.
+ * Add as many as there are interfaces. Errors: INVALID_ARGUMENT (not valid
+ * WIT, or no interface in it; the message says where), INVALID_UTF8,
+ * NULL_ARGUMENT.
+ */
+enum fidius_status fidius_host_builder_add_schema(struct fidius_host_builder *builder,
+                                                  const uint8_t *wit,
+                                                  size_t len,
+                                                  struct fidius_error **error);
+
+/**
+ * As `fidius_host_builder_add_schema`, reading the WIT from the file at
+ * `path` (at most 1 MiB; read now). Errors: also IO, FILE_REFUSED.
+ */
+enum fidius_status fidius_host_builder_add_schema_file(struct fidius_host_builder *builder,
+                                                       const char *path,
+                                                       struct fidius_error **error);
+
+/**
  * Trust an Ed25519 public key given as its 32 raw bytes (the content of the
  * `.public` file `fidius keygen` writes). The bytes are copied. Errors:
  * NULL_ARGUMENT, INVALID_ARGUMENT (not 32 bytes, not a valid key).
@@ -1007,6 +1047,35 @@ enum fidius_status fidius_load_options_set_grants(struct fidius_load_options *op
                                                   const char *const *grants,
                                                   size_t count,
                                                   struct fidius_error **error);
+
+/**
+ * Native plugins: the interface schema (WIT text, `len` bytes of UTF-8,
+ * copied) describing this plugin's methods, overriding a `<library
+ * file>.wit` and the host's schemas. A schema with one interface applies
+ * whatever the plugin's interface is called; with several, the one named
+ * like the plugin's interface is used. At load, the schema must list at
+ * least the plugin's methods (else FIDIUS_STATUS_SCHEMA_MISMATCH, naming
+ * both counts); methods it lists beyond the plugin's are optional methods
+ * of a newer revision the plugin lacks (FIDIUS_STATUS_NOT_IMPLEMENTED when
+ * called). The interface hash cannot be recomputed from WIT (it is over
+ * the Rust spellings of the types, which WIT does not keep: a map and a
+ * list of pairs are one WIT type), so pin it with
+ * `fidius_load_options_set_interface_hash` where it matters. Ignored for
+ * WASM plugins (their components carry their own types). Errors:
+ * INVALID_ARGUMENT (not valid WIT), INVALID_UTF8, NULL_ARGUMENT.
+ */
+enum fidius_status fidius_load_options_set_schema(struct fidius_load_options *options,
+                                                  const uint8_t *wit,
+                                                  size_t len,
+                                                  struct fidius_error **error);
+
+/**
+ * As `fidius_load_options_set_schema`, reading the WIT from the file at
+ * `path` (at most 1 MiB; read now). Errors: also IO, FILE_REFUSED.
+ */
+enum fidius_status fidius_load_options_set_schema_file(struct fidius_load_options *options,
+                                                       const char *path,
+                                                       struct fidius_error **error);
 
 /**
  * WASM: stop any call that runs longer than `timeout_ms` milliseconds
@@ -1185,18 +1254,19 @@ enum fidius_status fidius_plugin_trait_metadata_get(const struct fidius_plugin *
                                                     struct fidius_error **error);
 
 /**
- * The name of method `method` (kebab-case, as the component exports it),
- * or NULL when out of range or when the plugin is native (native
- * descriptors carry no method names). Borrowed from `plugin`.
+ * The name of method `method` (kebab-case, as the component or the
+ * interface schema names it), or NULL when out of range or unknown (a
+ * native plugin without a schema: descriptors carry no method names).
+ * Borrowed from `plugin`.
  */
 const char *fidius_plugin_method_name(const struct fidius_plugin *plugin,
                                       uint32_t method);
 
 /**
  * Find a method's index by name (kebab-case or snake_case), for calls by
- * name. Errors: METHOD_INDEX (no such method; always for native plugins,
- * whose descriptors carry no names), NULL_ARGUMENT, INVALID_UTF8,
- * INVALID_HANDLE.
+ * name. Errors: METHOD_INDEX (no such method; always for a native plugin
+ * without an interface schema, whose descriptor carries no names),
+ * NULL_ARGUMENT, INVALID_UTF8, INVALID_HANDLE.
  */
 enum fidius_status fidius_plugin_method_index(const struct fidius_plugin *plugin,
                                               const char *name,
@@ -1215,6 +1285,44 @@ size_t fidius_plugin_warning_count(const struct fidius_plugin *plugin);
  */
 const char *fidius_plugin_warning(const struct fidius_plugin *plugin,
                                   size_t index);
+
+/**
+ * Describe the plugin: `*description` receives a JSON document (UTF-8, not
+ * NUL-terminated), owned by the caller: release with `fidius_bytes_free`.
+ * Its shape (fields never removed; new ones may be added):
+ *
+ * ```text
+ * { "name": "calc", "interface": "calc", "interface_hash": "0x47b1890a3bc4686f",
+ *   "interface_version": 1, "runtime": "native" | "wasm",
+ *   "abi_version": 500 | 400 | null, "buffer_strategy": "plugin-allocated" | "arena" | null,
+ *   "capability_bits": 3 | null        (native: bit N = optional method N present),
+ *   "capabilities": ["stdout", ...] | null (packages: the capabilities granted),
+ *   "types_from": "component" | "<schema origin>" | null (null: types unknown),
+ *   "metadata": {"key": "value", ...}  (trait metadata),
+ *   "methods": [ { "index": 0, "name": "add" | null,
+ *       "params": [{"name": "a", "type": "s64"}, ...] | null,
+ *       "result": "result<s64, plugin-error>" | null  (the declared WIT result),
+ *       "returns": "s64" | null           (what a successful call returns),
+ *       "fallible": true | false | null    (errors are FIDIUS_STATUS_PLUGIN_ERROR),
+ *       "raw": bool | null, "streaming": bool | null,
+ *       "optional": bool | null, "implemented": bool,
+ *       "metadata": {"key": "value", ...} } ],
+ *   "types": [ {"name": "point", "kind": "record", "fields": [{"name": "x", "type": "s32"}]},
+ *              {"name": "shape", "kind": "variant", "cases": [{"name": "circle", "type": "f64"},
+ *                                                             {"name": "empty", "type": null}]},
+ *              {"name": "color", "kind": "enum", "cases": ["red", "green"]},
+ *              {"name": "perms", "kind": "flags", "flags": ["read", "write"]} ] }
+ * ```
+ *
+ * Types are written as WIT writes them (`list<point>`, `option<u32>`,
+ * `tuple<string, u32>`); `null` means unknown (a native plugin without an
+ * interface schema knows its method count, metadata and which methods it
+ * implements, but not their names or types). Errors: NULL_ARGUMENT,
+ * INVALID_HANDLE.
+ */
+enum fidius_status fidius_plugin_describe(const struct fidius_plugin *plugin,
+                                          struct fidius_bytes *description,
+                                          struct fidius_error **error);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -94,11 +94,14 @@ pub enum Status {
     /// its kind, or a directory reached twice while walking a package (a
     /// link loop or join); the message says which.
     FileRefused = 61,
+    /// An interface schema does not fit the plugin it was given for (fewer
+    /// methods than the plugin has); the message names both.
+    SchemaMismatch = 62,
 }
 
 impl Status {
     /// Every status, for lookups by number.
-    pub const ALL: [Status; 37] = {
+    pub const ALL: [Status; 38] = {
         use Status::*;
         [
             Ok, NullArgument, InvalidUtf8, InvalidArgument, InvalidHandle, InternalPanic, Io, Unsupported,
@@ -106,7 +109,7 @@ impl Status {
             AbiVersion, InvalidDescriptor, BufferStrategy, InterfaceHashMismatch, ConfigRejected,
             SignatureRequired, SignatureInvalid, InvalidManifest, MethodIndex, NotImplemented, PluginError,
             PluginPanic, Serialization, UnknownStatus, BufferTooSmall, Capability, Timeout, MemoryLimit,
-            FuelExhausted, Trap, StackOverflow, Archive, FileRefused,
+            FuelExhausted, Trap, StackOverflow, Archive, FileRefused, SchemaMismatch,
         ]
     };
 
@@ -151,6 +154,7 @@ impl Status {
             StackOverflow => c"stack overflow",
             Archive => c"invalid archive",
             FileRefused => c"file refused",
+            SchemaMismatch => c"schema mismatch",
         }
     }
 }

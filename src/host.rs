@@ -14,6 +14,7 @@ use crate::fid::Archive;
 use crate::files;
 use crate::package::{Manifest, PackageFiles, MANIFEST};
 use crate::plugin::{BufferStrategy, Plugin, PluginInfo, Runtime};
+use crate::schema::{Interface, Schema};
 use crate::signing;
 use crate::wasm::{self, EgressPolicy, WasmOptions, WasmRuntime};
 
@@ -77,6 +78,9 @@ pub struct LoadOptions {
     /// manifest's list (fidius' "load with grants"). The embedder's own
     /// word, so the host's allow-list does not apply to them.
     pub grants: Option<Vec<String>>,
+    /// Native plugins: the interface schema (WIT) describing the plugin's
+    /// methods; it overrides a `<library>.wit` and the host's schemas.
+    pub schema: Option<Arc<Schema>>,
 }
 
 /// Collects a host's settings; `build` checks them.
@@ -92,6 +96,7 @@ pub struct HostBuilder {
     buffer_strategy: Option<BufferStrategy>,
     capabilities: CapabilityPolicy,
     trust_precompiled: bool,
+    schemas: Vec<Arc<Schema>>,
 }
 
 impl HostBuilder {
@@ -144,6 +149,13 @@ impl HostBuilder {
     /// `.cwasm` is ignored, with a warning, and the `.wasm` compiled instead.
     pub fn trust_precompiled(&mut self, on: bool) -> &mut Self {
         self.trust_precompiled = on;
+        self
+    }
+
+    /// An interface schema for native plugins of the interfaces it declares
+    /// (matched by name), where no load option or `<library>.wit` gives one.
+    pub fn schema(&mut self, schema: Schema) -> &mut Self {
+        self.schemas.push(Arc::new(schema));
         self
     }
 
@@ -297,12 +309,49 @@ impl Host {
             let plugin = self
                 .check_expectations(&entry.info)
                 .and_then(|()| check_hash(&entry.info, options.interface_hash))
-                .and_then(|()| NativePlugin::new(lib.library.clone(), entry.clone(), options.config.as_deref()))
-                .map(Plugin::native)
+                .and_then(|()| self.schema_for(&lib.path, &entry.info, options))
+                .and_then(|schema| {
+                    let native = NativePlugin::new(lib.library.clone(), entry.clone(), options.config.as_deref())?;
+                    Plugin::native(native, schema)
+                })
                 .map_err(in_file);
             return Some(plugin);
         }
         None
+    }
+
+    /// The schema for a native plugin: the load's, else `<library file>.wit`
+    /// beside the library (signed as `<library file>.wit.sig` when
+    /// signatures are required), else the host's for its interface.
+    fn schema_for(&self, library: &Path, info: &PluginInfo, options: &LoadOptions) -> Result<Option<(Arc<Interface>, String)>> {
+        let matching = |schema: &Schema, strict: bool| {
+            let found = if strict { schema.interface_named(&info.interface_name) } else { schema.interface(&info.interface_name) };
+            found.map(|i| (i, schema.origin.clone()))
+        };
+        if let Some(schema) = &options.schema {
+            return matching(schema, false).map(Some).ok_or_else(|| {
+                Error::new(
+                    Status::SchemaMismatch,
+                    format!(
+                        "plugin {}: the schema given for the load declares interfaces {}, none of them {}",
+                        info.name,
+                        schema.names().join(", "),
+                        info.interface_name
+                    ),
+                )
+            });
+        }
+        let sidecar = schema_path_for(library);
+        if let Some(bytes) = files::read_optional(&sidecar, files::MAX_MANIFEST_BYTES)? {
+            if self.config.require_signature {
+                signing::verify(&bytes, &signing::sig_path_for(&sidecar), &self.config.trusted_keys)?;
+            }
+            let schema = Schema::from_bytes(&bytes, &sidecar.display().to_string())?;
+            if let Some(found) = matching(&schema, true) {
+                return Ok(Some(found));
+            }
+        }
+        Ok(self.config.schemas.iter().find_map(|s| matching(s, true)))
     }
 
     fn load_package(&self, info: PluginInfo, manifest: &Manifest, files: &PackageFiles, options: &LoadOptions) -> Result<Plugin> {
@@ -487,6 +536,14 @@ impl Host {
         }
         out
     }
+}
+
+/// Where a library's interface schema is looked for: `<file name>.wit`
+/// beside it (`libcalc.so` -> `libcalc.so.wit`), as signatures are named.
+pub fn schema_path_for(library: &Path) -> PathBuf {
+    let mut name = library.file_name().unwrap_or_default().to_os_string();
+    name.push(".wit");
+    library.with_file_name(name)
 }
 
 /// The per-load expected hash.

@@ -16,7 +16,9 @@ pub mod net;
 pub mod output;
 pub mod package;
 pub mod plugin;
+pub mod schema;
 pub mod signing;
+pub mod value;
 pub mod wasm;
 pub mod wire;
 

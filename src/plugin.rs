@@ -1,8 +1,11 @@
 //! A loaded plugin of any runtime, and what is known about it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::error::{fail, Error, Result, Status};
+use crate::schema::Interface;
+use crate::value::{json, Ty};
 use crate::native::library::Meta;
 use crate::native::NativePlugin;
 use crate::output::Output;
@@ -33,7 +36,8 @@ pub enum BufferStrategy {
 pub enum Format {
     /// Fidius wire bytes: the bincode tuple of the arguments, or raw bytes for `#[wire(raw)]` methods.
     Wire,
-    /// A JSON array of the arguments (WASM plugins only: native plugins carry no type information).
+    /// A JSON array of the arguments, converted by the method's types (a
+    /// component's own, or a native plugin's interface schema).
     Json,
 }
 
@@ -57,13 +61,43 @@ pub struct PluginInfo {
     pub path: PathBuf,
 }
 
+/// A method's types, where the plugin's are known (a WASM component's
+/// own, or a native plugin's interface schema).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signature {
+    pub params: Vec<(String, Ty)>,
+    pub result: Option<Ty>,
+    /// `#[wire(raw)]`: wire calls take and return the bytes as they are.
+    pub raw: bool,
+    /// Returns a stream: not callable as a unary method.
+    pub streaming: bool,
+}
+
+impl Signature {
+    /// `result<T, plugin-error>`: errors are the call's plugin error.
+    pub fn fallible(&self) -> bool {
+        self.result.as_ref().is_some_and(Ty::is_plugin_result)
+    }
+
+    /// What a successful call returns (T of a `result<T, plugin-error>`).
+    pub fn outcome(&self) -> Option<&Ty> {
+        self.result.as_ref().and_then(Ty::outcome)
+    }
+}
+
 /// What is known about one method.
 #[derive(Debug, Clone, Default)]
 pub struct MethodInfo {
-    /// WASM plugins name their methods; native descriptors do not carry names.
+    /// From the component, or the native plugin's schema; None where unknown.
     pub name: Option<String>,
     /// `#[method_meta]` pairs (native plugins).
     pub metadata: Meta,
+    pub signature: Option<Signature>,
+    /// False for a method this plugin does not have: an optional method of a
+    /// newer interface revision (its schema lists it, its descriptor does not).
+    pub implemented: bool,
+    /// Known to be optional (`#[optional]`); None where unknown.
+    pub optional: Option<bool>,
 }
 
 /// A loaded plugin: one instance, callable from many threads at once.
@@ -72,6 +106,10 @@ pub struct Plugin {
     methods: Vec<MethodInfo>,
     trait_metadata: Meta,
     warnings: Vec<String>,
+    /// Where the method types come from: "component", a schema's origin, or None.
+    types_from: Option<String>,
+    /// Packages: the capabilities granted.
+    capabilities: Vec<String>,
     backend: Backend,
 }
 
@@ -81,23 +119,103 @@ enum Backend {
 }
 
 impl Plugin {
-    pub(crate) fn native(plugin: NativePlugin) -> Self {
+    /// A native plugin, with the interface schema that describes it (if any).
+    pub(crate) fn native(plugin: NativePlugin, schema: Option<(Arc<Interface>, String)>) -> Result<Self> {
         let entry = plugin.entry();
-        let methods = entry.method_metadata.iter().map(|m| MethodInfo { name: None, metadata: m.clone() }).collect();
-        Plugin {
-            info: entry.info.clone(),
+        let info = entry.info.clone();
+        let count = info.method_count as usize;
+        let mut methods: Vec<MethodInfo> = entry
+            .method_metadata
+            .iter()
+            .enumerate()
+            .map(|(i, m)| MethodInfo {
+                name: None,
+                metadata: m.clone(),
+                signature: None,
+                implemented: plugin.has_method(i as u32),
+                optional: None,
+            })
+            .collect();
+        let types_from = match schema {
+            None => None,
+            Some((iface, origin)) => {
+                if iface.methods.len() < count {
+                    return fail(
+                        Status::SchemaMismatch,
+                        format!(
+                            "plugin {}: the schema {origin} (interface {}) has {} methods, the plugin has {count}: it describes another interface or an older revision",
+                            info.name,
+                            iface.name,
+                            iface.methods.len()
+                        ),
+                    );
+                }
+                for (i, sig) in iface.methods.iter().enumerate() {
+                    let signature = Some(Signature {
+                        params: sig.params.clone(),
+                        result: sig.result.clone(),
+                        raw: crate::wasm::raw_shape(&sig.params, sig.result.as_ref()),
+                        streaming: sig.streaming,
+                    });
+                    match methods.get_mut(i) {
+                        Some(m) => {
+                            m.name = Some(sig.name.clone());
+                            m.signature = signature;
+                        }
+                        // Beyond the descriptor's methods: optional methods of
+                        // a newer revision, which this plugin was built without.
+                        None => methods.push(MethodInfo {
+                            name: Some(sig.name.clone()),
+                            metadata: Vec::new(),
+                            signature,
+                            implemented: false,
+                            optional: Some(true),
+                        }),
+                    }
+                }
+                Some(origin)
+            }
+        };
+        Ok(Plugin {
+            info,
             methods,
             trait_metadata: entry.trait_metadata.clone(),
             warnings: Vec::new(),
+            types_from,
+            capabilities: Vec::new(),
             backend: Backend::Native(plugin),
-        }
+        })
     }
 
     pub(crate) fn wasm(mut info: PluginInfo, plugin: WasmPlugin, warnings: Vec<String>) -> Self {
         info.interface_hash = plugin.interface_hash;
         info.method_count = plugin.methods.len() as u32;
-        let methods = plugin.methods.iter().map(|m| MethodInfo { name: Some(m.name.clone()), metadata: Vec::new() }).collect();
-        Plugin { info, methods, trait_metadata: Vec::new(), warnings, backend: Backend::Wasm(plugin) }
+        let methods = plugin
+            .methods
+            .iter()
+            .map(|m| MethodInfo {
+                name: Some(m.name.clone()),
+                metadata: Vec::new(),
+                signature: Some(Signature {
+                    params: m.params.clone(),
+                    result: m.result.clone(),
+                    raw: m.raw,
+                    streaming: m.streaming,
+                }),
+                implemented: true,
+                optional: Some(false),
+            })
+            .collect();
+        let capabilities = plugin.granted.clone();
+        Plugin {
+            info,
+            methods,
+            trait_metadata: Vec::new(),
+            warnings,
+            types_from: Some("component".into()),
+            capabilities,
+            backend: Backend::Wasm(plugin),
+        }
     }
 
     pub fn info(&self) -> &PluginInfo {
@@ -105,21 +223,60 @@ impl Plugin {
     }
 
     /// Call method `index` (its position in the interface) with `input` in `format`.
-    #[inline]
     /// The output is the plugin's own buffer where it allocated one (native
     /// PluginAllocated), else bytes libfidius owns; either way it derefs to `[u8]`.
+    #[inline]
     pub fn call(&self, index: u32, format: Format, input: &[u8]) -> Result<Output> {
-        match (&self.backend, format) {
-            (Backend::Native(p), Format::Wire) => p.call(index, input),
-            (Backend::Native(_), Format::Json) => fail(
+        match format {
+            Format::Wire => self.call_wire(index, input),
+            Format::Json => self.call_json(index, input).map(Output::Owned),
+        }
+    }
+
+    #[inline]
+    fn call_wire(&self, index: u32, input: &[u8]) -> Result<Output> {
+        if let Some(m) = self.methods.get(index as usize).filter(|m| !m.implemented) {
+            return fail(
+                Status::NotImplemented,
+                format!(
+                    "plugin {} does not implement method {index}{} (an optional method it was built without)",
+                    self.info.name,
+                    m.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+                ),
+            );
+        }
+        match &self.backend {
+            Backend::Native(p) => p.call(index, input),
+            Backend::Wasm(p) => p.call(index, input).map(Output::Owned),
+        }
+    }
+
+    /// A JSON call: the wire call, with the arguments and the result
+    /// converted by the method's types (the rules in [`crate::value::json`]).
+    fn call_json(&self, index: u32, input: &[u8]) -> Result<Vec<u8>> {
+        let method = self.method(index)?;
+        let Some(sig) = &method.signature else {
+            return fail(
                 Status::Unsupported,
                 format!(
-                    "plugin {} is native: native plugins carry no type information, so calls take wire bytes, not JSON",
+                    "plugin {} is native and has no interface schema, so its calls take wire bytes, not JSON \
+                     (give it one: fidius_load_options_set_schema, <library>.wit, or fidius_host_builder_add_schema)",
                     self.info.name
                 ),
-            ),
-            (Backend::Wasm(p), format) => p.call(index, format, input).map(Output::Owned),
+            );
+        };
+        let in_method = |e: Error| e.context(format!("method {}", method.name.as_deref().unwrap_or("?")));
+        if sig.streaming {
+            return fail(Status::Unsupported, format!("method {} returns a stream; streaming calls are not supported", method.name.as_deref().unwrap_or("?")));
         }
+        if sig.raw {
+            let bytes = json::raw_arg(input).map_err(in_method)?;
+            let out = self.call_wire(index, &bytes)?;
+            return Ok(serde_json::to_vec(&out.iter().map(|b| serde_json::Value::from(*b)).collect::<Vec<_>>()).expect("JSON"));
+        }
+        let wire = json::args_to_wire(&sig.params, input).map_err(in_method)?;
+        let out = self.call_wire(index, &wire)?;
+        json::output_to_json(sig.outcome(), &out).map_err(in_method)
     }
 
     pub fn methods(&self) -> &[MethodInfo] {
@@ -141,8 +298,8 @@ impl Plugin {
         if let Some(i) = self.methods.iter().position(|m| m.name.as_deref().is_some_and(|n| n.replace('_', "-") == wanted)) {
             return Ok(i as u32);
         }
-        let why = if matches!(self.backend, Backend::Native(_)) {
-            "native plugin descriptors carry no method names: use the method's index (its declaration order)"
+        let why = if self.types_from.is_none() {
+            "native plugin descriptors carry no method names: use the method's index (its declaration order), or give the plugin an interface schema"
         } else {
             "no such method"
         };
@@ -158,5 +315,61 @@ impl Plugin {
     /// (e.g. a precompiled `.cwasm` that could not be used, and why).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// The plugin's self-description (the document `fidius_plugin_describe`
+    /// returns; its shape is in the header docs).
+    pub fn describe(&self) -> serde_json::Value {
+        use serde_json::json;
+        let info = &self.info;
+        let pairs = |m: &Meta| serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), json!(v))).collect());
+        let mut named = Vec::new();
+        for m in &self.methods {
+            if let Some(sig) = &m.signature {
+                sig.params.iter().for_each(|(_, t)| t.collect_named(&mut named));
+                if let Some(r) = &sig.result {
+                    r.collect_named(&mut named);
+                }
+            }
+        }
+        let methods: Vec<serde_json::Value> = self
+            .methods
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let sig = m.signature.as_ref();
+                json!({
+                    "index": i,
+                    "name": m.name,
+                    "params": sig.map(|s| s.params.iter().map(|(n, t)| json!({"name": n, "type": t.wit()})).collect::<Vec<_>>()),
+                    "result": sig.and_then(|s| s.result.as_ref()).map(Ty::wit),
+                    "returns": sig.map(|s| s.outcome().map(Ty::wit)),
+                    "fallible": sig.map(Signature::fallible),
+                    "raw": sig.map(|s| s.raw),
+                    "streaming": sig.map(|s| s.streaming),
+                    "optional": m.optional,
+                    "implemented": m.implemented,
+                    "metadata": pairs(&m.metadata),
+                })
+            })
+            .collect();
+        json!({
+            "name": info.name,
+            "interface": info.interface_name,
+            "interface_hash": format!("0x{:016x}", info.interface_hash),
+            "interface_version": info.interface_version,
+            "runtime": match info.runtime { Runtime::Native => "native", Runtime::Wasm => "wasm", Runtime::Python => "python" },
+            "abi_version": (info.abi_version != 0).then_some(info.abi_version),
+            "buffer_strategy": info.buffer_strategy.map(|b| match b {
+                BufferStrategy::PluginAllocated => "plugin-allocated",
+                BufferStrategy::Arena => "arena",
+            }),
+            "capability_bits": (info.runtime == Runtime::Native).then_some(info.capabilities),
+            "capabilities": (info.runtime != Runtime::Native).then_some(&self.capabilities),
+            "types_from": self.types_from,
+            "metadata": pairs(&self.trait_metadata),
+            "methods": methods,
+            "types": named.iter().map(|n| n.describe()).collect::<Vec<_>>(),
+        })
     }
 }

@@ -6,7 +6,9 @@ use super::{c_bytes, c_str, guard, guard_value, handle, out_param, fidius_error,
 use crate::error::{Error, Result, Status};
 use crate::host::{Host, HostBuilder, LoadOptions, LoadPolicy};
 use crate::plugin::BufferStrategy;
+use crate::schema::Schema;
 use crate::signing;
+use std::sync::Arc;
 
 /// Values for `fidius_host_builder_set_load_policy`.
 #[repr(C)]
@@ -190,6 +192,42 @@ pub unsafe extern "C" fn fidius_host_builder_allow_capability(
 ) -> Status {
     with_builder(builder, error, |b| {
         b.allow_capability(c_str(pattern, "pattern")?)?;
+        Ok(())
+    })
+}
+
+/// Add an interface schema: WIT text (`len` bytes of UTF-8, copied), as
+/// `fidius wit` or `fidius_build::emit_wit()` write it. Native plugins whose
+/// interface it declares (matched by name: the trait `PriceEngine` is the
+/// WIT interface `price-engine`) get method names and types from it, so they
+/// can be called by name and with FIDIUS_FORMAT_JSON, and described; unless
+/// their load options or a `<library file>.wit` beside the library give one.
+/// Add as many as there are interfaces. Errors: INVALID_ARGUMENT (not valid
+/// WIT, or no interface in it; the message says where), INVALID_UTF8,
+/// NULL_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_builder_add_schema(
+    builder: *mut fidius_host_builder,
+    wit: *const u8,
+    len: usize,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_builder(builder, error, |b| {
+        b.schema(Schema::from_bytes(c_bytes(wit, len, "wit")?, "the schema given to the host builder")?);
+        Ok(())
+    })
+}
+
+/// As `fidius_host_builder_add_schema`, reading the WIT from the file at
+/// `path` (at most 1 MiB; read now). Errors: also IO, FILE_REFUSED.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_builder_add_schema_file(
+    builder: *mut fidius_host_builder,
+    path: *const c_char,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_builder(builder, error, |b| {
+        b.schema(Schema::read(std::path::Path::new(c_str(path, "path")?))?);
         Ok(())
     })
 }
@@ -434,6 +472,47 @@ pub unsafe extern "C" fn fidius_load_options_set_grants(
                 .collect::<Result<Vec<_>>>()?,
         };
         o.grants = Some(list);
+        Ok(())
+    })
+}
+
+/// Native plugins: the interface schema (WIT text, `len` bytes of UTF-8,
+/// copied) describing this plugin's methods, overriding a `<library
+/// file>.wit` and the host's schemas. A schema with one interface applies
+/// whatever the plugin's interface is called; with several, the one named
+/// like the plugin's interface is used. At load, the schema must list at
+/// least the plugin's methods (else FIDIUS_STATUS_SCHEMA_MISMATCH, naming
+/// both counts); methods it lists beyond the plugin's are optional methods
+/// of a newer revision the plugin lacks (FIDIUS_STATUS_NOT_IMPLEMENTED when
+/// called). The interface hash cannot be recomputed from WIT (it is over
+/// the Rust spellings of the types, which WIT does not keep: a map and a
+/// list of pairs are one WIT type), so pin it with
+/// `fidius_load_options_set_interface_hash` where it matters. Ignored for
+/// WASM plugins (their components carry their own types). Errors:
+/// INVALID_ARGUMENT (not valid WIT), INVALID_UTF8, NULL_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_load_options_set_schema(
+    options: *mut fidius_load_options,
+    wit: *const u8,
+    len: usize,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_options(options, error, |o| {
+        o.schema = Some(Arc::new(Schema::from_bytes(c_bytes(wit, len, "wit")?, "the schema given in the load options")?));
+        Ok(())
+    })
+}
+
+/// As `fidius_load_options_set_schema`, reading the WIT from the file at
+/// `path` (at most 1 MiB; read now). Errors: also IO, FILE_REFUSED.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_load_options_set_schema_file(
+    options: *mut fidius_load_options,
+    path: *const c_char,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_options(options, error, |o| {
+        o.schema = Some(Arc::new(Schema::read(std::path::Path::new(c_str(path, "path")?))?));
         Ok(())
     })
 }

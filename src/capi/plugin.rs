@@ -21,11 +21,16 @@ pub enum fidius_format {
     /// a method shaped `list<u8> -> list<u8>` (or `-> result<list<u8>,
     /// plugin-error>`) is taken as raw unless the load options say otherwise.
     Wire = 0,
-    /// JSON, WASM plugins only (native plugins carry no type information:
-    /// UNSUPPORTED). The input is an array of the arguments in order, or an
-    /// object keyed by parameter name; empty input means no arguments. The
-    /// output is the JSON of the result (`null` for none). Conversion follows
-    /// the component's own types:
+    /// JSON, for plugins whose types are known: WASM plugins (the
+    /// component's own types) and native plugins with an interface schema
+    /// (`fidius_load_options_set_schema`, `<library>.wit`,
+    /// `fidius_host_builder_add_schema`); a native plugin without one answers
+    /// UNSUPPORTED. A JSON call is the wire call with the arguments converted
+    /// to the exact wire bytes the plugin expects and its result converted
+    /// back. The input is an array of the arguments in order, or an object
+    /// keyed by parameter name; empty input means no arguments. The output
+    /// is the JSON of the result (`null` for none). Conversion follows the
+    /// interface's types:
     /// - integers must be whole and in range for their width (never wrapped);
     ///   64-bit integers also accept a decimal string, and are written as one
     ///   beyond ±2^53 so no reader loses precision;
@@ -40,7 +45,8 @@ pub enum fidius_format {
     /// - `option<T>`: `null` is none; `result<T, E>` is `{"ok": v}` or
     ///   `{"err": e}`, except a method's own `result<T, plugin-error>`: its
     ///   `ok` is the output and its `err` is FIDIUS_STATUS_PLUGIN_ERROR;
-    /// - flags are an array of names.
+    /// - a raw method takes one argument, an array of bytes, and returns one;
+    /// - `flags` have no Fidius wire form (fidius never emits them): refused.
     /// Errors name the argument path, e.g. "args.p.x: 300 is out of range for u8".
     Json = 1,
 }
@@ -276,9 +282,10 @@ pub unsafe extern "C" fn fidius_plugin_trait_metadata_get(
     guard(error, || write_pair(pair(&fidius_plugin::get(plugin)?.trait_metadata, index)?, key, value))
 }
 
-/// The name of method `method` (kebab-case, as the component exports it),
-/// or NULL when out of range or when the plugin is native (native
-/// descriptors carry no method names). Borrowed from `plugin`.
+/// The name of method `method` (kebab-case, as the component or the
+/// interface schema names it), or NULL when out of range or unknown (a
+/// native plugin without a schema: descriptors carry no method names).
+/// Borrowed from `plugin`.
 #[no_mangle]
 pub unsafe extern "C" fn fidius_plugin_method_name(plugin: *const fidius_plugin, method: u32) -> *const c_char {
     guard_value(ptr::null(), || {
@@ -288,9 +295,9 @@ pub unsafe extern "C" fn fidius_plugin_method_name(plugin: *const fidius_plugin,
 }
 
 /// Find a method's index by name (kebab-case or snake_case), for calls by
-/// name. Errors: METHOD_INDEX (no such method; always for native plugins,
-/// whose descriptors carry no names), NULL_ARGUMENT, INVALID_UTF8,
-/// INVALID_HANDLE.
+/// name. Errors: METHOD_INDEX (no such method; always for a native plugin
+/// without an interface schema, whose descriptor carries no names),
+/// NULL_ARGUMENT, INVALID_UTF8, INVALID_HANDLE.
 #[no_mangle]
 pub unsafe extern "C" fn fidius_plugin_method_index(
     plugin: *const fidius_plugin,
@@ -317,4 +324,51 @@ pub unsafe extern "C" fn fidius_plugin_warning_count(plugin: *const fidius_plugi
 #[no_mangle]
 pub unsafe extern "C" fn fidius_plugin_warning(plugin: *const fidius_plugin, index: usize) -> *const c_char {
     guard_value(ptr::null(), || Ok(fidius_plugin::get(plugin)?.warnings.get(index).map_or(ptr::null(), |w| w.as_ptr())))
+}
+
+/// Describe the plugin: `*description` receives a JSON document (UTF-8, not
+/// NUL-terminated), owned by the caller: release with `fidius_bytes_free`.
+/// Its shape (fields never removed; new ones may be added):
+///
+/// ```text
+/// { "name": "calc", "interface": "calc", "interface_hash": "0x47b1890a3bc4686f",
+///   "interface_version": 1, "runtime": "native" | "wasm",
+///   "abi_version": 500 | 400 | null, "buffer_strategy": "plugin-allocated" | "arena" | null,
+///   "capability_bits": 3 | null        (native: bit N = optional method N present),
+///   "capabilities": ["stdout", ...] | null (packages: the capabilities granted),
+///   "types_from": "component" | "<schema origin>" | null (null: types unknown),
+///   "metadata": {"key": "value", ...}  (trait metadata),
+///   "methods": [ { "index": 0, "name": "add" | null,
+///       "params": [{"name": "a", "type": "s64"}, ...] | null,
+///       "result": "result<s64, plugin-error>" | null  (the declared WIT result),
+///       "returns": "s64" | null           (what a successful call returns),
+///       "fallible": true | false | null    (errors are FIDIUS_STATUS_PLUGIN_ERROR),
+///       "raw": bool | null, "streaming": bool | null,
+///       "optional": bool | null, "implemented": bool,
+///       "metadata": {"key": "value", ...} } ],
+///   "types": [ {"name": "point", "kind": "record", "fields": [{"name": "x", "type": "s32"}]},
+///              {"name": "shape", "kind": "variant", "cases": [{"name": "circle", "type": "f64"},
+///                                                             {"name": "empty", "type": null}]},
+///              {"name": "color", "kind": "enum", "cases": ["red", "green"]},
+///              {"name": "perms", "kind": "flags", "flags": ["read", "write"]} ] }
+/// ```
+///
+/// Types are written as WIT writes them (`list<point>`, `option<u32>`,
+/// `tuple<string, u32>`); `null` means unknown (a native plugin without an
+/// interface schema knows its method count, metadata and which methods it
+/// implements, but not their names or types). Errors: NULL_ARGUMENT,
+/// INVALID_HANDLE.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_plugin_describe(
+    plugin: *const fidius_plugin,
+    description: *mut fidius_bytes,
+    error: *mut *mut fidius_error,
+) -> Status {
+    guard(error, || {
+        let out = out_param(description, "description")?;
+        *out = fidius_bytes::EMPTY;
+        let doc = fidius_plugin::get(plugin)?.plugin.describe();
+        *out = fidius_bytes::from_output(Output::Owned(serde_json::to_vec(&doc).expect("JSON values serialize")));
+        Ok(())
+    })
 }

@@ -78,6 +78,11 @@ impl NativePlugin {
         &self.entry
     }
 
+    /// Whether method `index` exists and its vtable slot is filled.
+    pub fn has_method(&self, index: u32) -> bool {
+        index < self.entry.info.method_count && unsafe { !(*self.entry.vtable.add(index as usize)).is_null() }
+    }
+
     /// Call method `index` with the Fidius wire bytes of its arguments.
     #[inline]
     pub fn call(&self, index: u32, input: &[u8]) -> Result<Output> {

@@ -2,16 +2,17 @@
 //! deny-all wasmtime sandbox opened by the package's capability list.
 
 pub mod egress;
-mod json;
 mod plugin;
 mod runtime;
 pub mod sandbox;
+mod types;
 mod wire;
 
 use std::sync::Arc;
 
 pub use egress::{Destination, EgressPolicy, RequestParts};
-pub use plugin::{WasmOptions, WasmPlugin};
+pub use plugin::{Method as WasmMethod, WasmOptions, WasmPlugin};
+pub(crate) use plugin::raw_shape;
 pub use runtime::WasmRuntime;
 
 use crate::error::{fail, Error, Result, Status};
@@ -31,6 +32,7 @@ pub fn load_package(runtime: Arc<WasmRuntime>, files: &PackageFiles, manifest: &
     let wasm = manifest.wasm.as_ref().ok_or_else(|| Error::new(Status::InvalidManifest, "no [wasm] section"))?;
     // The load's grants replace the manifest's list; otherwise every
     // capability the package asks for must be one the host allows.
+    let granted = options.load.grants.clone().unwrap_or_else(|| wasm.capabilities.clone());
     let caps = match &options.load.grants {
         Some(grants) => sandbox::Capabilities::parse(grants).map_err(|e| e.context("granted capabilities"))?,
         None => {
@@ -78,7 +80,8 @@ pub fn load_package(runtime: Arc<WasmRuntime>, files: &PackageFiles, manifest: &
             runtime.compile(&bytes).map_err(|e| in_pkg(e.context(component_path.display())))?
         }
     };
-    let plugin = WasmPlugin::new(runtime, &component, caps, options, files.origin()).map_err(in_pkg)?;
+    let mut plugin = WasmPlugin::new(runtime, &component, caps, options, files.origin()).map_err(in_pkg)?;
+    plugin.granted = granted;
     Ok(Loaded { plugin, warnings })
 }
 

@@ -12,10 +12,11 @@ use super::egress::{Denials, EgressHooks, EgressPolicy};
 use super::runtime::WasmRuntime;
 use crate::host::{LoadOptions, LogHook};
 use super::sandbox::{Capabilities, MemoryLimitExceeded, StoreState};
-use super::{json, wire};
+use super::types::Types;
+use super::wire;
 use crate::capability::CapabilityPolicy;
 use crate::error::{fail, Error, PluginError, Result, Status};
-use crate::plugin::Format;
+use crate::value::{snake, Ty};
 
 const HASH_EXPORT: &str = "fidius-interface-hash";
 const CONFIGURE_EXPORT: &str = "fidius-configure";
@@ -39,14 +40,14 @@ pub struct WasmOptions {
 pub struct Method {
     pub name: String,
     index: ComponentExportIndex,
-    params: Vec<(String, Type)>,
-    result: Option<Type>,
+    pub params: Vec<(String, Ty)>,
+    pub result: Option<Ty>,
     /// `#[wire(raw)]`: wire calls take and return the bytes as they are.
     pub raw: bool,
     /// Returns `result<T, plugin-error>`: `err` is the call's plugin error.
     fallible: bool,
     /// Returns a stream resource: not callable as a unary method.
-    streaming: bool,
+    pub streaming: bool,
 }
 
 enum Mode {
@@ -63,6 +64,8 @@ pub struct WasmPlugin {
     pub methods: Vec<Method>,
     pub interface_export: String,
     pub interface_hash: u64,
+    /// The capabilities granted (the manifest's, or the load's grants).
+    pub granted: Vec<String>,
     options: WasmOptions,
     configure: Option<ComponentExportIndex>,
     mode: Mode,
@@ -77,7 +80,9 @@ impl WasmPlugin {
         options: WasmOptions,
         origin: &Path,
     ) -> Result<WasmPlugin> {
-        let (interface_export, funcs) = find_interface(&runtime, component, options.load.interface_export.as_deref())?;
+        let (interface_export, funcs, exported_types) =
+            find_interface(&runtime, component, options.load.interface_export.as_deref())?;
+        let mut types = Types::new(exported_types);
         let iface = component
             .get_export_index(None, &interface_export)
             .ok_or_else(|| Error::new(Status::InvalidManifest, format!("{interface_export} is not exported")))?;
@@ -94,13 +99,12 @@ impl WasmPlugin {
                 continue;
             }
             let index = lookup(&name).expect("listed by the component's own type");
-            let result = results.into_iter().next();
-            let fallible = result.as_ref().is_some_and(is_plugin_result);
-            let streaming = matches!(result, Some(Type::Own(_)));
-            let raw_shape = params.len() == 1 && is_bytes(&params[0].1) && result.as_ref().is_some_and(|r| {
-                is_bytes(r) || (fallible && r.unwrap_result().ok().as_ref().is_some_and(is_bytes))
-            });
-            let raw = match options.load.raw_overrides.iter().find(|(n, _)| json::snake(n) == json::snake(&name)) {
+            let params: Vec<(String, Ty)> = params.iter().map(|(n, t)| (n.clone(), types.ty(t))).collect();
+            let result = results.first().map(|t| types.ty(t));
+            let fallible = result.as_ref().is_some_and(Ty::is_plugin_result);
+            let streaming = matches!(results.first(), Some(Type::Own(_)));
+            let raw_shape = raw_shape(&params, result.as_ref());
+            let raw = match options.load.raw_overrides.iter().find(|(n, _)| snake(n) == snake(&name)) {
                 Some((_, raw)) if *raw && !raw_shape => {
                     return fail(
                         Status::InvalidArgument,
@@ -134,6 +138,7 @@ impl WasmPlugin {
             methods,
             interface_export,
             interface_hash: 0,
+            granted: Vec::new(),
             options,
             configure,
             mode,
@@ -231,7 +236,9 @@ impl WasmPlugin {
         })
     }
 
-    pub fn call(&self, index: u32, format: Format, input: &[u8]) -> Result<Vec<u8>> {
+    /// Call method `index` with the wire bytes of its arguments (raw bytes
+    /// for a raw method); the output is the wire bytes of its result.
+    pub fn call(&self, index: u32, input: &[u8]) -> Result<Vec<u8>> {
         let method = self.method(index)?;
         if method.streaming {
             return fail(Status::Unsupported, format!("method {} returns a stream; streaming calls are not supported", method.name));
@@ -239,7 +246,7 @@ impl WasmPlugin {
         match &self.mode {
             Mode::Isolated => self.run(&method.name, async {
                 let (mut store, instance) = self.instantiate().await?;
-                let result = invoke(method, &mut store, &instance, format, input).await;
+                let result = invoke(method, &mut store, &instance, input).await;
                 with_denials(result, store.data())
             }),
             Mode::Reused(slot) => {
@@ -254,7 +261,7 @@ impl WasmPlugin {
                     };
                     self.arm(&mut store)?;
                     store.data().denials(); // only this call's
-                    let result = invoke(method, &mut store, &instance, format, input).await;
+                    let result = invoke(method, &mut store, &instance, input).await;
                     let result = with_denials(result, store.data());
                     // A trap leaves the instance in an unknown state: start afresh next call.
                     let healthy = match &result {
@@ -282,39 +289,27 @@ fn with_denials(result: Result<Vec<u8>>, state: &StoreState) -> Result<Vec<u8>> 
     }
 }
 
-async fn invoke(method: &Method, store: &mut Store<StoreState>, instance: &Instance, format: Format, input: &[u8]) -> Result<Vec<u8>> {
+async fn invoke(method: &Method, store: &mut Store<StoreState>, instance: &Instance, input: &[u8]) -> Result<Vec<u8>> {
     let func = instance.get_func(&mut *store, &method.index).expect("exported");
-    if method.raw && format == Format::Wire {
+    if method.raw {
         return call_raw(method, store, func, input).await;
     }
-    let args = match format {
-        Format::Json => json::params(&method.params, input),
-        Format::Wire => wire::params(&method.params, input),
-    }
-    .map_err(|e| e.context(format!("method {}", method.name)))?;
+    let args = wire::params(&method.params, input).map_err(|e| e.context(format!("method {}", method.name)))?;
     let mut results = vec![Val::Bool(false); method.result.is_some() as usize];
     func.call_async(&mut *store, &args, &mut results).await.map_err(|e| runtime_error(e, &method.name))?;
     // The outcome: for `result<T, plugin-error>`, `ok` is the value and `err` the plugin error.
     let (ty, value) = match (&method.result, results.pop()) {
-        (Some(ty), Some(Val::Result(r))) if method.fallible => match r {
-            Ok(v) => (ty.unwrap_result().ok(), v.map(|b| *b)),
+        (Some(Ty::Result { ok, .. }), Some(Val::Result(r))) if method.fallible => match r {
+            Ok(v) => (ok.as_deref(), v.map(|b| *b)),
             Err(e) => return Err(Error::plugin(plugin_error(e.as_deref()))),
         },
-        (ty, v) => (ty.clone(), v),
+        (ty, v) => (ty.as_ref(), v),
     };
-    match format {
-        Format::Json => {
-            let json = value.as_ref().map(json::from_val).transpose()?.unwrap_or(serde_json::Value::Null);
-            Ok(serde_json::to_vec(&json).expect("JSON values serialize"))
-        }
-        Format::Wire => {
-            let mut out = Vec::new();
-            if let (Some(ty), Some(v)) = (ty, value) {
-                wire::encode(&ty, &v, &mut out)?;
-            }
-            Ok(out)
-        }
+    let mut out = Vec::new();
+    if let (Some(ty), Some(v)) = (ty, value) {
+        wire::encode(ty, &v, &mut out)?;
     }
+    Ok(out)
 }
 
 /// Raw methods go through the typed (bulk copy) path, never a per-byte value list.
@@ -341,16 +336,12 @@ struct WitPluginError {
     details: Option<String>,
 }
 
-fn is_bytes(ty: &Type) -> bool {
-    matches!(ty, Type::List(l) if matches!(l.ty(), Type::U8))
-}
-
-/// `result<_, plugin-error>`, recognized by the error record's shape.
-fn is_plugin_result(ty: &Type) -> bool {
-    let Type::Result(r) = ty else { return false };
-    let Some(Type::Record(rec)) = r.err() else { return false };
-    let names: Vec<&str> = rec.fields().map(|f| f.name).collect();
-    names == ["code", "message", "details"]
+/// `list<u8> -> list<u8>` (or `-> result<list<u8>, plugin-error>`): the
+/// shape of a `#[wire(raw)]` method.
+pub(crate) fn raw_shape(params: &[(String, Ty)], result: Option<&Ty>) -> bool {
+    params.len() == 1
+        && params[0].1.is_bytes()
+        && result.is_some_and(|r| r.is_bytes() || (r.is_plugin_result() && r.outcome().is_some_and(Ty::is_bytes)))
 }
 
 fn plugin_error(v: Option<&Val>) -> PluginError {
@@ -378,10 +369,12 @@ fn plugin_error(v: Option<&Val>) -> PluginError {
 }
 
 type FuncSig = (String, Vec<(String, Type)>, Vec<Type>);
+/// An exported interface: its name, functions (in declaration order) and named types.
+type Found = (String, Vec<FuncSig>, Vec<(String, Type)>);
 
 /// Find the exported Fidius interface: the one named, or the single export
-/// carrying `fidius-interface-hash`. Returns its functions in declaration order.
-fn find_interface(runtime: &WasmRuntime, component: &Component, wanted: Option<&str>) -> Result<(String, Vec<FuncSig>)> {
+/// carrying `fidius-interface-hash`.
+fn find_interface(runtime: &WasmRuntime, component: &Component, wanted: Option<&str>) -> Result<Found> {
     let engine = &runtime.engine;
     let ty = component.component_type();
     let mut exported = Vec::new();
@@ -400,15 +393,22 @@ fn find_interface(runtime: &WasmRuntime, component: &Component, wanted: Option<&
                 _ => None,
             })
             .collect();
+        let types: Vec<(String, Type)> = inst
+            .exports(engine)
+            .filter_map(|(tname, item)| match item.ty {
+                ComponentItem::Type(t) => Some((tname.to_string(), t)),
+                _ => None,
+            })
+            .collect();
         let is_fidius = funcs.iter().any(|(n, _, _)| n == HASH_EXPORT);
         match wanted {
             Some(w) if w == name => {
                 if !is_fidius {
                     return fail(Status::InvalidManifest, format!("{name} does not export {HASH_EXPORT}: not a Fidius interface"));
                 }
-                return Ok((name.to_string(), funcs));
+                return Ok((name.to_string(), funcs, types));
             }
-            None if is_fidius => candidates.push((name.to_string(), funcs)),
+            None if is_fidius => candidates.push((name.to_string(), funcs, types)),
             _ => {}
         }
     }
@@ -423,7 +423,7 @@ fn find_interface(runtime: &WasmRuntime, component: &Component, wanted: Option<&
             format!("the component exports no Fidius interface (none has {HASH_EXPORT}; exports: {})", exported.join(", ")),
         ),
         (None, _) => {
-            let names: Vec<&str> = candidates.iter().map(|(n, _)| n.as_str()).collect();
+            let names: Vec<&str> = candidates.iter().map(|(n, _, _)| n.as_str()).collect();
             fail(
                 Status::InvalidManifest,
                 format!("the component exports several Fidius interfaces ({}): name one in the load options", names.join(", ")),

@@ -1,0 +1,231 @@
+//! Interface schemas: the WIT the Fidius toolchain writes for an interface
+//! (`fidius wit`, `fidius_build::emit_wit()`), read into method signatures,
+//! so plugins whose binaries carry no types (native libraries) can be
+//! called by name with JSON and described.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use wit_parser::{Resolve, Type as WitType, TypeDefKind, TypeId};
+
+use crate::error::{fail, Error, Result, Status};
+use crate::value::{kebab, Case, Field, Named, NamedKind, Ty};
+
+/// Functions every Fidius WIT interface carries that are not methods.
+const NOT_METHODS: [&str; 2] = ["fidius-interface-hash", "fidius-configure"];
+
+/// One interface of a schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interface {
+    /// Its WIT name (kebab-case: the Rust trait `PriceEngine` is `price-engine`).
+    pub name: String,
+    /// In declaration order (the method index), without the
+    /// `fidius-interface-hash` and `fidius-configure` functions.
+    pub methods: Vec<MethodSig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodSig {
+    pub name: String,
+    pub params: Vec<(String, Ty)>,
+    pub result: Option<Ty>,
+    /// Returns a stream resource (a server-streaming method).
+    pub streaming: bool,
+}
+
+/// A parsed schema: every interface in the WIT text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Schema {
+    pub interfaces: Vec<Arc<Interface>>,
+    /// Where it came from, for messages.
+    pub origin: String,
+}
+
+impl Schema {
+    /// Parse WIT text (`origin` names it in messages: a path, or "the load options").
+    pub fn parse(text: &str, origin: &str) -> Result<Schema> {
+        let mut resolve = Resolve::new();
+        let package = resolve
+            .push_str(origin, text)
+            .map_err(|e| Error::new(Status::InvalidArgument, format!("{origin}: not a valid WIT schema: {e:#}")))?;
+        let mut types = TypeMap::default();
+        let mut interfaces = Vec::new();
+        for (name, id) in &resolve.packages[package].interfaces {
+            let iface = &resolve.interfaces[*id];
+            let mut methods = Vec::new();
+            for (fname, f) in &iface.functions {
+                if NOT_METHODS.contains(&fname.as_str()) || !matches!(f.kind, wit_parser::FunctionKind::Freestanding) {
+                    continue;
+                }
+                let params = f
+                    .params
+                    .iter()
+                    .map(|p| Ok((p.name.clone(), types.ty(&resolve, &p.ty)?)))
+                    .collect::<Result<Vec<_>>>()
+                    .map_err(|e| e.context(format!("{origin}: {name}.{fname}")))?;
+                let result = f.result.as_ref().map(|t| types.ty(&resolve, t)).transpose()?;
+                let streaming = matches!(result, Some(Ty::Opaque(_)));
+                methods.push(MethodSig { name: fname.clone(), params, result, streaming });
+            }
+            interfaces.push(Arc::new(Interface { name: name.clone(), methods }));
+        }
+        if interfaces.is_empty() {
+            return fail(Status::InvalidArgument, format!("{origin}: the WIT schema declares no interface"));
+        }
+        Ok(Schema { interfaces, origin: origin.to_string() })
+    }
+
+    /// Read and parse a `.wit` file.
+    pub fn read(path: &Path) -> Result<Schema> {
+        let bytes = crate::files::read_regular(path, crate::files::MAX_MANIFEST_BYTES)?;
+        Self::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Schema> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| Error::new(Status::InvalidUtf8, format!("{origin}: the schema is not UTF-8: {e}")))?;
+        Self::parse(text, origin)
+    }
+
+    /// The interface for a plugin whose interface is `interface_name` (a
+    /// native descriptor's trait name, or a package's interface): matched in
+    /// kebab-case; a schema with one interface serves any name.
+    pub fn interface(&self, interface_name: &str) -> Option<Arc<Interface>> {
+        let wanted = kebab(interface_name);
+        self.interfaces
+            .iter()
+            .find(|i| i.name == wanted)
+            .or_else(|| (self.interfaces.len() == 1).then(|| &self.interfaces[0]))
+            .cloned()
+    }
+
+    /// The interface named `interface_name` (compared in kebab-case), only.
+    pub fn interface_named(&self, interface_name: &str) -> Option<Arc<Interface>> {
+        let wanted = kebab(interface_name);
+        self.interfaces.iter().find(|i| i.name == wanted).cloned()
+    }
+
+    /// The interface names, for messages.
+    pub fn names(&self) -> Vec<String> {
+        self.interfaces.iter().map(|i| i.name.clone()).collect()
+    }
+}
+
+/// Named WIT types already converted, so each is shared, not rebuilt per use.
+#[derive(Default)]
+struct TypeMap {
+    done: HashMap<TypeId, Ty>,
+    depth: usize,
+}
+
+impl TypeMap {
+    fn ty(&mut self, resolve: &Resolve, t: &WitType) -> Result<Ty> {
+        Ok(match t {
+            WitType::Bool => Ty::Bool,
+            WitType::U8 => Ty::U8,
+            WitType::U16 => Ty::U16,
+            WitType::U32 => Ty::U32,
+            WitType::U64 => Ty::U64,
+            WitType::S8 => Ty::S8,
+            WitType::S16 => Ty::S16,
+            WitType::S32 => Ty::S32,
+            WitType::S64 => Ty::S64,
+            WitType::F32 => Ty::F32,
+            WitType::F64 => Ty::F64,
+            WitType::Char => Ty::Char,
+            WitType::String => Ty::String,
+            WitType::ErrorContext => Ty::Opaque("error-context".into()),
+            WitType::Id(id) => {
+                if let Some(done) = self.done.get(id) {
+                    return Ok(done.clone());
+                }
+                self.depth += 1;
+                if self.depth > 64 {
+                    return fail(Status::InvalidArgument, "types nest deeper than 64 levels");
+                }
+                let ty = self.def(resolve, *id);
+                self.depth -= 1;
+                let ty = ty?;
+                self.done.insert(*id, ty.clone());
+                ty
+            }
+        })
+    }
+
+    fn def(&mut self, resolve: &Resolve, id: TypeId) -> Result<Ty> {
+        let def = &resolve.types[id];
+        let name = def.name.clone().unwrap_or_default();
+        let named = |kind| Ty::Named(Arc::new(Named { name: name.clone(), kind }));
+        Ok(match &def.kind {
+            TypeDefKind::Record(r) => named(NamedKind::Record(
+                r.fields.iter().map(|f| Ok(Field { name: f.name.clone(), ty: self.ty(resolve, &f.ty)? })).collect::<Result<_>>()?,
+            )),
+            TypeDefKind::Variant(v) => named(NamedKind::Variant(
+                v.cases
+                    .iter()
+                    .map(|c| Ok(Case { name: c.name.clone(), ty: c.ty.as_ref().map(|t| self.ty(resolve, t)).transpose()? }))
+                    .collect::<Result<_>>()?,
+            )),
+            TypeDefKind::Enum(e) => named(NamedKind::Enum(e.cases.iter().map(|c| c.name.clone()).collect())),
+            TypeDefKind::Flags(f) => named(NamedKind::Flags(f.flags.iter().map(|c| c.name.clone()).collect())),
+            TypeDefKind::Tuple(t) => Ty::Tuple(t.types.iter().map(|t| self.ty(resolve, t)).collect::<Result<_>>()?),
+            TypeDefKind::Option(t) => Ty::Option(Box::new(self.ty(resolve, t)?)),
+            TypeDefKind::List(t) => Ty::List(Box::new(self.ty(resolve, t)?)),
+            TypeDefKind::Map(k, v) => {
+                Ty::List(Box::new(Ty::Tuple(vec![self.ty(resolve, k)?, self.ty(resolve, v)?])))
+            }
+            TypeDefKind::Result(r) => Ty::Result {
+                ok: r.ok.as_ref().map(|t| self.ty(resolve, t)).transpose()?.map(Box::new),
+                err: r.err.as_ref().map(|t| self.ty(resolve, t)).transpose()?.map(Box::new),
+            },
+            TypeDefKind::Type(t) => self.ty(resolve, t)?,
+            TypeDefKind::Resource | TypeDefKind::Handle(_) => Ty::Opaque(if name.is_empty() { "resource".into() } else { name }),
+            TypeDefKind::Future(_) | TypeDefKind::Stream(_) | TypeDefKind::FixedLengthList(..) | TypeDefKind::Unknown => {
+                Ty::Opaque(format!("{:?}", def.kind).split('(').next().unwrap_or("unknown").to_lowercase())
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WIT: &str = r#"
+package fidius:price-engine@0.1.0;
+
+interface price-engine {
+    record plugin-error { code: string, message: string, details: option<string> }
+    record order { id: u64, sku: string, note: option<string> }
+    variant shape { empty, circle(f64), rect(tuple<f64, f64>) }
+    price: func(order: order) -> s64;
+    totals: func(orders: list<order>) -> list<tuple<string, s64>>;
+    divide: func(a: s64, b: s64) -> result<s64, plugin-error>;
+    area: func(s: shape) -> f64;
+    nothing: func();
+    fidius-interface-hash: func() -> u64;
+    fidius-configure: func(config: list<u8>);
+}
+"#;
+
+    #[test]
+    fn reads_methods_in_declaration_order() {
+        let schema = Schema::parse(WIT, "test.wit").unwrap();
+        let iface = schema.interface("PriceEngine").unwrap();
+        let names: Vec<&str> = iface.methods.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["price", "totals", "divide", "area", "nothing"]);
+        assert_eq!(iface.methods[0].params[0].1.wit(), "order");
+        assert_eq!(iface.methods[1].result.as_ref().unwrap().wit(), "list<tuple<string, s64>>");
+        assert!(iface.methods[2].result.as_ref().unwrap().is_plugin_result());
+        assert!(iface.methods[4].result.is_none());
+    }
+
+    #[test]
+    fn malformed_schemas_say_where() {
+        let e = Schema::parse("package a:b;\ninterface x { f: func(a: nope) -> u32; }", "bad.wit").unwrap_err();
+        assert_eq!(e.status, Status::InvalidArgument);
+        assert!(e.message.contains("bad.wit") && e.message.contains("nope"), "{}", e.message);
+        assert!(Schema::parse("package a:b;\n", "empty.wit").unwrap_err().message.contains("no interface"));
+    }
+}
