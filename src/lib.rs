@@ -7,12 +7,15 @@
 
 pub mod capability;
 pub mod capi;
+pub mod egress;
 pub mod error;
 pub mod fid;
 pub mod files;
 pub mod host;
+pub mod info;
 pub mod native;
 pub mod net;
+pub mod options;
 pub mod output;
 pub mod package;
 pub mod plugin;
@@ -25,7 +28,8 @@ pub mod wire;
 pub use error::{Error, PluginError, Result, Status};
 pub use output::Output;
 pub use host::{Discovery, Host, HostBuilder, LoadOptions, LoadPolicy, Skipped};
-pub use plugin::{BufferStrategy, Format, MethodInfo, Plugin, PluginInfo, Runtime};
+pub use info::{BufferStrategy, Format, MethodInfo, PluginInfo, Runtime, Signature};
+pub use plugin::Plugin;
 
 /// The library version, `MAJOR.MINOR.PATCH`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::error::{fail, Error, Result, Status};
 use crate::files;
-use crate::plugin::{PluginInfo, Runtime};
+use crate::info::{PluginInfo, Runtime};
 use crate::signing::PackageContent;
 
 pub const MANIFEST: &str = "package.toml";

@@ -136,6 +136,8 @@ pub unsafe extern "C" fn fidius_host_builder_set_load_policy(
 /// library is mapped or a component (or `.cwasm`) is read for compiling, and
 /// loads exactly the bytes it verified; discovery lists what fails as
 /// skipped, with SIGNATURE_REQUIRED (no signature) or SIGNATURE_INVALID.
+/// A library's interface schema beside it (`<file name>.wit`) needs its own
+/// signature too (`<file name>.wit.sig`, `fidius sign` on the `.wit`).
 /// With this on, `fidius_host_builder_build` fails unless a trusted key was added.
 #[no_mangle]
 pub unsafe extern "C" fn fidius_host_builder_set_require_signature(

@@ -12,10 +12,8 @@ use libloading::Library;
 use super::abi::{self, PluginDescriptor, PluginRegistry};
 use super::arch;
 use crate::error::{fail, Error, Result, Status};
-use crate::plugin::{BufferStrategy, PluginInfo, Runtime};
+use crate::info::{BufferStrategy, Meta, PluginInfo, Runtime};
 
-/// Key/value metadata pairs, copied out of the plugin.
-pub type Meta = Vec<(String, String)>;
 
 /// A dlopen'ed library and what its registry says. Dropping the last
 /// `Arc<Library>` (held by this and by every plugin made from it) unmaps it.

@@ -10,7 +10,7 @@ use libloading::Library;
 use super::abi;
 use super::library::NativeEntry;
 use crate::error::{fail, Error, Result, Status};
-use crate::plugin::BufferStrategy;
+use crate::info::BufferStrategy;
 use crate::output::{Output, PluginBuffer};
 use crate::wire;
 

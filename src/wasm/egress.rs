@@ -22,38 +22,10 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, IncomingResponse, OutgoingRequestConfig};
 use wasmtime_wasi_http::p2::{hyper_request_error, HttpResult, WasiHttpHooks};
 
-pub use http::request::Parts as RequestParts;
+pub use crate::egress::{Destination, EgressPolicy, RequestParts};
 
-use crate::host::{LogHook, LogLevel};
+use crate::options::{LogHook, LogLevel};
 use crate::net::is_blocked_ip;
-
-/// Where a request goes, resolved before the policy decides.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destination {
-    /// The host, canonical: an IP address in its standard text form
-    /// (`127.0.0.1`, `::1`), or a DNS name in lower case without a final dot.
-    pub host: String,
-    pub port: u16,
-    /// The addresses the request may be sent to, in the order they are
-    /// tried: every address the host resolved to, less those the SSRF floor
-    /// removed. Never empty.
-    pub addresses: Vec<IpAddr>,
-}
-
-/// The embedder's decision on one request.
-pub trait EgressPolicy: Send + Sync {
-    /// Inspect (and possibly modify the headers of) a request made by
-    /// `plugin` to `destination`. `Err(reason)` denies it. Called on a
-    /// libfidius worker thread while the plugin call waits, possibly
-    /// concurrently for several requests.
-    fn authorize(&self, plugin: &str, request: &mut RequestParts, destination: &Destination) -> Result<(), String>;
-
-    /// Whether requests may go to private and special-purpose addresses
-    /// (loopback, RFC 1918, link-local, ...: see [`crate::net`]). Off by default.
-    fn allows_private_ranges(&self) -> bool {
-        false
-    }
-}
 
 /// Denials seen during one call, for its error message.
 pub type Denials = Arc<Mutex<Vec<String>>>;
@@ -295,16 +267,6 @@ where
         let _ = conn.await;
     });
     Ok((sender, worker))
-}
-
-/// Policies that deny everything: the hooks of stores without `http`
-/// (never reached, since wasi:http is then not linked; kept fail-closed).
-pub struct DenyAll;
-
-impl EgressPolicy for DenyAll {
-    fn authorize(&self, _plugin: &str, _request: &mut RequestParts, _destination: &Destination) -> Result<(), String> {
-        Err("no egress policy".into())
-    }
 }
 
 #[cfg(test)]

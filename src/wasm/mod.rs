@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 pub use egress::{Destination, EgressPolicy, RequestParts};
 pub use plugin::{Method as WasmMethod, WasmOptions, WasmPlugin};
-pub(crate) use plugin::raw_shape;
 pub use runtime::WasmRuntime;
 
 use crate::error::{fail, Error, Result, Status};

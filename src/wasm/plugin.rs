@@ -10,7 +10,8 @@ use wasmtime::{Store, Trap};
 
 use super::egress::{Denials, EgressHooks, EgressPolicy};
 use super::runtime::WasmRuntime;
-use crate::host::{LoadOptions, LogHook};
+use crate::info::Signature;
+use crate::options::{LoadOptions, LogHook};
 use super::sandbox::{Capabilities, MemoryLimitExceeded, StoreState};
 use super::types::Types;
 use super::wire;
@@ -103,7 +104,7 @@ impl WasmPlugin {
             let result = results.first().map(|t| types.ty(t));
             let fallible = result.as_ref().is_some_and(Ty::is_plugin_result);
             let streaming = matches!(results.first(), Some(Type::Own(_)));
-            let raw_shape = raw_shape(&params, result.as_ref());
+            let raw_shape = Signature::raw_shape(&params, result.as_ref());
             let raw = match options.load.raw_overrides.iter().find(|(n, _)| snake(n) == snake(&name)) {
                 Some((_, raw)) if *raw && !raw_shape => {
                     return fail(
@@ -334,14 +335,6 @@ struct WitPluginError {
     code: String,
     message: String,
     details: Option<String>,
-}
-
-/// `list<u8> -> list<u8>` (or `-> result<list<u8>, plugin-error>`): the
-/// shape of a `#[wire(raw)]` method.
-pub(crate) fn raw_shape(params: &[(String, Ty)], result: Option<&Ty>) -> bool {
-    params.len() == 1
-        && params[0].1.is_bytes()
-        && result.is_some_and(|r| r.is_bytes() || (r.is_plugin_result() && r.outcome().is_some_and(Ty::is_bytes)))
 }
 
 fn plugin_error(v: Option<&Val>) -> PluginError {

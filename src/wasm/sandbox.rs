@@ -11,7 +11,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::{WasiHttpCtxView, WasiHttpView};
 use wasmtime_wasi_http::WasiHttpCtx;
 
-use super::egress::{DenyAll, Denials, EgressHooks};
+use super::egress::{Denials, EgressHooks};
+use crate::egress::DenyAll;
 
 use crate::error::{fail, Result, Status};
 

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use fidius::capi::*;
 use fidius::Status;
 
+
 pub mod sign;
 
 pub fn repo() -> PathBuf {
