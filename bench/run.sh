@@ -34,10 +34,16 @@ echo "== measuring wasmtime's own per-call floor (cargo bench --bench wasm_floor
 floor_out="$(cargo bench -j"$jobs" --quiet --bench wasm_floor --manifest-path "$repo/Cargo.toml" -- "$packages/calc/calc.wasm")"
 floor="$(awk '/^wasm_floor_ns/ {print $2}' <<<"$floor_out")"
 
+echo "== measuring interface schemas (cargo bench --bench schema_json)" >&2
+schema_out="$(cargo bench -j"$jobs" --quiet --bench schema_json --manifest-path "$repo/Cargo.toml" -- \
+    "$repo/target/fixtures/release/libfixture_typed.so" "$repo/tests/fixtures/native/typed/wit/typed.wit")"
+
 echo "== running" >&2
 echo "libfidius at $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
 echo "wasmtime's per-call floor on libfidius's engine (bench/floor.rs):"
 echo "$floor_out"
+echo "interface schemas: JSON against wire calls of a native plugin, and conversion throughput (bench/schema.rs):"
+echo "$schema_out"
 exec "$here/target/release/fidius-bench" \
     --native "$repo/target/fixtures/release/libfixture_v5.so" \
     --wasm-package "$packages/calc" \

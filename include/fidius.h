@@ -200,6 +200,11 @@ typedef enum fidius_status {
    * methods than the plugin has); the message names both.
    */
   FIDIUS_STATUS_SCHEMA_MISMATCH = 62,
+  /**
+   * The call was cancelled through its `fidius_cancel` token (a WASM call
+   * wherever it was; a native call only before it started).
+   */
+  FIDIUS_STATUS_CANCELLED = 63,
 } fidius_status;
 
 /**
@@ -317,6 +322,24 @@ typedef enum fidius_egress_verdict {
    */
   FIDIUS_EGRESS_VERDICT_ALLOW = 1,
 } fidius_egress_verdict;
+
+/**
+ * A cancel token. Any thread may trigger it (`fidius_cancel_trigger`);
+ * every call given it (`fidius_plugin_call_cancellable`) then stops with
+ * FIDIUS_STATUS_CANCELLED:
+ * - a WASM call wherever it is: guest code is stopped at the next epoch
+ *   tick (5 ms), a call blocked in a host function (a clock, stdin, an HTTP
+ *   response) at once; its instance is discarded and the plugin serves the
+ *   next call;
+ * - a native call only if the token was triggered before the call started:
+ *   native code cannot be interrupted safely, so a native call already
+ *   running finishes normally.
+ * Once triggered it stays triggered (use a new token for new calls).
+ * Created by `fidius_cancel_new`, released with `fidius_cancel_free`;
+ * calls hold their own reference, so freeing it while a call runs is safe.
+ * Thread-safe.
+ */
+typedef struct fidius_cancel fidius_cancel;
 
 /**
  * The result of `fidius_host_discover`: the plugins found, and every file
@@ -503,6 +526,42 @@ enum fidius_status fidius_host_unpack_fid(const struct fidius_host *host,
                                           const char *dest_dir,
                                           struct fidius_bytes *package_dir,
                                           struct fidius_error **error);
+
+/**
+ * A new, untriggered cancel token. Never NULL.
+ */
+struct fidius_cancel *fidius_cancel_new(void);
+
+/**
+ * Trigger the token: cancel every call using it, now and later. Any
+ * thread, any number of times. NULL and invalid handles are ignored.
+ */
+void fidius_cancel_trigger(const struct fidius_cancel *cancel);
+
+/**
+ * Whether the token was triggered; false for NULL.
+ */
+bool fidius_cancel_is_triggered(const struct fidius_cancel *cancel);
+
+/**
+ * Release the caller's reference. NULL is ignored.
+ */
+void fidius_cancel_free(struct fidius_cancel *cancel);
+
+/**
+ * `fidius_plugin_call`, stopped with FIDIUS_STATUS_CANCELLED once `cancel`
+ * is triggered (see `fidius_cancel` for when each runtime observes it).
+ * `cancel` may be NULL (no cancellation). Errors: as `fidius_plugin_call`,
+ * and CANCELLED.
+ */
+enum fidius_status fidius_plugin_call_cancellable(const struct fidius_plugin *plugin,
+                                                  uint32_t method,
+                                                  uint32_t format,
+                                                  const uint8_t *input,
+                                                  size_t input_len,
+                                                  const struct fidius_cancel *cancel,
+                                                  struct fidius_bytes *output,
+                                                  struct fidius_error **error);
 
 /**
  * Scan the host's search paths. Libraries are opened to read their

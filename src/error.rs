@@ -97,11 +97,14 @@ pub enum Status {
     /// An interface schema does not fit the plugin it was given for (fewer
     /// methods than the plugin has); the message names both.
     SchemaMismatch = 62,
+    /// The call was cancelled through its `fidius_cancel` token (a WASM call
+    /// wherever it was; a native call only before it started).
+    Cancelled = 63,
 }
 
 impl Status {
     /// Every status, for lookups by number.
-    pub const ALL: [Status; 38] = {
+    pub const ALL: [Status; 39] = {
         use Status::*;
         [
             Ok, NullArgument, InvalidUtf8, InvalidArgument, InvalidHandle, InternalPanic, Io, Unsupported,
@@ -109,7 +112,7 @@ impl Status {
             AbiVersion, InvalidDescriptor, BufferStrategy, InterfaceHashMismatch, ConfigRejected,
             SignatureRequired, SignatureInvalid, InvalidManifest, MethodIndex, NotImplemented, PluginError,
             PluginPanic, Serialization, UnknownStatus, BufferTooSmall, Capability, Timeout, MemoryLimit,
-            FuelExhausted, Trap, StackOverflow, Archive, FileRefused, SchemaMismatch,
+            FuelExhausted, Trap, StackOverflow, Archive, FileRefused, SchemaMismatch, Cancelled,
         ]
     };
 
@@ -155,6 +158,7 @@ impl Status {
             Archive => c"invalid archive",
             FileRefused => c"file refused",
             SchemaMismatch => c"schema mismatch",
+            Cancelled => c"cancelled",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! [`capi`] is the thin C surface over it, from which `include/fidius.h` is
 //! generated.
 
+pub mod cancel;
 pub mod capability;
 pub mod capi;
 pub mod egress;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::cancel::Cancel;
 use crate::error::{fail, Error, Result, Status};
 pub use crate::info::{BufferStrategy, Format, Meta, MethodInfo, PluginInfo, Runtime, Signature};
 use crate::schema::Interface;
@@ -138,14 +139,23 @@ impl Plugin {
     /// PluginAllocated), else bytes libfidius owns; either way it derefs to `[u8]`.
     #[inline]
     pub fn call(&self, index: u32, format: Format, input: &[u8]) -> Result<Output> {
+        self.call_cancellable(index, format, input, None)
+    }
+
+    /// As [`Plugin::call`], stopped with [`Status::Cancelled`] once `cancel`
+    /// is triggered: a WASM call wherever it is (guest code at the next epoch
+    /// tick, a blocked host call at once); a native call only before it
+    /// starts, since native code cannot be interrupted safely.
+    #[inline]
+    pub fn call_cancellable(&self, index: u32, format: Format, input: &[u8], cancel: Option<Arc<Cancel>>) -> Result<Output> {
         match format {
-            Format::Wire => self.call_wire(index, input),
-            Format::Json => self.call_json(index, input).map(Output::Owned),
+            Format::Wire => self.call_wire(index, input, cancel),
+            Format::Json => self.call_json(index, input, cancel).map(Output::Owned),
         }
     }
 
     #[inline]
-    fn call_wire(&self, index: u32, input: &[u8]) -> Result<Output> {
+    fn call_wire(&self, index: u32, input: &[u8], cancel: Option<Arc<Cancel>>) -> Result<Output> {
         if let Some(m) = self.methods.get(index as usize).filter(|m| !m.implemented) {
             return fail(
                 Status::NotImplemented,
@@ -157,14 +167,19 @@ impl Plugin {
             );
         }
         match &self.backend {
-            Backend::Native(p) => p.call(index, input),
-            Backend::Wasm(p) => p.call(index, input).map(Output::Owned),
+            Backend::Native(p) => {
+                if cancel.is_some_and(|c| c.is_triggered()) {
+                    return fail(Status::Cancelled, format!("plugin {}: the call was cancelled before it started", self.info.name));
+                }
+                p.call(index, input)
+            }
+            Backend::Wasm(p) => p.call(index, input, cancel).map(Output::Owned),
         }
     }
 
     /// A JSON call: the wire call, with the arguments and the result
     /// converted by the method's types (the rules in [`crate::value::json`]).
-    fn call_json(&self, index: u32, input: &[u8]) -> Result<Vec<u8>> {
+    fn call_json(&self, index: u32, input: &[u8], cancel: Option<Arc<Cancel>>) -> Result<Vec<u8>> {
         let method = self.method(index)?;
         let Some(sig) = &method.signature else {
             return fail(
@@ -182,11 +197,11 @@ impl Plugin {
         }
         if sig.raw {
             let bytes = json::raw_arg(input).map_err(in_method)?;
-            let out = self.call_wire(index, &bytes)?;
+            let out = self.call_wire(index, &bytes, cancel)?;
             return Ok(serde_json::to_vec(&out.iter().map(|b| serde_json::Value::from(*b)).collect::<Vec<_>>()).expect("JSON"));
         }
         let wire = json::args_to_wire(&sig.params, input).map_err(in_method)?;
-        let out = self.call_wire(index, &wire)?;
+        let out = self.call_wire(index, &wire, cancel)?;
         json::output_to_json(sig.outcome(), &out).map_err(in_method)
     }
 

@@ -345,3 +345,95 @@ fn descriptors_and_arenas_cannot_claim_without_bound() {
         assert_eq!(greedy.call(1, b"still here").unwrap(), b"still here");
     }
 }
+
+// ---- Cancellation from another thread ---------------------------------------
+
+struct Token(*mut fidius_cancel);
+unsafe impl Send for Token {}
+unsafe impl Sync for Token {}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        unsafe { fidius_cancel_free(self.0) }
+    }
+}
+
+fn call_cancellable(plugin: &TestPlugin, method: u32, format: u32, input: &[u8], token: &Token) -> Result<Vec<u8>, Failure> {
+    unsafe {
+        let mut out = fidius_bytes { data: std::ptr::null_mut(), len: 0, release: std::ptr::null_mut() };
+        let mut err = std::ptr::null_mut();
+        let status = fidius_plugin_call_cancellable(plugin.0, method, format, input.as_ptr(), input.len(), token.0, &mut out, &mut err);
+        check(status, err)?;
+        let bytes = std::slice::from_raw_parts(out.data, out.len).to_vec();
+        fidius_bytes_free(&mut out);
+        Ok(bytes)
+    }
+}
+
+/// Start `method` on another thread with a fresh token, trigger it after a
+/// moment, and return what the call said.
+fn cancel_midway(plugin: &std::sync::Arc<TestPlugin>, method: u32, format: u32, input: &'static [u8]) -> Failure {
+    let token = std::sync::Arc::new(Token(fidius_cancel_new()));
+    let (p, t) = (plugin.clone(), token.clone());
+    let running = std::thread::spawn(move || call_cancellable(&p, method, format, input, &t));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!running.is_finished(), "the call runs until cancelled");
+    unsafe { fidius_cancel_trigger(token.0) };
+    assert!(unsafe { fidius_cancel_is_triggered(token.0) });
+    within(HANG, "a cancelled call", move || running.join().unwrap()).unwrap_err()
+}
+
+#[test]
+fn a_running_wasm_call_is_cancelled_from_another_thread() {
+    // A guest looping forever, with no timeout: only the token stops it.
+    let dir = scratch("sandbox_cancel_spin");
+    hostile_wasm_package(&dir);
+    let host = TestHost::new(&[&dir]);
+    for reuse in [false, true] {
+        let opts = TestOptions::new().set(|o, e| unsafe { fidius_load_options_set_reuse_instance(o, reuse, e) });
+        let plugin = std::sync::Arc::new(host.load_opts("hostile", Some(&opts)).unwrap());
+        let spin = plugin.index("spin").unwrap();
+        let e = cancel_midway(&plugin, spin, 0, b"");
+        assert_eq!(e.status, Status::Cancelled, "reuse={reuse}: {}", e.message);
+        assert_eq!(unwire::<u32>(&plugin.call(plugin.index("ok").unwrap(), &[]).unwrap()), 7, "serves the next call");
+    }
+    // A guest blocked in a host call, with no timeout.
+    let dir = caps_dir("sandbox_cancel_sleep", "\"clocks\"");
+    let host = TestHost::new(&[&dir]);
+    let caps = std::sync::Arc::new(host.load("caps").unwrap());
+    let sleep = caps.index("sleep_ms").unwrap();
+    let e = cancel_midway(&caps, sleep, 1, b"[1000000000000]");
+    assert_eq!(e.status, Status::Cancelled, "{}", e.message);
+    assert_eq!(caps.json(sleep, "[1]").unwrap(), json!(1));
+    // A token triggered before the call: nothing runs; an untriggered one changes nothing.
+    let done = Token(fidius_cancel_new());
+    unsafe { fidius_cancel_trigger(done.0) };
+    assert_eq!(call_cancellable(&caps, sleep, 1, b"[1]", &done).unwrap_err().status, Status::Cancelled);
+    let fresh = Token(fidius_cancel_new());
+    assert_eq!(call_cancellable(&caps, sleep, 1, b"[1]", &fresh).unwrap(), b"1");
+}
+
+#[test]
+fn a_native_call_observes_cancellation_before_it_starts() {
+    let dir = search_path("sandbox_cancel_native", &[&native().v5]);
+    let host = TestHost::new(&[&dir]);
+    let calc = host.load("BasicCalc").unwrap();
+    let args = wire(&(2i64, 3i64));
+    let token = Token(fidius_cancel_new());
+    assert_eq!(unwire::<i64>(&call_cancellable(&calc, 0, 0, &args, &token).unwrap()), 5);
+    unsafe { fidius_cancel_trigger(token.0) };
+    let e = call_cancellable(&calc, 0, 0, &args, &token).unwrap_err();
+    assert_eq!(e.status, Status::Cancelled, "{}", e.message);
+    // NULL: no cancellation; NULL handles elsewhere are ignored or refused.
+    unsafe {
+        let mut out = fidius_bytes { data: std::ptr::null_mut(), len: 0, release: std::ptr::null_mut() };
+        let mut err = std::ptr::null_mut();
+        check(fidius_plugin_call_cancellable(calc.0, 0, 0, args.as_ptr(), args.len(), std::ptr::null(), &mut out, &mut err), err).unwrap();
+        fidius_bytes_free(&mut out);
+        fidius_cancel_trigger(std::ptr::null());
+        assert!(!fidius_cancel_is_triggered(std::ptr::null()));
+        fidius_cancel_free(std::ptr::null_mut());
+        let e = check(fidius_plugin_call_cancellable(calc.0, 0, 0, args.as_ptr(), args.len(), calc.0.cast(), &mut out, &mut err), err).unwrap_err();
+        assert_eq!(e.status, Status::InvalidHandle);
+    }
+}

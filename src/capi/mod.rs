@@ -17,6 +17,7 @@ use std::ptr;
 use crate::error::{Error, Result, Status};
 
 pub mod archive;
+pub mod cancel;
 pub mod discovery;
 pub mod egress;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod host;
 pub mod plugin;
 
 pub use archive::*;
+pub use cancel::*;
 pub use discovery::*;
 pub use egress::*;
 pub use error::*;

@@ -174,18 +174,29 @@ pub unsafe extern "C" fn fidius_plugin_call(
     output: *mut fidius_bytes,
     error: *mut *mut fidius_error,
 ) -> Status {
-    guard(error, || {
-        let out = out_param(output, "output")?;
-        *out = fidius_bytes::EMPTY;
-        let format = match format {
-            0 => Format::Wire,
-            1 => Format::Json,
-            other => return Err(Error::new(Status::InvalidArgument, format!("unknown format {other}"))),
-        };
-        let plugin = &fidius_plugin::get(plugin)?.plugin;
-        *out = fidius_bytes::from_output(plugin.call(method, format, c_bytes(input, input_len, "input")?)?);
-        Ok(())
-    })
+    guard(error, || call(plugin, method, format, input, input_len, None, output))
+}
+
+/// The body of the call entry points.
+pub(crate) unsafe fn call(
+    plugin: *const fidius_plugin,
+    method: u32,
+    format: u32,
+    input: *const u8,
+    input_len: usize,
+    cancel: Option<std::sync::Arc<crate::cancel::Cancel>>,
+    output: *mut fidius_bytes,
+) -> Result<()> {
+    let out = out_param(output, "output")?;
+    *out = fidius_bytes::EMPTY;
+    let format = match format {
+        0 => Format::Wire,
+        1 => Format::Json,
+        other => return Err(Error::new(Status::InvalidArgument, format!("unknown format {other}"))),
+    };
+    let plugin = &fidius_plugin::get(plugin)?.plugin;
+    *out = fidius_bytes::from_output(plugin.call_cancellable(method, format, c_bytes(input, input_len, "input")?, cancel)?);
+    Ok(())
 }
 
 /// Release a buffer returned by libfidius and reset it to `{NULL, 0}`.

@@ -15,6 +15,7 @@ use crate::options::{LoadOptions, LogHook};
 use super::sandbox::{Capabilities, MemoryLimitExceeded, StoreState};
 use super::types::Types;
 use super::wire;
+use crate::cancel::{Cancel, Cancelled};
 use crate::capability::CapabilityPolicy;
 use crate::error::{fail, Error, PluginError, Result, Status};
 use crate::value::{snake, Ty};
@@ -49,6 +50,12 @@ pub struct Method {
     fallible: bool,
     /// Returns a stream resource: not callable as a unary method.
     pub streaming: bool,
+}
+
+/// One call's limits.
+struct Budget {
+    deadline: Option<std::time::Instant>,
+    cancel: Option<Arc<Cancel>>,
 }
 
 enum Mode {
@@ -163,8 +170,9 @@ impl WasmPlugin {
     /// component instantiates in this sandbox before anyone calls it).
     fn read_hash(&self, index: &Option<ComponentExportIndex>) -> Result<u64> {
         let index = index.as_ref().expect("find_interface only picks interfaces with the hash export");
-        self.run(HASH_EXPORT, async {
-            let (mut store, instance) = self.instantiate().await?;
+        let budget = self.budget(None);
+        self.run(HASH_EXPORT, &budget, async {
+            let (mut store, instance) = self.instantiate(&budget).await?;
             let func = instance.get_func(&mut store, index).expect("exported");
             let typed = func
                 .typed::<(), (u64,)>(&store)
@@ -173,23 +181,44 @@ impl WasmPlugin {
         })
     }
 
+    /// One call's budget: its deadline (from the timeout) and cancel token.
+    fn budget(&self, cancel: Option<Arc<Cancel>>) -> Budget {
+        Budget { deadline: self.options.load.timeout.map(|t| std::time::Instant::now() + t), cancel }
+    }
+
     /// Run one guest operation to completion, or stop it at the call's
-    /// deadline wherever it is: in guest code the epoch traps it; blocked in
-    /// a host function (a clock, a stream, an HTTP response), the pending
-    /// future is dropped, which releases its store and pool slot.
-    fn run<T>(&self, during: &str, operation: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        let deadline = self.options.load.timeout.map(|t| tokio::time::Instant::now() + t);
+    /// deadline or cancellation wherever it is: in guest code the epoch
+    /// callback traps it; blocked in a host function (a clock, a stream, an
+    /// HTTP response), the pending future is dropped, which releases its
+    /// store and pool slot.
+    fn run<T>(&self, during: &str, budget: &Budget, operation: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let deadline = budget.deadline.map(tokio::time::Instant::from_std);
+        let cancel = budget.cancel.clone();
+        if cancel.as_ref().is_some_and(|c| c.is_triggered()) {
+            return fail(Status::Cancelled, format!("{during}: the call was cancelled before it started"));
+        }
         wasmtime_wasi::runtime::in_tokio(async move {
-            match deadline {
-                None => operation.await,
-                Some(deadline) => tokio::time::timeout_at(deadline, operation).await.unwrap_or_else(|_| {
-                    Err(Error::new(Status::Timeout, format!("{during}: the call ran past its timeout (blocked in a host call)")))
-                }),
+            let timed_out = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let cancelled = async {
+                match &cancel {
+                    Some(c) => c.triggered().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = operation => result,
+                () = timed_out => Err(Error::new(Status::Timeout, format!("{during}: the call ran past its timeout (blocked in a host call)"))),
+                () = cancelled => Err(Error::new(Status::Cancelled, format!("{during}: the call was cancelled"))),
             }
         })
     }
 
-    fn new_store(&self) -> Result<Store<StoreState>> {
+    fn new_store(&self, budget: &Budget) -> Result<Store<StoreState>> {
         let egress = self.options.egress.as_ref().filter(|_| self.caps.http).map(|policy| EgressHooks {
             policy: policy.clone(),
             plugin: self.options.name.clone(),
@@ -198,13 +227,29 @@ impl WasmPlugin {
         });
         let mut store = Store::new(&self.runtime.engine, StoreState::new(&self.caps, self.options.load.memory_limit, egress));
         store.limiter(|s| &mut s.limiter);
-        self.arm(&mut store)?;
+        self.arm(&mut store, budget)?;
         Ok(store)
     }
 
-    /// Set the per-call budgets: deadline and fuel.
-    fn arm(&self, store: &mut Store<StoreState>) -> Result<()> {
-        store.set_epoch_deadline(WasmRuntime::deadline_ticks(self.options.load.timeout));
+    /// Set the per-call budgets: deadline, cancellation and fuel. At every
+    /// epoch tick (5 ms) a running guest is checked against its deadline
+    /// and token.
+    fn arm(&self, store: &mut Store<StoreState>, budget: &Budget) -> Result<()> {
+        let (deadline, cancel) = (budget.deadline, budget.cancel.clone());
+        if deadline.is_some() || cancel.is_some() {
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |_| {
+                if cancel.as_ref().is_some_and(|c| c.is_triggered()) {
+                    return Err(wasmtime::Error::new(Cancelled));
+                }
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    return Err(Trap::Interrupt.into());
+                }
+                Ok(wasmtime::UpdateDeadline::Continue(1))
+            });
+        } else {
+            store.set_epoch_deadline(u64::MAX / 2);
+        }
         if self.runtime.fuel {
             store
                 .set_fuel(self.options.load.fuel.unwrap_or(u64::MAX))
@@ -213,8 +258,8 @@ impl WasmPlugin {
         Ok(())
     }
 
-    async fn instantiate(&self) -> Result<(Store<StoreState>, Instance)> {
-        let mut store = self.new_store()?;
+    async fn instantiate(&self, budget: &Budget) -> Result<(Store<StoreState>, Instance)> {
+        let mut store = self.new_store(budget)?;
         let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| runtime_error(e, "instantiation"))?;
         if let (Some(config), Some(index)) = (&self.options.load.config, &self.configure) {
             let func = instance.get_func(&mut store, index).expect("exported");
@@ -222,7 +267,7 @@ impl WasmPlugin {
                 Error::new(Status::InvalidManifest, format!("{CONFIGURE_EXPORT} is not func(list<u8>): {e}"))
             })?;
             typed.call_async(&mut store, (config.as_slice(),)).await.map_err(|e| runtime_error(e, CONFIGURE_EXPORT))?;
-            self.arm(&mut store)?;
+            self.arm(&mut store, budget)?;
         }
         Ok((store, instance))
     }
@@ -239,14 +284,15 @@ impl WasmPlugin {
 
     /// Call method `index` with the wire bytes of its arguments (raw bytes
     /// for a raw method); the output is the wire bytes of its result.
-    pub fn call(&self, index: u32, input: &[u8]) -> Result<Vec<u8>> {
+    pub fn call(&self, index: u32, input: &[u8], cancel: Option<Arc<Cancel>>) -> Result<Vec<u8>> {
         let method = self.method(index)?;
         if method.streaming {
             return fail(Status::Unsupported, format!("method {} returns a stream; streaming calls are not supported", method.name));
         }
+        let budget = self.budget(cancel);
         match &self.mode {
-            Mode::Isolated => self.run(&method.name, async {
-                let (mut store, instance) = self.instantiate().await?;
+            Mode::Isolated => self.run(&method.name, &budget, async {
+                let (mut store, instance) = self.instantiate(&budget).await?;
                 let result = invoke(method, &mut store, &instance, input).await;
                 with_denials(result, store.data())
             }),
@@ -255,12 +301,12 @@ impl WasmPlugin {
                 // Taken out for the call: a call stopped at its deadline drops
                 // the instance with it, and the next call starts afresh.
                 let live = slot.take();
-                let (result, keep) = self.run(&method.name, async {
+                let (result, keep) = self.run(&method.name, &budget, async {
                     let (mut store, instance) = match live {
                         Some(live) => live,
-                        None => self.instantiate().await?,
+                        None => self.instantiate(&budget).await?,
                     };
-                    self.arm(&mut store)?;
+                    self.arm(&mut store, &budget)?;
                     store.data().denials(); // only this call's
                     let result = invoke(method, &mut store, &instance, input).await;
                     let result = with_denials(result, store.data());
@@ -427,6 +473,9 @@ fn find_interface(runtime: &WasmRuntime, component: &Component, wanted: Option<&
 
 /// Map a wasmtime failure to the status that says what happened.
 fn runtime_error(e: wasmtime::Error, during: &str) -> Error {
+    if e.downcast_ref::<Cancelled>().is_some() {
+        return Error::new(Status::Cancelled, format!("{during}: the call was cancelled"));
+    }
     if let Some(limit) = e.downcast_ref::<MemoryLimitExceeded>() {
         return Error::new(Status::MemoryLimit, format!("{during}: {limit}"));
     }

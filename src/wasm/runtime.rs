@@ -107,13 +107,6 @@ impl WasmRuntime {
             .map_err(|e| Error::new(Status::InvalidArgument, format!("not a valid WebAssembly component: {e:#}")))
     }
 
-    /// Epoch ticks for a timeout (at least one full tick).
-    pub fn deadline_ticks(timeout: Option<Duration>) -> u64 {
-        match timeout {
-            Some(t) => (t.as_nanos() / TICK.as_nanos()) as u64 + 1,
-            None => u64::MAX / 2,
-        }
-    }
 }
 
 impl Drop for WasmRuntime {

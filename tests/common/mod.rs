@@ -13,6 +13,7 @@ use fidius::capi::*;
 use fidius::Status;
 
 
+pub mod schema_fixtures;
 pub mod sign;
 
 pub fn repo() -> PathBuf {
