@@ -156,7 +156,9 @@ impl Plugin {
 
     #[inline]
     fn call_wire(&self, index: u32, input: &[u8], cancel: Option<Arc<Cancel>>) -> Result<Output> {
-        if let Some(m) = self.methods.get(index as usize).filter(|m| !m.implemented) {
+        // Only a schema's methods beyond the descriptor's can be missing
+        // here (a NULL slot is the native call's to report).
+        if let Some(m) = self.methods.get(index as usize).filter(|m| index >= self.info.method_count && !m.implemented) {
             return fail(
                 Status::NotImplemented,
                 format!(

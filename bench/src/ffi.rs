@@ -49,6 +49,11 @@ extern "C" {
         path: *const c_char,
         error: *mut *mut fidius_error,
     ) -> fidius_status;
+    pub fn fidius_host_builder_set_trust_precompiled(
+        builder: *mut fidius_host_builder,
+        trust: bool,
+        error: *mut *mut fidius_error,
+    ) -> fidius_status;
     pub fn fidius_host_builder_build(
         builder: *const fidius_host_builder,
         host: *mut *mut fidius_host,

@@ -98,6 +98,8 @@ impl LfHost {
             let mut err = ptr::null_mut();
             let p = cstr(search_path.to_str().unwrap());
             ok(fidius_host_builder_add_search_path(b, p.as_ptr(), &mut err), err, "add_search_path");
+            // The bench's packages are unsigned: trust their .cwasm, as fidius-host does.
+            ok(fidius_host_builder_set_trust_precompiled(b, true, &mut err), err, "set_trust_precompiled");
             let mut host = ptr::null_mut();
             ok(fidius_host_builder_build(b, &mut host, &mut err), err, "builder_build");
             fidius_host_builder_free(b);

@@ -24,9 +24,8 @@
 //! case index then the payload; `result` a u32 (0 ok, 1 err); `char` its
 //! UTF-8 bytes.
 
-use serde_json::{Map, Number, Value as Json};
 
-use super::names::{kebab, pascal, snake};
+use super::names::snake;
 use super::ty::{NamedKind, Ty};
 use super::wire::{err as wire_err, Reader, MAX_DEPTH};
 use crate::error::{fail, Error, Result, Status};
@@ -41,41 +40,63 @@ fn err<T>(path: &str, message: impl std::fmt::Display) -> Result<T> {
     fail(Status::Serialization, format!("{path}: {message}"))
 }
 
+/// Where in the input a value is, for messages; built into text only when
+/// an error needs it.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root(&'a str),
+    /// A record field or named argument (a kebab-case WIT name, shown snake_case).
+    Field(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+    /// A variant case or result side, shown as written.
+    Case(&'a Path<'a>, &'a str),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root(r) => f.write_str(r),
+            Path::Field(p, name) => write!(f, "{p}.{}", snake(name)),
+            Path::Index(p, i) => write!(f, "{p}[{i}]"),
+            Path::Case(p, name) => write!(f, "{p}.{name}"),
+        }
+    }
+}
+
+
+/// The same name, whatever the spelling: `shape-rect`, `shape_rect`, `ShapeRect`.
+fn same_name(given: &str, kebab_name: &str) -> bool {
+    let mut a = given.bytes().filter(|b| *b != b'_' && *b != b'-').map(|b| b.to_ascii_lowercase());
+    let mut b = kebab_name.bytes().filter(|b| *b != b'-');
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if x == y => {}
+            _ => return false,
+        }
+    }
+}
+
 /// A call's JSON input (an array of positional arguments, or an object keyed
 /// by parameter name; empty input is no arguments) as the wire bytes of the
-/// argument tuple.
+/// argument tuple. The JSON is read once, straight into wire bytes.
 pub fn args_to_wire(params: &[(String, Ty)], input: &[u8]) -> Result<Vec<u8>> {
-    let json: Json = if input.iter().all(u8::is_ascii_whitespace) {
-        Json::Array(Vec::new())
-    } else {
-        serde_json::from_slice(input).map_err(|e| Error::new(Status::Serialization, format!("input is not valid JSON: {e}")))?
-    };
     let mut out = Vec::with_capacity(input.len());
-    match json {
-        Json::Array(args) => {
-            if args.len() != params.len() {
-                return err("args", format!("expected {} arguments, got {}", params.len(), args.len()));
-            }
-            for ((name, ty), v) in params.iter().zip(&args) {
-                encode(ty, v, &format!("args.{}", snake(name)), &mut out, 0)?;
-            }
+    if input.iter().all(u8::is_ascii_whitespace) {
+        if params.is_empty() {
+            return Ok(out);
         }
-        Json::Object(mut args) => {
-            for (name, ty) in params {
-                let path = format!("args.{}", snake(name));
-                match take_key(&mut args, name) {
-                    Some(v) => encode(ty, &v, &path, &mut out, 0)?,
-                    None if matches!(ty, Ty::Option(_)) => out.push(0),
-                    None => return err(&path, "missing argument"),
-                }
-            }
-            if let Some(extra) = args.keys().next() {
-                return err("args", format!("unknown argument \"{extra}\""));
-            }
-        }
-        other => return err("args", format!("expected an array of arguments or an object keyed by name, got {}", kind(&other))),
+        return err("args", format!("expected {} arguments, got none", params.len()));
     }
-    Ok(out)
+    let mut de = serde_json::Deserializer::from_slice(input);
+    let mut failure = None;
+    let seed = ArgsSeed { params, out: &mut out, failure: &mut failure };
+    let parsed = serde::de::DeserializeSeed::deserialize(seed, &mut de).and_then(|()| de.end());
+    match (failure, parsed) {
+        (Some(e), _) => Err(e),
+        (None, Err(e)) => Err(Error::new(Status::Serialization, format!("input is not valid JSON: {e}"))),
+        (None, Ok(())) => Ok(out),
+    }
 }
 
 /// A raw method's JSON input (one argument, an array of bytes) as its bytes.
@@ -84,347 +105,691 @@ pub fn raw_arg(input: &[u8]) -> Result<Vec<u8>> {
     Ok(wire.split_off(8))
 }
 
-/// A result's wire bytes as JSON (`null` for a method without a result).
+/// A result's wire bytes as JSON text (`null` for a method without a result).
 pub fn output_to_json(ty: Option<&Ty>, bytes: &[u8]) -> Result<Vec<u8>> {
-    let json = match ty {
-        None => Json::Null,
+    let mut out = Vec::with_capacity(bytes.len() * 2 + 4);
+    match ty {
+        None => out.extend_from_slice(b"null"),
         Some(ty) => {
             let mut r = Reader::new(bytes);
-            let json = decode(ty, &mut r, 0).map_err(|e| e.context("the plugin's output"))?;
+            write_json(ty, &mut r, &mut out, 0).map_err(|e| e.context("the plugin's output"))?;
             r.finish("the plugin's output")?;
-            json
         }
-    };
-    Ok(serde_json::to_vec(&json).expect("JSON values serialize"))
+    }
+    Ok(out)
 }
 
-/// Remove `kebab_name` from a JSON object, matching its snake_case form too.
-fn take_key(obj: &mut Map<String, Json>, kebab_name: &str) -> Option<Json> {
-    obj.remove(&snake(kebab_name)).or_else(|| obj.remove(kebab_name))
+// ---- JSON text -> wire bytes, streamed ----------------------------------------
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+/// Where a failure with a precise message is kept while serde unwinds
+/// (serde's own errors carry only text).
+type Failure<'a> = &'a mut Option<Error>;
+
+fn stop<E: de::Error>(failure: Failure<'_>, e: Error) -> E {
+    let text = e.message.clone();
+    *failure = Some(e);
+    E::custom(text)
 }
 
-fn kind(v: &Json) -> &'static str {
-    match v {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
+struct ArgsSeed<'a> {
+    params: &'a [(String, Ty)],
+    out: &'a mut Vec<u8>,
+    failure: Failure<'a>,
+}
+
+impl<'de> DeserializeSeed<'de> for ArgsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-fn expected<T>(path: &str, what: &str, got: &Json) -> Result<T> {
-    err(path, format!("expected {what}, got {}", kind(got)))
-}
-
-fn integer(v: &Json, path: &str, wide: bool) -> Result<i128> {
-    match v {
-        Json::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Ok(i as i128)
-            } else if let Some(u) = n.as_u64() {
-                Ok(u as i128)
-            } else {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                if f.fract() == 0.0 && f.abs() < 2f64.powi(64) {
-                    Ok(f as i128)
-                } else {
-                    err(path, format!("{n} is not a whole number"))
-                }
-            }
-        }
-        Json::String(s) if wide => s.trim().parse::<i128>().or_else(|_| err(path, format!("\"{s}\" is not a decimal integer"))),
-        other => expected(path, if wide { "an integer (or a decimal string)" } else { "an integer" }, other),
+impl<'de> Visitor<'de> for ArgsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of arguments or an object keyed by name")
     }
-}
 
-fn ranged<T: TryFrom<i128>>(v: &Json, path: &str, ty: &str, wide: bool) -> Result<T> {
-    let i = integer(v, path, wide)?;
-    T::try_from(i).or_else(|_| err(path, format!("{i} is out of range for {ty}")))
-}
-
-fn float(v: &Json, path: &str) -> Result<f64> {
-    match v {
-        Json::Number(n) => Ok(n.as_f64().unwrap_or(f64::NAN)),
-        Json::String(s) => match s.as_str() {
-            "NaN" => Ok(f64::NAN),
-            "Infinity" | "inf" => Ok(f64::INFINITY),
-            "-Infinity" | "-inf" => Ok(f64::NEG_INFINITY),
-            _ => err(path, format!("\"{s}\" is not a number")),
-        },
-        other => expected(path, "a number", other),
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        let root = Path::Root("args");
+        let mut n = 0;
+        while n < self.params.len() {
+            let (name, ty) = &self.params[n];
+            let path = Path::Field(&root, name);
+            let seed = Seed { ty, path: &path, out: &mut *self.out, failure: &mut *self.failure, depth: 0 };
+            if seq.next_element_seed(seed)?.is_none() {
+                break;
+            }
+            n += 1;
+        }
+        let mut extra = 0;
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {
+            extra += 1;
+        }
+        if n != self.params.len() || extra > 0 {
+            let e = Error::new(
+                Status::Serialization,
+                format!("args: expected {} arguments, got {}", self.params.len(), n + extra),
+            );
+            return Err(stop(self.failure, e));
+        }
+        Ok(())
     }
-}
 
-fn put_len(out: &mut Vec<u8>, n: usize) {
-    out.extend((n as u64).to_le_bytes());
-}
-
-/// `"Case"` or `{"Case": payload}`.
-fn case_of<'a>(v: &'a Json, path: &str) -> Result<(&'a str, Option<&'a Json>)> {
-    match v {
-        Json::String(s) => Ok((s, None)),
-        Json::Object(o) if o.len() == 1 => {
-            let (k, x) = o.iter().next().unwrap();
-            Ok((k, Some(x)))
-        }
-        other => expected(path, "\"Case\" or {\"Case\": payload}", other),
-    }
-}
-
-/// JSON of type `ty` appended to `out` as wire bytes.
-pub fn encode(ty: &Ty, v: &Json, path: &str, out: &mut Vec<u8>, depth: usize) -> Result<()> {
-    if depth > MAX_DEPTH {
-        return err(path, "value nested too deeply");
-    }
-    let d = depth + 1;
-    match ty {
-        Ty::Bool => out.push(v.as_bool().map_or_else(|| expected(path, "a boolean", v), Ok)? as u8),
-        Ty::S8 => out.extend(ranged::<i8>(v, path, "s8", false)?.to_le_bytes()),
-        Ty::U8 => out.push(ranged::<u8>(v, path, "u8", false)?),
-        Ty::S16 => out.extend(ranged::<i16>(v, path, "s16", false)?.to_le_bytes()),
-        Ty::U16 => out.extend(ranged::<u16>(v, path, "u16", false)?.to_le_bytes()),
-        Ty::S32 => out.extend(ranged::<i32>(v, path, "s32", false)?.to_le_bytes()),
-        Ty::U32 => out.extend(ranged::<u32>(v, path, "u32", false)?.to_le_bytes()),
-        Ty::S64 => out.extend(ranged::<i64>(v, path, "s64", true)?.to_le_bytes()),
-        Ty::U64 => out.extend(ranged::<u64>(v, path, "u64", true)?.to_le_bytes()),
-        Ty::F32 => out.extend((float(v, path)? as f32).to_le_bytes()),
-        Ty::F64 => out.extend(float(v, path)?.to_le_bytes()),
-        Ty::Char => match v.as_str().map(|s| (s.chars().next(), s.chars().count())) {
-            Some((Some(c), 1)) => out.extend(c.encode_utf8(&mut [0; 4]).as_bytes()),
-            _ => return expected(path, "a one-character string", v),
-        },
-        Ty::String => {
-            let s = v.as_str().map_or_else(|| expected(path, "a string", v), Ok)?;
-            put_len(out, s.len());
-            out.extend(s.as_bytes());
-        }
-        Ty::List(elem) => {
-            let Json::Array(items) = v else { return expected(path, "an array", v) };
-            put_len(out, items.len());
-            if **elem == Ty::U8 {
-                for (i, x) in items.iter().enumerate() {
-                    out.push(ranged::<u8>(x, &format!("{path}[{i}]"), "u8", false)?);
-                }
-            } else {
-                for (i, x) in items.iter().enumerate() {
-                    encode(elem, x, &format!("{path}[{i}]"), out, d)?;
-                }
-            }
-        }
-        Ty::Tuple(types) => {
-            let Json::Array(items) = v else { return expected(path, "an array (tuple)", v) };
-            if items.len() != types.len() {
-                return err(path, format!("expected a tuple of {}, got {} items", types.len(), items.len()));
-            }
-            for (i, (t, x)) in types.iter().zip(items).enumerate() {
-                encode(t, x, &format!("{path}[{i}]"), out, d)?;
-            }
-        }
-        Ty::Option(inner) => match v {
-            Json::Null => out.push(0),
-            x => {
-                out.push(1);
-                encode(inner, x, path, out, d)?;
-            }
-        },
-        Ty::Result { ok, err: error } => {
-            let (name, payload) = case_of(v, path)?;
-            let (tag, side, label) = match name {
-                "ok" | "Ok" => (0u32, ok, "ok"),
-                "err" | "Err" => (1u32, error, "err"),
-                other => return err(path, format!("expected {{\"ok\": ...}} or {{\"err\": ...}}, got \"{other}\"")),
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let root = Path::Root("args");
+        let mut slots: Vec<Option<Vec<u8>>> = vec![None; self.params.len()];
+        // A missing argument is reported before an unknown one.
+        let mut unknown = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let Some(i) = self.params.iter().position(|(n, _)| same_name(&key, n)) else {
+                map.next_value::<de::IgnoredAny>()?;
+                unknown.get_or_insert_with(|| key.into_owned());
+                continue;
             };
-            out.extend(tag.to_le_bytes());
-            match (side, payload) {
-                (Some(t), Some(p)) => encode(t, p, &format!("{path}.{label}"), out, d)?,
-                (Some(_), None) => return err(path, format!("\"{label}\" needs a value")),
-                (None, _) => {}
+            let mut buf = Vec::new();
+            let path = Path::Field(&root, &self.params[i].0);
+            map.next_value_seed(Seed { ty: &self.params[i].1, path: &path, out: &mut buf, failure: &mut *self.failure, depth: 0 })?;
+            slots[i] = Some(buf);
+        }
+        for ((name, ty), slot) in self.params.iter().zip(slots) {
+            match slot {
+                Some(bytes) => self.out.extend_from_slice(&bytes),
+                None if matches!(ty, Ty::Option(_)) => self.out.push(0),
+                None => {
+                    let e = Error::new(Status::Serialization, format!("{}: missing argument", Path::Field(&root, name)));
+                    return Err(stop(self.failure, e));
+                }
             }
         }
-        Ty::Named(named) => match &named.kind {
-            NamedKind::Record(fields) => {
-                let Json::Object(obj) = v else { return expected(path, "an object (record)", v) };
-                let mut left: Vec<&String> = obj.keys().collect();
-                for f in fields {
-                    let p = format!("{path}.{}", snake(&f.name));
-                    let snake_name = snake(&f.name);
-                    let found = obj.get(&snake_name).or_else(|| obj.get(&f.name));
-                    left.retain(|k| **k != snake_name && **k != f.name);
-                    match found {
-                        Some(x) => encode(&f.ty, x, &p, out, d)?,
-                        None if matches!(f.ty, Ty::Option(_)) => out.push(0),
-                        None => return err(&p, "missing field"),
+        if let Some(key) = unknown {
+            return Err(stop(self.failure, Error::new(Status::Serialization, format!("args: unknown argument \"{key}\""))));
+        }
+        Ok(())
+    }
+}
+
+/// One value of type `ty` from JSON, written as wire bytes.
+struct Seed<'p, 'o> {
+    ty: &'p Ty,
+    path: &'p Path<'p>,
+    out: &'o mut Vec<u8>,
+    failure: Failure<'o>,
+    depth: usize,
+}
+
+impl<'p, 'o> Seed<'p, 'o> {
+    fn fail<E: de::Error>(self, message: impl std::fmt::Display) -> E {
+        let e = Error::new(Status::Serialization, format!("{}: {message}", self.path));
+        stop(self.failure, e)
+    }
+
+    fn expected<E: de::Error>(self, got: &str) -> E {
+        let what = expectation(self.ty);
+        self.fail(format!("expected {what}, got {got}"))
+    }
+
+    fn integer<E: de::Error>(self, i: i128) -> std::result::Result<(), E> {
+        fn put<T: TryFrom<i128>, E: de::Error>(s: Seed<'_, '_>, i: i128, name: &str, bytes: impl Fn(T) -> Vec<u8>) -> std::result::Result<(), E> {
+            match T::try_from(i) {
+                Ok(v) => {
+                    s.out.extend_from_slice(&bytes(v));
+                    Ok(())
+                }
+                Err(_) => Err(s.fail(format!("{i} is out of range for {name}"))),
+            }
+        }
+        match self.ty {
+            Ty::S8 => put::<i8, E>(self, i, "s8", |v| v.to_le_bytes().to_vec()),
+            Ty::U8 => put::<u8, E>(self, i, "u8", |v| vec![v]),
+            Ty::S16 => put::<i16, E>(self, i, "s16", |v| v.to_le_bytes().to_vec()),
+            Ty::U16 => put::<u16, E>(self, i, "u16", |v| v.to_le_bytes().to_vec()),
+            Ty::S32 => put::<i32, E>(self, i, "s32", |v| v.to_le_bytes().to_vec()),
+            Ty::U32 => put::<u32, E>(self, i, "u32", |v| v.to_le_bytes().to_vec()),
+            Ty::S64 => put::<i64, E>(self, i, "s64", |v| v.to_le_bytes().to_vec()),
+            Ty::U64 => put::<u64, E>(self, i, "u64", |v| v.to_le_bytes().to_vec()),
+            Ty::F32 => {
+                self.out.extend_from_slice(&(i as f32).to_le_bytes());
+                Ok(())
+            }
+            Ty::F64 => {
+                self.out.extend_from_slice(&(i as f64).to_le_bytes());
+                Ok(())
+            }
+            Ty::Option(inner) => {
+                self.out.push(1);
+                let ty: &Ty = inner;
+                Seed { ty, ..self }.integer(i)
+            }
+            _ => Err(self.expected("a number")),
+        }
+    }
+
+    fn text<E: de::Error>(self, s: &str) -> std::result::Result<(), E> {
+        match self.ty {
+            Ty::String => {
+                self.out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+                self.out.extend_from_slice(s.as_bytes());
+                Ok(())
+            }
+            Ty::Char => {
+                let mut chars = s.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) => {
+                        self.out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                        Ok(())
+                    }
+                    _ => Err(self.expected("a string")),
+                }
+            }
+            Ty::S64 | Ty::U64 => match s.trim().parse::<i128>() {
+                Ok(i) => self.integer(i),
+                Err(_) => Err(self.fail(format!("\"{s}\" is not a decimal integer"))),
+            },
+            Ty::F32 | Ty::F64 => {
+                let f = match s {
+                    "NaN" => f64::NAN,
+                    "Infinity" | "inf" => f64::INFINITY,
+                    "-Infinity" | "-inf" => f64::NEG_INFINITY,
+                    _ => return Err(self.fail(format!("\"{s}\" is not a number"))),
+                };
+                self.float(f)
+            }
+            Ty::Option(inner) => {
+                self.out.push(1);
+                let ty: &Ty = inner;
+                Seed { ty, ..self }.text(s)
+            }
+            Ty::Named(named) => match &named.kind {
+                NamedKind::Enum(cases) => match cases.iter().position(|c| same_name(s, c)) {
+                    Some(tag) => {
+                        self.out.extend_from_slice(&(tag as u32).to_le_bytes());
+                        Ok(())
+                    }
+                    None => Err(self.fail(format!("unknown enum case \"{s}\""))),
+                },
+                NamedKind::Variant(cases) => match cases.iter().position(|c| same_name(s, &c.name)) {
+                    Some(tag) if cases[tag].ty.is_none() => {
+                        self.out.extend_from_slice(&(tag as u32).to_le_bytes());
+                        Ok(())
+                    }
+                    Some(_) => Err(self.fail(format!("case \"{s}\" needs a payload: {{\"{s}\": ...}}"))),
+                    None => Err(self.fail(format!("unknown case \"{s}\""))),
+                },
+                _ => Err(self.expected("a string")),
+            },
+            _ => Err(self.expected("a string")),
+        }
+    }
+
+    fn float<E: de::Error>(self, f: f64) -> std::result::Result<(), E> {
+        match self.ty {
+            Ty::F32 => self.out.extend_from_slice(&(f as f32).to_le_bytes()),
+            Ty::F64 => self.out.extend_from_slice(&f.to_le_bytes()),
+            Ty::Option(inner) => {
+                self.out.push(1);
+                let ty: &Ty = inner;
+                return Seed { ty, ..self }.float(f);
+            }
+            Ty::S8 | Ty::U8 | Ty::S16 | Ty::U16 | Ty::S32 | Ty::U32 | Ty::S64 | Ty::U64 => {
+                if f.fract() == 0.0 && f.abs() < 2f64.powi(64) {
+                    return self.integer(f as i128);
+                }
+                return Err(self.fail(format!("{f} is not a whole number")));
+            }
+            _ => return Err(self.expected("a number")),
+        }
+        Ok(())
+    }
+}
+
+/// What a JSON value of this type looks like, for messages.
+fn expectation(ty: &Ty) -> &'static str {
+    match ty {
+        Ty::Bool => "a boolean",
+        Ty::S64 | Ty::U64 => "an integer (or a decimal string)",
+        Ty::S8 | Ty::U8 | Ty::S16 | Ty::U16 | Ty::S32 | Ty::U32 => "an integer",
+        Ty::F32 | Ty::F64 => "a number",
+        Ty::Char => "a one-character string",
+        Ty::String => "a string",
+        Ty::List(_) => "an array",
+        Ty::Tuple(_) => "an array (tuple)",
+        Ty::Option(inner) => expectation(inner),
+        Ty::Result { .. } => "{\"ok\": ...} or {\"err\": ...}",
+        Ty::Named(n) => match n.kind {
+            NamedKind::Record(_) => "an object (record)",
+            NamedKind::Variant(_) => "\"Case\" or {\"Case\": payload}",
+            NamedKind::Enum(_) => "a string (enum case)",
+            NamedKind::Flags(_) => "flags (which have no wire form)",
+        },
+        Ty::Opaque(_) => "a value with a wire form",
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Seed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        if self.depth > MAX_DEPTH {
+            return Err(self.fail("value nested too deeply"));
+        }
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Seed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(expectation(self.ty))
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> std::result::Result<(), E> {
+        match self.ty {
+            Ty::Bool => {
+                self.out.push(b as u8);
+                Ok(())
+            }
+            Ty::Option(inner) => {
+                self.out.push(1);
+                let ty: &Ty = inner;
+                Seed { ty, ..self }.visit_bool(b)
+            }
+            _ => Err(self.expected("a boolean")),
+        }
+    }
+
+    fn visit_i64<E: de::Error>(self, i: i64) -> std::result::Result<(), E> {
+        self.integer(i as i128)
+    }
+
+    fn visit_u64<E: de::Error>(self, u: u64) -> std::result::Result<(), E> {
+        self.integer(u as i128)
+    }
+
+    fn visit_f64<E: de::Error>(self, f: f64) -> std::result::Result<(), E> {
+        self.float(f)
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<(), E> {
+        self.text(s)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<(), E> {
+        match self.ty {
+            Ty::Option(_) => {
+                self.out.push(0);
+                Ok(())
+            }
+            _ => Err(self.expected("null")),
+        }
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        let Seed { ty, path, out, failure, depth } = self;
+        match ty {
+            Ty::List(elem) => {
+                let at = out.len();
+                out.extend_from_slice(&0u64.to_le_bytes());
+                let mut n = 0usize;
+                loop {
+                    let p = Path::Index(path, n);
+                    let seed = Seed { ty: elem, path: &p, out: &mut *out, failure: &mut *failure, depth: depth + 1 };
+                    if seq.next_element_seed(seed)?.is_none() {
+                        break;
+                    }
+                    n += 1;
+                }
+                out[at..at + 8].copy_from_slice(&(n as u64).to_le_bytes());
+                Ok(())
+            }
+            Ty::Tuple(types) => {
+                let mut n = 0usize;
+                for t in types {
+                    let p = Path::Index(path, n);
+                    let seed = Seed { ty: t, path: &p, out: &mut *out, failure: &mut *failure, depth: depth + 1 };
+                    if seq.next_element_seed(seed)?.is_none() {
+                        break;
+                    }
+                    n += 1;
+                }
+                let mut extra = 0;
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    extra += 1;
+                }
+                if n != types.len() || extra > 0 {
+                    let e = Error::new(
+                        Status::Serialization,
+                        format!("{path}: expected a tuple of {}, got {} items", types.len(), n + extra),
+                    );
+                    return Err(stop(failure, e));
+                }
+                Ok(())
+            }
+            Ty::Option(inner) => {
+                out.push(1);
+                Seed { ty: inner, path, out, failure, depth }.visit_seq(seq)
+            }
+            _ => Err(Seed { ty, path, out, failure, depth }.expected("an array")),
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let Seed { ty, path, out, failure, depth } = self;
+        let named = match ty {
+            Ty::Option(inner) => {
+                out.push(1);
+                return Seed { ty: inner, path, out, failure, depth }.visit_map(map);
+            }
+            Ty::Result { ok, err: error } => {
+                let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? else {
+                    return Err(Seed { ty, path, out, failure, depth }.expected("an empty object"));
+                };
+                let (tag, side, label) = match &*key {
+                    "ok" | "Ok" => (0u32, ok, "ok"),
+                    "err" | "Err" => (1u32, error, "err"),
+                    other => {
+                        let m = format!("expected {{\"ok\": ...}} or {{\"err\": ...}}, got \"{other}\"");
+                        return Err(Seed { ty, path, out, failure, depth }.fail(m));
+                    }
+                };
+                out.extend_from_slice(&tag.to_le_bytes());
+                let p = Path::Case(path, label);
+                match side {
+                    Some(t) => map.next_value_seed(Seed { ty: t, path: &p, out: &mut *out, failure: &mut *failure, depth: depth + 1 })?,
+                    None => {
+                        map.next_value::<de::IgnoredAny>()?;
                     }
                 }
-                if let Some(extra) = left.first() {
-                    return err(path, format!("unknown field \"{extra}\""));
+                if map.next_key::<de::IgnoredAny>()?.is_some() {
+                    return Err(Seed { ty, path, out, failure, depth }.fail("a result is one of {\"ok\": ...} or {\"err\": ...}"));
                 }
+                return Ok(());
+            }
+            Ty::Named(named) => named,
+            _ => return Err(Seed { ty, path, out, failure, depth }.expected("an object")),
+        };
+        match &named.kind {
+            NamedKind::Record(fields) => {
+                // Fields may come in any order: each into its slot, then in declaration order.
+                let mut slots: Vec<Option<Vec<u8>>> = vec![None; fields.len()];
+                // A missing field is reported before an unknown one.
+                let mut unknown = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let Some(i) = fields.iter().position(|f| same_name(&key, &f.name)) else {
+                        map.next_value::<de::IgnoredAny>()?;
+                        unknown.get_or_insert_with(|| key.into_owned());
+                        continue;
+                    };
+                    let mut buf = Vec::new();
+                    let p = Path::Field(path, &fields[i].name);
+                    map.next_value_seed(Seed { ty: &fields[i].ty, path: &p, out: &mut buf, failure: &mut *failure, depth: depth + 1 })?;
+                    slots[i] = Some(buf);
+                }
+                for (f, slot) in fields.iter().zip(slots) {
+                    match slot {
+                        Some(bytes) => out.extend_from_slice(&bytes),
+                        None if matches!(f.ty, Ty::Option(_)) => out.push(0),
+                        None => {
+                            let e = Error::new(Status::Serialization, format!("{}: missing field", Path::Field(path, &f.name)));
+                            return Err(stop(failure, e));
+                        }
+                    }
+                }
+                if let Some(key) = unknown {
+                    return Err(stop(failure, Error::new(Status::Serialization, format!("{path}: unknown field \"{key}\""))));
+                }
+                Ok(())
             }
             NamedKind::Variant(cases) => {
-                let (name, payload) = case_of(v, path)?;
-                let wanted = kebab(name);
-                let Some(tag) = cases.iter().position(|c| c.name == wanted) else {
-                    return err(path, format!("unknown case \"{name}\""));
+                let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? else {
+                    return Err(Seed { ty, path, out, failure, depth }.expected("an empty object"));
                 };
-                out.extend((tag as u32).to_le_bytes());
-                match (&cases[tag].ty, payload) {
-                    (Some(t), Some(p)) => encode(t, p, &format!("{path}.{name}"), out, d)?,
-                    (Some(_), None) => return err(path, format!("case \"{name}\" needs a payload: {{\"{name}\": ...}}")),
-                    (None, None | Some(Json::Null)) => {}
-                    (None, Some(_)) => return err(path, format!("case \"{name}\" has no payload")),
+                let Some(tag) = cases.iter().position(|c| same_name(&key, &c.name)) else {
+                    let m = format!("unknown case \"{key}\"");
+                    return Err(Seed { ty, path, out, failure, depth }.fail(m));
+                };
+                out.extend_from_slice(&(tag as u32).to_le_bytes());
+                let p = Path::Case(path, &key);
+                match &cases[tag].ty {
+                    Some(t) => map.next_value_seed(Seed { ty: t, path: &p, out: &mut *out, failure: &mut *failure, depth: depth + 1 })?,
+                    None => {
+                        if !matches!(map.next_value::<serde_json::Value>()?, serde_json::Value::Null) {
+                            let m = format!("case \"{key}\" has no payload");
+                            return Err(Seed { ty, path, out, failure, depth }.fail(m));
+                        }
+                    }
                 }
+                if map.next_key::<de::IgnoredAny>()?.is_some() {
+                    return Err(Seed { ty, path, out, failure, depth }.fail("a variant is one {\"Case\": payload}"));
+                }
+                Ok(())
             }
-            NamedKind::Enum(cases) => {
-                let Json::String(name) = v else { return expected(path, "a string (enum case)", v) };
-                let wanted = kebab(name);
-                let Some(tag) = cases.iter().position(|c| *c == wanted) else {
-                    return err(path, format!("unknown enum case \"{name}\""));
-                };
-                out.extend((tag as u32).to_le_bytes());
-            }
-            NamedKind::Flags(_) => return err(path, "flags have no Fidius wire form"),
-        },
-        Ty::Opaque(what) => return err(path, format!("values of type {what} cannot be passed as JSON")),
+            _ => Err(Seed { ty, path, out, failure, depth }.expected("an object")),
+        }
     }
-    Ok(())
 }
 
-fn wide(i: i128) -> Json {
+// ---- wire bytes -> JSON text ---------------------------------------------------
+
+fn number(out: &mut Vec<u8>, v: impl serde::Serialize) {
+    serde_json::to_writer(&mut *out, &v).expect("numbers serialize");
+}
+
+fn wide(out: &mut Vec<u8>, i: i128) {
     if i.unsigned_abs() > EXACT_IN_DOUBLE as u128 {
-        Json::String(i.to_string())
+        out.push(b'"');
+        number(out, i);
+        out.push(b'"');
     } else {
-        Json::Number(Number::from(i as i64))
+        number(out, i as i64);
     }
 }
 
-fn float_json(f: f64) -> Json {
-    Number::from_f64(f).map(Json::Number).unwrap_or_else(|| {
-        Json::String(if f.is_nan() { "NaN" } else if f > 0.0 { "Infinity" } else { "-Infinity" }.into())
-    })
+fn float(out: &mut Vec<u8>, f: f64) {
+    if f.is_finite() {
+        number(out, f);
+    } else {
+        out.extend_from_slice(if f.is_nan() { b"\"NaN\"" } else if f > 0.0 { b"\"Infinity\"" } else { b"\"-Infinity\"" });
+    }
 }
 
-/// Wire bytes of type `ty` read from `r`, as JSON.
-pub fn decode(ty: &Ty, r: &mut Reader<'_>, depth: usize) -> Result<Json> {
+fn string(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("strings serialize");
+}
+
+/// `shape-rect` written as `"ShapeRect"` (as serde writes Rust enum cases).
+fn pascal_string(out: &mut Vec<u8>, kebab_name: &str) {
+    out.push(b'"');
+    for word in kebab_name.split('-') {
+        let mut chars = word.chars();
+        if let Some(c) = chars.next() {
+            out.extend(c.to_uppercase().to_string().as_bytes());
+            out.extend_from_slice(chars.as_str().as_bytes());
+        }
+    }
+    out.push(b'"');
+}
+
+/// `unit-cents` written as the key `"unit_cents"`.
+fn snake_key(out: &mut Vec<u8>, kebab_name: &str) {
+    out.push(b'"');
+    out.extend(kebab_name.bytes().map(|b| if b == b'-' { b'_' } else { b }));
+    out.extend_from_slice(b"\":");
+}
+
+/// Wire bytes of type `ty` read from `r`, written as JSON text.
+fn write_json(ty: &Ty, r: &mut Reader<'_>, out: &mut Vec<u8>, depth: usize) -> Result<()> {
     if depth > MAX_DEPTH {
         return wire_err("value nested too deeply");
     }
     let d = depth + 1;
-    Ok(match ty {
+    match ty {
         Ty::Bool => match r.array::<1>("bool")?[0] {
-            0 => Json::Bool(false),
-            1 => Json::Bool(true),
+            0 => out.extend_from_slice(b"false"),
+            1 => out.extend_from_slice(b"true"),
             b => return wire_err(format!("{b} is not a bool (0 or 1)")),
         },
-        Ty::S8 => Json::from(i8::from_le_bytes(r.array("s8")?)),
-        Ty::U8 => Json::from(r.array::<1>("u8")?[0]),
-        Ty::S16 => Json::from(i16::from_le_bytes(r.array("s16")?)),
-        Ty::U16 => Json::from(u16::from_le_bytes(r.array("u16")?)),
-        Ty::S32 => Json::from(i32::from_le_bytes(r.array("s32")?)),
-        Ty::U32 => Json::from(u32::from_le_bytes(r.array("u32")?)),
-        Ty::S64 => wide(i64::from_le_bytes(r.array("s64")?) as i128),
-        Ty::U64 => wide(u64::from_le_bytes(r.array("u64")?) as i128),
-        Ty::F32 => float_json(f32::from_le_bytes(r.array("f32")?) as f64),
-        Ty::F64 => float_json(f64::from_le_bytes(r.array("f64")?)),
-        Ty::Char => Json::String(r.char()?.to_string()),
-        Ty::String => Json::String(r.string()?.to_owned()),
+        Ty::S8 => number(out, i8::from_le_bytes(r.array("s8")?)),
+        Ty::U8 => number(out, r.array::<1>("u8")?[0]),
+        Ty::S16 => number(out, i16::from_le_bytes(r.array("s16")?)),
+        Ty::U16 => number(out, u16::from_le_bytes(r.array("u16")?)),
+        Ty::S32 => number(out, i32::from_le_bytes(r.array("s32")?)),
+        Ty::U32 => number(out, u32::from_le_bytes(r.array("u32")?)),
+        Ty::S64 => wide(out, i64::from_le_bytes(r.array("s64")?) as i128),
+        Ty::U64 => wide(out, u64::from_le_bytes(r.array("u64")?) as i128),
+        Ty::F32 => float(out, f32::from_le_bytes(r.array("f32")?) as f64),
+        Ty::F64 => float(out, f64::from_le_bytes(r.array("f64")?)),
+        Ty::Char => string(out, r.char()?.encode_utf8(&mut [0; 4])),
+        Ty::String => string(out, r.string()?),
         Ty::List(elem) => {
             let n = r.len("list")?;
-            if **elem == Ty::U8 {
-                Json::Array(r.take(n, "list<u8>")?.iter().map(|b| Json::from(*b)).collect())
-            } else {
-                // A count the input cannot hold is refused before anything
-                // is made of it (zero-sized items, e.g. `tuple<>`, are capped).
-                let each = elem.min_wire_size();
-                if (each > 0 && n > r.remaining() / each) || (each == 0 && n > MAX_EMPTY_ITEMS) {
-                    return wire_err(format!("a list of {n} items does not fit in the {} bytes left", r.remaining()));
-                }
-                let mut items = Vec::with_capacity(n.min(r.remaining().max(1)));
-                for _ in 0..n {
-                    items.push(decode(elem, r, d)?);
-                }
-                Json::Array(items)
+            // A count the input cannot hold is refused before anything is
+            // made of it (zero-sized items, e.g. `tuple<>`, are capped).
+            let each = elem.min_wire_size();
+            if (each > 0 && n > r.remaining() / each) || (each == 0 && n > MAX_EMPTY_ITEMS) {
+                return wire_err(format!("a list of {n} items does not fit in the {} bytes left", r.remaining()));
             }
+            out.push(b'[');
+            for i in 0..n {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(elem, r, out, d)?;
+            }
+            out.push(b']');
         }
-        Ty::Tuple(types) => Json::Array(types.iter().map(|t| decode(t, r, d)).collect::<Result<_>>()?),
+        Ty::Tuple(types) => {
+            out.push(b'[');
+            for (i, t) in types.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(t, r, out, d)?;
+            }
+            out.push(b']');
+        }
         Ty::Option(inner) => match r.array::<1>("option tag")?[0] {
-            0 => Json::Null,
-            1 => decode(inner, r, d)?,
+            0 => out.extend_from_slice(b"null"),
+            1 => write_json(inner, r, out, d)?,
             t => return wire_err(format!("{t} is not an option tag (0 or 1)")),
         },
         Ty::Result { ok, err: error } => {
-            let (key, side) = match u32::from_le_bytes(r.array("result tag")?) {
-                0 => ("ok", ok),
-                1 => ("err", error),
+            let (key, side): (&[u8], _) = match u32::from_le_bytes(r.array("result tag")?) {
+                0 => (b"{\"ok\":", ok),
+                1 => (b"{\"err\":", error),
                 t => return wire_err(format!("{t} is not a result tag (0 or 1)")),
             };
-            let x = side.as_ref().map(|t| decode(t, r, d)).transpose()?.unwrap_or(Json::Null);
-            Json::Object(Map::from_iter([(key.to_string(), x)]))
+            out.extend_from_slice(key);
+            match side {
+                Some(t) => write_json(t, r, out, d)?,
+                None => out.extend_from_slice(b"null"),
+            }
+            out.push(b'}');
         }
         Ty::Named(named) => match &named.kind {
             NamedKind::Record(fields) => {
-                let mut obj = Map::new();
-                for f in fields {
-                    obj.insert(snake(&f.name), decode(&f.ty, r, d)?);
+                out.push(b'{');
+                for (i, f) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    snake_key(out, &f.name);
+                    write_json(&f.ty, r, out, d)?;
                 }
-                Json::Object(obj)
+                out.push(b'}');
             }
             NamedKind::Variant(cases) => {
                 let tag = u32::from_le_bytes(r.array("variant tag")?) as usize;
                 let Some(case) = cases.get(tag) else { return wire_err(format!("variant case {tag} does not exist")) };
                 match &case.ty {
-                    None => Json::String(pascal(&case.name)),
-                    Some(t) => Json::Object(Map::from_iter([(pascal(&case.name), decode(t, r, d)?)])),
+                    None => pascal_string(out, &case.name),
+                    Some(t) => {
+                        out.push(b'{');
+                        pascal_string(out, &case.name);
+                        out.push(b':');
+                        write_json(t, r, out, d)?;
+                        out.push(b'}');
+                    }
                 }
             }
             NamedKind::Enum(cases) => {
                 let tag = u32::from_le_bytes(r.array("enum tag")?) as usize;
-                Json::String(pascal(cases.get(tag).map_or_else(|| wire_err(format!("enum case {tag} does not exist")), Ok)?))
+                let Some(case) = cases.get(tag) else { return wire_err(format!("enum case {tag} does not exist")) };
+                pascal_string(out, case);
             }
             NamedKind::Flags(_) => return fail(Status::Unsupported, "flags have no Fidius wire form"),
         },
         Ty::Opaque(what) => return fail(Status::Unsupported, format!("values of type {what} have no JSON form")),
-    })
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::{Field, Named};
 
-    fn j(s: &str) -> Json {
-        serde_json::from_str(s).unwrap()
+    fn wire1(ty: &Ty, v: &str) -> Result<Vec<u8>> {
+        args_to_wire(&[("x".into(), ty.clone())], format!("[{v}]").as_bytes())
     }
 
-    fn wire(ty: &Ty, v: &str) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        encode(ty, &j(v), "x", &mut out, 0).map(|()| out)
+    fn back(ty: &Ty, bytes: &[u8]) -> String {
+        String::from_utf8(output_to_json(Some(ty), bytes).unwrap()).unwrap()
     }
 
     #[test]
     fn integers_are_checked_not_wrapped() {
-        assert_eq!(wire(&Ty::U8, "255").unwrap(), [255]);
-        assert!(wire(&Ty::U8, "256").unwrap_err().message.contains("out of range for u8"));
-        assert!(wire(&Ty::S8, "-129").is_err());
-        assert!(wire(&Ty::U32, "1.5").is_err());
-        assert!(wire(&Ty::U32, "\"5\"").is_err(), "strings only for 64-bit");
-        assert_eq!(wire(&Ty::U64, "\"18446744073709551615\"").unwrap(), u64::MAX.to_le_bytes());
-        assert_eq!(wire(&Ty::S64, "-9223372036854775808").unwrap(), i64::MIN.to_le_bytes());
-        assert!(wire(&Ty::U64, "-1").is_err());
-        let back = |ty: &Ty, bytes: &[u8]| decode(ty, &mut Reader::new(bytes), 0).unwrap();
-        assert_eq!(back(&Ty::U64, &u64::MAX.to_le_bytes()), Json::String("18446744073709551615".into()));
-        assert_eq!(back(&Ty::U64, &(1u64 << 53).to_le_bytes()), j("9007199254740992"));
-        assert_eq!(back(&Ty::F64, &f64::NAN.to_le_bytes()), Json::String("NaN".into()));
+        assert_eq!(wire1(&Ty::U8, "255").unwrap(), [255]);
+        assert!(wire1(&Ty::U8, "256").unwrap_err().message.contains("args.x: 256 is out of range for u8"));
+        assert!(wire1(&Ty::S8, "-129").is_err());
+        assert!(wire1(&Ty::U32, "1.5").is_err());
+        assert!(wire1(&Ty::U32, "\"5\"").is_err(), "strings only for 64-bit");
+        assert_eq!(wire1(&Ty::U64, "\"18446744073709551615\"").unwrap(), u64::MAX.to_le_bytes());
+        assert_eq!(wire1(&Ty::S64, "-9223372036854775808").unwrap(), i64::MIN.to_le_bytes());
+        assert!(wire1(&Ty::U64, "-1").is_err());
+        assert_eq!(back(&Ty::U64, &u64::MAX.to_le_bytes()), "\"18446744073709551615\"");
+        assert_eq!(back(&Ty::U64, &(1u64 << 53).to_le_bytes()), "9007199254740992");
+        assert_eq!(back(&Ty::F64, &f64::NAN.to_le_bytes()), "\"NaN\"");
+    }
+
+    #[test]
+    fn records_in_any_order_and_paths_in_errors() {
+        let point = Ty::Named(std::sync::Arc::new(Named {
+            name: "point".into(),
+            kind: NamedKind::Record(vec![
+                Field { name: "x-pos".into(), ty: Ty::S32 },
+                Field { name: "label".into(), ty: Ty::Option(Box::new(Ty::String)) },
+            ]),
+        }));
+        let a = wire1(&point, r#"{"label": "p", "x_pos": 1}"#).unwrap();
+        let b = wire1(&point, r#"{"x-pos": 1, "label": "p"}"#).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(back(&point, &a), r#"{"x_pos":1,"label":"p"}"#);
+        assert_eq!(wire1(&point, r#"{"x_pos": 1}"#).unwrap(), [1, 0, 0, 0, 0]);
+        let list = Ty::List(Box::new(point.clone()));
+        let e = wire1(&list, r#"[{"x_pos": 1}, {"x_pos": "2"}]"#).unwrap_err();
+        assert_eq!(e.message, "args.x[1].x_pos: expected an integer, got a string");
+        assert!(wire1(&point, r#"{"x_pos": 1, "y": 2}"#).unwrap_err().message.contains("unknown field \"y\""));
+        assert!(wire1(&point, r#"{"label": "p"}"#).unwrap_err().message.contains("args.x.x_pos: missing field"));
+        assert!(args_to_wire(&[("x".into(), Ty::U8)], b"[1, 2]").unwrap_err().message.contains("expected 1 arguments, got 2"));
+        assert!(args_to_wire(&[("x".into(), Ty::U8)], b"[1").unwrap_err().message.contains("not valid JSON"));
     }
 
     #[test]
     fn hostile_lengths_are_refused_before_anything_is_made() {
         for ty in [Ty::List(Box::new(Ty::String)), Ty::List(Box::new(Ty::Tuple(vec![]))), Ty::List(Box::new(Ty::U8))] {
             let bytes = (1u64 << 60).to_le_bytes();
-            let e = decode(&ty, &mut Reader::new(&bytes), 0).unwrap_err();
+            let e = output_to_json(Some(&ty), &bytes).unwrap_err();
             assert_eq!(e.status, Status::Serialization, "{ty:?}");
         }
-        let three_units = [3u64.to_le_bytes().as_slice()].concat();
-        assert_eq!(decode(&Ty::List(Box::new(Ty::Tuple(vec![]))), &mut Reader::new(&three_units), 0).unwrap(), j("[[],[],[]]"));
+        let three_units = 3u64.to_le_bytes();
+        assert_eq!(back(&Ty::List(Box::new(Ty::Tuple(vec![]))), &three_units), "[[],[],[]]");
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        let mut ty = Ty::U8;
+        for _ in 0..200 {
+            ty = Ty::List(Box::new(ty));
+        }
+        assert!(wire1(&ty, &deep).is_err(), "nesting is capped");
     }
 }

@@ -197,7 +197,7 @@ impl WasmPlugin {
         if cancel.as_ref().is_some_and(|c| c.is_triggered()) {
             return fail(Status::Cancelled, format!("{during}: the call was cancelled before it started"));
         }
-        wasmtime_wasi::runtime::in_tokio(async move {
+        drive(async move {
             let timed_out = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -322,6 +322,19 @@ impl WasmPlugin {
             }
         }
     }
+}
+
+/// Run a call's future on this thread. Most calls never wait on anything
+/// (no host call blocks): one poll in the runtime's context finishes them,
+/// without the cost of a `block_on`; a call that does wait is handed to
+/// the runtime to be driven to the end.
+fn drive<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = Box::pin(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if let std::task::Poll::Ready(out) = wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| future.as_mut().poll(&mut cx)) {
+        return out;
+    }
+    wasmtime_wasi::runtime::in_tokio(future)
 }
 
 /// A failed call says which of its requests the egress policy denied.
