@@ -52,6 +52,10 @@ fn main() {
     let json_ns = median_ns(secs, || {
         std::hint::black_box(plugin.call(price, Format::Json, std::hint::black_box(order_json)).unwrap());
     });
+    let price_params = &schema.interfaces[0].methods[price as usize].params;
+    let convert_ns = median_ns(secs, || {
+        std::hint::black_box(json::args_to_wire(price_params, std::hint::black_box(order_json)).unwrap());
+    });
 
     // A 1 MiB list<order> argument (totals), converted JSON -> wire and wire -> JSON.
     let params = &schema.interfaces[0].methods[plugin.method_index("totals").unwrap() as usize].params;
@@ -79,6 +83,7 @@ fn main() {
     println!("|---|--:|--:|");
     println!("| native price(Order), wire bytes | {wire_ns:.0} ns | |");
     println!("| native price(Order), JSON | {json_ns:.0} ns | {:.2}x the wire call |", json_ns / wire_ns);
+    println!("| of which JSON -> wire of the Order | {convert_ns:.0} ns | |");
     println!("| JSON -> wire, {} orders ({} KiB of JSON) | {:.2} ms | {:.0} MB/s of JSON |", i, big.len() / 1024, to_wire_ns / 1e6, mbps(big.len(), to_wire_ns));
     println!("| wire -> JSON, the same list ({} KiB of wire) | {:.2} ms | {:.0} MB/s of wire |", wire.len() / 1024, to_json_ns / 1e6, mbps(wire.len(), to_json_ns));
 }

@@ -66,6 +66,12 @@ impl std::fmt::Display for Path<'_> {
 
 /// The same name, whatever the spelling: `shape-rect`, `shape_rect`, `ShapeRect`.
 fn same_name(given: &str, kebab_name: &str) -> bool {
+    // The usual spelling first: snake_case (or kebab-case) of the same length.
+    if given.len() == kebab_name.len()
+        && given.bytes().zip(kebab_name.bytes()).all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+    {
+        return true;
+    }
     let mut a = given.bytes().filter(|b| *b != b'_' && *b != b'-').map(|b| b.to_ascii_lowercase());
     let mut b = kebab_name.bytes().filter(|b| *b != b'-');
     loop {
@@ -183,7 +189,7 @@ impl<'de> Visitor<'de> for ArgsSeed<'_> {
         let mut slots: Vec<Option<Vec<u8>>> = vec![None; self.params.len()];
         // A missing argument is reported before an unknown one.
         let mut unknown = None;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(key) = map.next_key_seed(KeySeed)? {
             let Some(i) = self.params.iter().position(|(n, _)| same_name(&key, n)) else {
                 map.next_value::<de::IgnoredAny>()?;
                 unknown.get_or_insert_with(|| key.into_owned());
@@ -211,6 +217,30 @@ impl<'de> Visitor<'de> for ArgsSeed<'_> {
     }
 }
 
+/// An object key, borrowed from the input where it has no escapes (serde's
+/// own `Cow<str>` always allocates).
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> std::result::Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(s))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(s.to_owned()))
+    }
+}
+
 /// One value of type `ty` from JSON, written as wire bytes.
 struct Seed<'p, 'o> {
     ty: &'p Ty,
@@ -232,39 +262,33 @@ impl<'p, 'o> Seed<'p, 'o> {
     }
 
     fn integer<E: de::Error>(self, i: i128) -> std::result::Result<(), E> {
-        fn put<T: TryFrom<i128>, E: de::Error>(s: Seed<'_, '_>, i: i128, name: &str, bytes: impl Fn(T) -> Vec<u8>) -> std::result::Result<(), E> {
-            match T::try_from(i) {
-                Ok(v) => {
-                    s.out.extend_from_slice(&bytes(v));
-                    Ok(())
+        macro_rules! put {
+            ($t:ty, $name:literal) => {
+                match <$t>::try_from(i) {
+                    Ok(v) => self.out.extend_from_slice(&v.to_le_bytes()),
+                    Err(_) => return Err(self.fail(format!("{i} is out of range for {}", $name))),
                 }
-                Err(_) => Err(s.fail(format!("{i} is out of range for {name}"))),
-            }
+            };
         }
         match self.ty {
-            Ty::S8 => put::<i8, E>(self, i, "s8", |v| v.to_le_bytes().to_vec()),
-            Ty::U8 => put::<u8, E>(self, i, "u8", |v| vec![v]),
-            Ty::S16 => put::<i16, E>(self, i, "s16", |v| v.to_le_bytes().to_vec()),
-            Ty::U16 => put::<u16, E>(self, i, "u16", |v| v.to_le_bytes().to_vec()),
-            Ty::S32 => put::<i32, E>(self, i, "s32", |v| v.to_le_bytes().to_vec()),
-            Ty::U32 => put::<u32, E>(self, i, "u32", |v| v.to_le_bytes().to_vec()),
-            Ty::S64 => put::<i64, E>(self, i, "s64", |v| v.to_le_bytes().to_vec()),
-            Ty::U64 => put::<u64, E>(self, i, "u64", |v| v.to_le_bytes().to_vec()),
-            Ty::F32 => {
-                self.out.extend_from_slice(&(i as f32).to_le_bytes());
-                Ok(())
-            }
-            Ty::F64 => {
-                self.out.extend_from_slice(&(i as f64).to_le_bytes());
-                Ok(())
-            }
+            Ty::S8 => put!(i8, "s8"),
+            Ty::U8 => put!(u8, "u8"),
+            Ty::S16 => put!(i16, "s16"),
+            Ty::U16 => put!(u16, "u16"),
+            Ty::S32 => put!(i32, "s32"),
+            Ty::U32 => put!(u32, "u32"),
+            Ty::S64 => put!(i64, "s64"),
+            Ty::U64 => put!(u64, "u64"),
+            Ty::F32 => self.out.extend_from_slice(&(i as f32).to_le_bytes()),
+            Ty::F64 => self.out.extend_from_slice(&(i as f64).to_le_bytes()),
             Ty::Option(inner) => {
                 self.out.push(1);
                 let ty: &Ty = inner;
-                Seed { ty, ..self }.integer(i)
+                return Seed { ty, ..self }.integer(i);
             }
-            _ => Err(self.expected("a number")),
+            _ => return Err(self.expected("a number")),
         }
+        Ok(())
     }
 
     fn text<E: de::Error>(self, s: &str) -> std::result::Result<(), E> {
@@ -482,7 +506,7 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                 return Seed { ty: inner, path, out, failure, depth }.visit_map(map);
             }
             Ty::Result { ok, err: error } => {
-                let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? else {
+                let Some(key) = map.next_key_seed(KeySeed)? else {
                     return Err(Seed { ty, path, out, failure, depth }.expected("an empty object"));
                 };
                 let (tag, side, label) = match &*key {
@@ -511,23 +535,41 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
         };
         match &named.kind {
             NamedKind::Record(fields) => {
-                // Fields may come in any order: each into its slot, then in declaration order.
-                let mut slots: Vec<Option<Vec<u8>>> = vec![None; fields.len()];
+                // Fields in declaration order (the usual case) go straight to
+                // the output; from the first one out of order on, each goes
+                // into its slot, and the slots are written in order at the end.
+                let mut next = 0;
+                let mut slots: Vec<Option<Vec<u8>>> = Vec::new();
                 // A missing field is reported before an unknown one.
                 let mut unknown = None;
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    let Some(i) = fields.iter().position(|f| same_name(&key, &f.name)) else {
+                while let Some(key) = map.next_key_seed(KeySeed)? {
+                    if slots.is_empty() && next < fields.len() && same_name(&key, &fields[next].name) {
+                        let p = Path::Field(path, &fields[next].name);
+                        map.next_value_seed(Seed { ty: &fields[next].ty, path: &p, out: &mut *out, failure: &mut *failure, depth: depth + 1 })?;
+                        next += 1;
+                        continue;
+                    }
+                    let found = fields.iter().enumerate().skip(next).find(|(_, f)| same_name(&key, &f.name)).map(|(i, _)| i);
+                    let Some(i) = found else {
+                        if fields[..next].iter().any(|f| same_name(&key, &f.name)) {
+                            let m = format!("field \"{key}\" given twice");
+                            return Err(Seed { ty, path, out, failure, depth }.fail(m));
+                        }
                         map.next_value::<de::IgnoredAny>()?;
                         unknown.get_or_insert_with(|| key.into_owned());
                         continue;
                     };
+                    if slots.is_empty() {
+                        slots = vec![None; fields.len() - next];
+                    }
                     let mut buf = Vec::new();
                     let p = Path::Field(path, &fields[i].name);
                     map.next_value_seed(Seed { ty: &fields[i].ty, path: &p, out: &mut buf, failure: &mut *failure, depth: depth + 1 })?;
-                    slots[i] = Some(buf);
+                    slots[i - next] = Some(buf);
                 }
-                for (f, slot) in fields.iter().zip(slots) {
-                    match slot {
+                let mut slots = slots.into_iter();
+                for f in &fields[next..] {
+                    match slots.next().flatten() {
                         Some(bytes) => out.extend_from_slice(&bytes),
                         None if matches!(f.ty, Ty::Option(_)) => out.push(0),
                         None => {
@@ -542,7 +584,7 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                 Ok(())
             }
             NamedKind::Variant(cases) => {
-                let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? else {
+                let Some(key) = map.next_key_seed(KeySeed)? else {
                     return Err(Seed { ty, path, out, failure, depth }.expected("an empty object"));
                 };
                 let Some(tag) = cases.iter().position(|c| same_name(&key, &c.name)) else {
