@@ -444,11 +444,14 @@ typedef struct fidius_bytes {
  * request left with none is denied without asking) unless the policy
  * allows them (`fidius_egress_policy_set_allow_private_ranges`).
  *
- * It runs on a libfidius worker thread while the `fidius_plugin_call` that
- * made the request waits (never on the embedder's own threads), and
- * concurrently when several requests are in flight; a slow callback holds
- * up only the call waiting for it. A call that reaches its timeout stops
- * waiting; the callback still runs to its end.
+ * It runs on a thread libfidius starts for it, which ends when the
+ * callback returns, while the `fidius_plugin_call` that made the request
+ * waits (never on the embedder's own threads, nor on a pooled thread that
+ * lives on: runtimes such as Mono, which keep every thread that called
+ * into them attached until it ends, are not held up at exit); concurrently
+ * when several requests are in flight; a slow callback holds up only the
+ * call waiting for it. A call that reaches its timeout stops waiting; the
+ * callback still runs to its end.
  */
 typedef uint32_t (*fidius_egress_fn)(void *user_data,
                                      struct fidius_http_request *request);
@@ -461,8 +464,9 @@ typedef void (*fidius_destroy_fn)(void *user_data);
 /**
  * Receives the host's log lines (`level`: 1 error, 2 warning, 3 info;
  * `message` is NUL-terminated UTF-8, valid during the call). Load
- * warnings are logged on the thread of the load; egress denials on the
- * libfidius worker thread that decided them, while the plugin call waits.
+ * warnings are logged on the thread of the load; egress denials on a
+ * thread libfidius starts for the line, which ends when the callback
+ * returns (as for the egress policy), while the plugin call waits.
  * So it runs concurrently when several threads use the host, and should
  * return promptly.
  */
@@ -934,7 +938,9 @@ enum fidius_status fidius_host_builder_set_trust_precompiled(struct fidius_host_
  * secrets), `args` (the host's command line) and `network` (`sockets`: raw
  * sockets, still behind the SSRF floor), which must be allowed explicitly.
  * The first pattern added replaces that default: from then on only what
- * some pattern matches is allowed (add `stdout`, `http`, ... as needed).
+ * some pattern matches is allowed (add `stdout`, `http`, ... as needed);
+ * the pattern `@default` stands for the default allowance, so `@default`
+ * plus `env:LOG_*` extends it by those variables.
  * A load's own grants (`fidius_load_options_set_grants`) replace the
  * package's list and are not checked against these patterns.
  * Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT (empty pattern).

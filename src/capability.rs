@@ -9,6 +9,10 @@ use crate::error::{fail, Result, Status};
 /// raw sockets (`network`).
 pub const NOT_BY_DEFAULT: &str = "env:*, args, network";
 
+/// The pattern that stands for the default allowance, so an allow-list can
+/// extend it: `@default` and `env:LOG_*`.
+pub const DEFAULT_PATTERN: &str = "@default";
+
 /// Which capabilities a host allows packages to have.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CapabilityPolicy {
@@ -33,9 +37,12 @@ impl CapabilityPolicy {
     pub fn allows(&self, capability: &str) -> bool {
         // `sockets` is fidius' other name for `network`.
         let canonical = if capability == "sockets" { "network" } else { capability };
+        let by_default = !(canonical.starts_with("env:") || canonical == "env" || canonical == "args" || canonical == "network");
         match &self.allowed {
-            None => !(canonical.starts_with("env:") || canonical == "env" || canonical == "args" || canonical == "network"),
-            Some(patterns) => patterns.iter().any(|p| glob(p, canonical) || glob(p, capability)),
+            None => by_default,
+            Some(patterns) => patterns
+                .iter()
+                .any(|p| (p == DEFAULT_PATTERN && by_default) || glob(p, canonical) || glob(p, capability)),
         }
     }
 
@@ -107,5 +114,10 @@ mod tests {
         assert!(all.allows("args") && all.allows("env:X"));
         assert!(glob("a*b*c", "aXbYc") && glob("a*b*c", "abc") && !glob("a*b*c", "acb") && !glob("ab", "abc"));
         assert!(p.allow("").is_err());
+        let mut extended = CapabilityPolicy::default();
+        extended.allow(DEFAULT_PATTERN).unwrap();
+        extended.allow("env:LOG_*").unwrap();
+        assert!(extended.allows("stdout") && extended.allows("http") && extended.allows("env:LOG_LEVEL"));
+        assert!(!extended.allows("env:SECRET") && !extended.allows("args") && !extended.allows("network"));
     }
 }

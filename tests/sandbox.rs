@@ -276,6 +276,15 @@ fn capabilities_a_host_does_not_allow_fail_the_load() {
         ok(|e| unsafe { fidius_host_builder_allow_capability(b, p.as_ptr(), e) });
     });
     assert_eq!(stdout_only.load("caps").err().unwrap().status, Status::Capability);
+    // `@default` keeps the default allowance and extends it.
+    let extended = TestHost::configured(&[&fine], |b| {
+        for p in ["@default", "env:FIDIUS_FIXTURE_VAR"] {
+            let p = cstr(p);
+            ok(|e| unsafe { fidius_host_builder_allow_capability(b, p.as_ptr(), e) });
+        }
+    });
+    assert_eq!(extended.load("caps").unwrap().json(read_env, r#"["FIDIUS_FIXTURE_VAR"]"#).unwrap(), json!("granted value"));
+    assert_eq!(extended.load("caps").unwrap().json(read_env, r#"["AWS_SECRET_ACCESS_KEY"]"#).unwrap(), json!(null));
 
     // Grants at load replace the manifest's list: the secret is not granted, so not readable.
     let grants = [cstr("stdout")];

@@ -35,11 +35,14 @@ pub enum fidius_egress_verdict {
 /// request left with none is denied without asking) unless the policy
 /// allows them (`fidius_egress_policy_set_allow_private_ranges`).
 ///
-/// It runs on a libfidius worker thread while the `fidius_plugin_call` that
-/// made the request waits (never on the embedder's own threads), and
-/// concurrently when several requests are in flight; a slow callback holds
-/// up only the call waiting for it. A call that reaches its timeout stops
-/// waiting; the callback still runs to its end.
+/// It runs on a thread libfidius starts for it, which ends when the
+/// callback returns, while the `fidius_plugin_call` that made the request
+/// waits (never on the embedder's own threads, nor on a pooled thread that
+/// lives on: runtimes such as Mono, which keep every thread that called
+/// into them attached until it ends, are not held up at exit); concurrently
+/// when several requests are in flight; a slow callback holds up only the
+/// call waiting for it. A call that reaches its timeout stops waiting; the
+/// callback still runs to its end.
 pub type fidius_egress_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, request: *mut fidius_http_request) -> u32>;
 
 /// Releases user data when nothing references it any more.
@@ -47,8 +50,9 @@ pub type fidius_destroy_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)
 
 /// Receives the host's log lines (`level`: 1 error, 2 warning, 3 info;
 /// `message` is NUL-terminated UTF-8, valid during the call). Load
-/// warnings are logged on the thread of the load; egress denials on the
-/// libfidius worker thread that decided them, while the plugin call waits.
+/// warnings are logged on the thread of the load; egress denials on a
+/// thread libfidius starts for the line, which ends when the callback
+/// returns (as for the egress policy), while the plugin call waits.
 /// So it runs concurrently when several threads use the host, and should
 /// return promptly.
 pub type fidius_log_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, level: u32, message: *const c_char)>;

@@ -182,7 +182,9 @@ pub unsafe extern "C" fn fidius_host_builder_set_trust_precompiled(
 /// secrets), `args` (the host's command line) and `network` (`sockets`: raw
 /// sockets, still behind the SSRF floor), which must be allowed explicitly.
 /// The first pattern added replaces that default: from then on only what
-/// some pattern matches is allowed (add `stdout`, `http`, ... as needed).
+/// some pattern matches is allowed (add `stdout`, `http`, ... as needed);
+/// the pattern `@default` stands for the default allowance, so `@default`
+/// plus `env:LOG_*` extends it by those variables.
 /// A load's own grants (`fidius_load_options_set_grants`) replace the
 /// package's list and are not checked against these patterns.
 /// Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT (empty pattern).

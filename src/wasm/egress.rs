@@ -70,12 +70,12 @@ impl Broker {
         let target = format!("{} {}", parts.method, parts.uri);
         let default_port = if config.use_tls { 443 } else { 80 };
         let Some(authority) = parts.uri.authority().cloned() else {
-            return Err(self.deny(&target, "the request has no host", ErrorCode::HttpRequestUriInvalid));
+            return Err(self.deny(&target, "the request has no host", ErrorCode::HttpRequestUriInvalid).await);
         };
         let port = authority.port_u16().unwrap_or(default_port);
         let (host, resolved) = match resolve(authority.host(), port).await {
             Ok(found) => found,
-            Err(why) => return Err(self.deny(&target, &why, ErrorCode::DnsError(dns_payload(&why)))),
+            Err(why) => return Err(self.deny(&target, &why, ErrorCode::DnsError(dns_payload(&why))).await),
         };
         let allow_private = self.policy.allows_private_ranges();
         let (addresses, floored): (Vec<IpAddr>, Vec<IpAddr>) =
@@ -87,15 +87,13 @@ impl Broker {
                  (fidius_egress_policy_set_allow_private_ranges lifts it for a policy)",
                 list.join(", ")
             );
-            return Err(self.deny(&target, &why, ErrorCode::DestinationIpProhibited));
+            return Err(self.deny(&target, &why, ErrorCode::DestinationIpProhibited).await);
         }
         let destination = Destination { host, port, addresses };
-        // The policy is embedder code that may block: a blocking-pool
-        // thread, so a slow policy holds up only the call waiting for it.
         let policy = self.policy.clone();
         let plugin = self.plugin.clone();
         let checked = destination.clone();
-        let decided = wasmtime_wasi::runtime::spawn_blocking(move || {
+        let decided = on_own_thread(move || {
             let mut parts = parts;
             // A panicking (Rust) policy denies rather than unwinding.
             let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| policy.authorize(&plugin, &mut parts, &checked)))
@@ -103,22 +101,41 @@ impl Broker {
             (parts, verdict)
         })
         .await;
-        let (parts, verdict) = decided;
+        let Some((parts, verdict)) = decided else {
+            return Err(self.deny(&target, "no thread could be started to ask the egress policy", ErrorCode::HttpRequestDenied).await);
+        };
         if let Err(reason) = verdict {
-            return Err(self.deny(&target, &reason, ErrorCode::HttpRequestDenied));
+            return Err(self.deny(&target, &reason, ErrorCode::HttpRequestDenied).await);
         }
         send_to(hyper::Request::from_parts(parts, body), &destination, config).await
     }
 
     /// Record and log a refused request; the guest gets `code`.
-    fn deny(&self, target: &str, reason: &str, code: ErrorCode) -> ErrorCode {
+    async fn deny(&self, target: &str, reason: &str, code: ErrorCode) -> ErrorCode {
         let line = format!("egress denied for plugin {}: {target}: {reason}", self.plugin);
-        if let Some(log) = &self.log {
-            log.log(LogLevel::Warn, &line);
+        self.denials.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
+        if let Some(log) = self.log.clone() {
+            on_own_thread(move || log.log(LogLevel::Warn, &line)).await;
         }
-        self.denials.lock().unwrap_or_else(|p| p.into_inner()).push(line);
         code
     }
+}
+
+/// Run embedder code (the egress policy, the log callback) on a thread of
+/// its own that ends when it returns, while the call waits: never on a
+/// runtime worker, so a slow callback holds up only the call waiting for
+/// it, and runtimes that keep every thread that ever called into them
+/// attached until it ends (Mono waits for them at exit) see it end. None
+/// when no thread could be started.
+async fn on_own_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("fidius-egress-callback".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .ok()?;
+    rx.await.ok()
 }
 
 fn dns_payload(why: &str) -> wasmtime_wasi_http::p2::bindings::http::types::DnsErrorPayload {
