@@ -11,7 +11,11 @@
 // returned an error.
 //
 // Threads: a Host and a Plugin may be used from any number of threads.
-// Callbacks (egress policy, log) run on libfidius' threads, concurrently.
+// Callbacks (egress policy, log) run on libfidius' threads, concurrently: an
+// egress callback on a libfidius worker thread (never the thread that called
+// the plugin, which waits for it), the log callback on the thread of the call
+// that logs or on a worker. Under Mono such workers keep the process from
+// exiting on its own: see README.md, "Mono and process exit".
 
 using System;
 using System.Collections.Generic;
@@ -62,6 +66,10 @@ namespace Fidius
         FuelExhausted = 52,
         Trap = 53,
         StackOverflow = 54,
+        Archive = 60,
+        FileRefused = 61,
+        SchemaMismatch = 62,
+        Cancelled = 63,
     }
 
     /// <summary>The encoding of a call's input and output.</summary>
@@ -169,6 +177,7 @@ namespace Fidius
         const string Lib = "fidius"; // libfidius.so
 
         // errors
+        [DllImport(Lib)] public static extern Status fidius_error_status(IntPtr error);
         [DllImport(Lib)] public static extern IntPtr fidius_error_message(IntPtr error);
         [DllImport(Lib)] public static extern IntPtr fidius_error_plugin_code(IntPtr error);
         [DllImport(Lib)] public static extern IntPtr fidius_error_plugin_message(IntPtr error);
@@ -183,6 +192,8 @@ namespace Fidius
         [DllImport(Lib)] public static extern Status fidius_host_builder_add_search_path(HostBuilderHandle b, byte[] path, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_set_load_policy(HostBuilderHandle b, uint policy, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_set_require_signature(HostBuilderHandle b, [MarshalAs(UnmanagedType.U1)] bool require, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_set_trust_precompiled(HostBuilderHandle b, [MarshalAs(UnmanagedType.U1)] bool trust, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_allow_capability(HostBuilderHandle b, byte[] pattern, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_add_trusted_key(HostBuilderHandle b, byte[] key, UIntPtr len, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_add_trusted_key_file(HostBuilderHandle b, byte[] path, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_set_interface_hash(HostBuilderHandle b, ulong hash, out IntPtr error);
@@ -192,6 +203,8 @@ namespace Fidius
         [DllImport(Lib)] public static extern Status fidius_host_builder_build(HostBuilderHandle b, out HostHandle host, out IntPtr error);
         [DllImport(Lib)] public static extern void fidius_host_free(IntPtr host);
         [DllImport(Lib)] public static extern Status fidius_host_precompile_component(HostHandle host, byte[] component, UIntPtr len, out FidiusBytes output, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_load_fid(HostHandle host, byte[] path, LoadOptionsHandle options, out PluginHandle plugin, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_unpack_fid(HostHandle host, byte[] path, byte[] destDir, out FidiusBytes packageDir, out IntPtr error);
 
         // discovery
         [DllImport(Lib)] public static extern Status fidius_host_discover(HostHandle host, out DiscoveryHandle discovery, out IntPtr error);
@@ -223,6 +236,7 @@ namespace Fidius
         [DllImport(Lib)] public static extern Status fidius_load_options_set_interface_hash(LoadOptionsHandle o, ulong hash, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_load_options_set_egress_policy(LoadOptionsHandle o, EgressPolicyHandle policy, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_load_options_set_interface_export(LoadOptionsHandle o, byte[] name, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_load_options_set_grants(LoadOptionsHandle o, IntPtr[] grants, UIntPtr count, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_load_options_set_timeout_ms(LoadOptionsHandle o, ulong ms, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_load_options_set_memory_limit(LoadOptionsHandle o, ulong bytes, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_load_options_set_fuel(LoadOptionsHandle o, ulong fuel, out IntPtr error);
@@ -247,10 +261,15 @@ namespace Fidius
 
         // egress
         [DllImport(Lib)] public static extern Status fidius_egress_policy_new(EgressFn callback, IntPtr userData, DestroyFn destroy, out EgressPolicyHandle policy, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_egress_policy_set_allow_private_ranges(EgressPolicyHandle policy, [MarshalAs(UnmanagedType.U1)] bool allow, out IntPtr error);
         [DllImport(Lib)] public static extern void fidius_egress_policy_free(IntPtr policy);
         [DllImport(Lib)] public static extern IntPtr fidius_http_request_method(IntPtr request);
         [DllImport(Lib)] public static extern IntPtr fidius_http_request_scheme(IntPtr request);
         [DllImport(Lib)] public static extern IntPtr fidius_http_request_authority(IntPtr request);
+        [DllImport(Lib)] public static extern IntPtr fidius_http_request_host(IntPtr request);
+        [DllImport(Lib)] public static extern ushort fidius_http_request_port(IntPtr request);
+        [DllImport(Lib)] public static extern UIntPtr fidius_http_request_address_count(IntPtr request);
+        [DllImport(Lib)] public static extern IntPtr fidius_http_request_address(IntPtr request, UIntPtr index);
         [DllImport(Lib)] public static extern IntPtr fidius_http_request_path_and_query(IntPtr request);
         [DllImport(Lib)] public static extern IntPtr fidius_http_request_plugin(IntPtr request);
         [DllImport(Lib)] public static extern UIntPtr fidius_http_request_header_count(IntPtr request);
@@ -304,7 +323,7 @@ namespace Fidius
                 if (code != null)
                     return new PluginException(message, code, Str(fidius_error_plugin_message(error)),
                                                Str(fidius_error_plugin_details(error)));
-                return new FidiusException(status, message);
+                return new FidiusException(fidius_error_status(error), message);
             }
             finally
             {
@@ -471,6 +490,15 @@ namespace Fidius
         public bool RequireSignature;
         public List<byte[]> TrustedKeys = new List<byte[]>();
         public List<string> TrustedKeyFiles = new List<string>();
+        /// <summary>Deserialize a package's .cwasm even when no trusted key's signature covers it.
+        /// Off by default: such a .cwasm is ignored (with a plugin warning) and the .wasm compiled.
+        /// Only when whoever can write the search paths is as trusted as the host itself.</summary>
+        public bool TrustPrecompiled;
+        /// <summary>The capabilities packages may have: names ("stdout", "env:HOME") or patterns where
+        /// * matches any run of characters ("env:LOG_*"). Empty (the default) allows everything but
+        /// env:*, args and network; any pattern replaces that default. A package asking for more
+        /// fails to load with Status.Capability; an empty pattern is Status.InvalidArgument.</summary>
+        public List<string> AllowCapabilities = new List<string>();
         /// <summary>When not 0, required of native plugins.</summary>
         public ulong InterfaceHash;
         /// <summary>When not None, required of native plugins.</summary>
@@ -501,6 +529,9 @@ namespace Fidius
         public bool ReuseInstance;
         /// <summary>Per WASM method name: whether it is #[wire(raw)].</summary>
         public Dictionary<string, bool> WireRaw = new Dictionary<string, bool>();
+        /// <summary>Packages: when not null, exactly the capabilities this load gets, replacing the
+        /// manifest's list (empty: none). Not checked against HostConfig.AllowCapabilities.</summary>
+        public List<string> Grants;
 
         internal LoadOptionsHandle Build()
         {
@@ -530,12 +561,38 @@ namespace Fidius
                     Native.Check(Native.fidius_load_options_set_reuse_instance(o, true, out err), err);
                 foreach (KeyValuePair<string, bool> kv in WireRaw)
                     Native.Check(Native.fidius_load_options_set_wire_raw(o, Native.Utf8z(kv.Key), kv.Value, out err), err);
+                if (Grants != null)
+                    SetGrants(o, Grants);
                 return o;
             }
             catch
             {
                 o.Dispose();
                 throw;
+            }
+        }
+
+        // The C API takes a `const char *const *`: an array of NUL-terminated UTF-8 strings in
+        // unmanaged memory, copied by libfidius before it returns.
+        static void SetGrants(LoadOptionsHandle o, List<string> grants)
+        {
+            IntPtr[] strings = new IntPtr[grants.Count];
+            try
+            {
+                for (int i = 0; i < strings.Length; i++)
+                {
+                    if (grants[i] == null) throw new ArgumentNullException("Grants", "a null capability");
+                    byte[] utf8 = Native.Utf8z(grants[i]);
+                    strings[i] = Marshal.AllocHGlobal(utf8.Length);
+                    Marshal.Copy(utf8, 0, strings[i], utf8.Length);
+                }
+                IntPtr err;
+                Native.Check(Native.fidius_load_options_set_grants(o, strings.Length > 0 ? strings : null, (UIntPtr)strings.Length, out err), err);
+            }
+            finally
+            {
+                foreach (IntPtr s in strings)
+                    if (s != IntPtr.Zero) Marshal.FreeHGlobal(s);
             }
         }
     }
@@ -557,6 +614,13 @@ namespace Fidius
                     Native.Check(Native.fidius_host_builder_set_load_policy(b, (uint)config.LoadPolicy, out err), err);
                 if (config.RequireSignature)
                     Native.Check(Native.fidius_host_builder_set_require_signature(b, true, out err), err);
+                if (config.TrustPrecompiled)
+                    Native.Check(Native.fidius_host_builder_set_trust_precompiled(b, true, out err), err);
+                foreach (string pattern in config.AllowCapabilities)
+                {
+                    if (pattern == null) throw new ArgumentNullException("AllowCapabilities", "a null capability pattern");
+                    Native.Check(Native.fidius_host_builder_allow_capability(b, Native.Utf8z(pattern), out err), err);
+                }
                 foreach (byte[] k in config.TrustedKeys)
                     Native.Check(Native.fidius_host_builder_add_trusted_key(b, k, (UIntPtr)k.Length, out err), err);
                 foreach (string f in config.TrustedKeyFiles)
@@ -630,6 +694,29 @@ namespace Fidius
                 Native.Check(Native.fidius_host_load_path(handle, Native.Utf8z(path), Native.Utf8z(name), o, out p, out err), err);
                 return new Plugin(p);
             }
+        }
+
+        /// <summary>Load the package in a .fid archive (tar + bzip2, as `fidius package pack` writes it),
+        /// extracted into memory: nothing is written to disk.</summary>
+        public Plugin LoadFid(string path, LoadOptions options = null)
+        {
+            using (LoadOptionsHandle o = options != null ? options.Build() : new LoadOptionsHandle())
+            {
+                PluginHandle p;
+                IntPtr err;
+                Native.Check(Native.fidius_host_load_fid(handle, Native.Utf8z(path), o, out p, out err), err);
+                return new Plugin(p);
+            }
+        }
+
+        /// <summary>Extract the package in a .fid archive into destDir (created if missing), as
+        /// destDir/&lt;name&gt;-&lt;version&gt; (replacing a directory of that name); returns its path.</summary>
+        public string UnpackFid(string path, string destDir)
+        {
+            FidiusBytes output;
+            IntPtr err;
+            Native.Check(Native.fidius_host_unpack_fid(handle, Native.Utf8z(path), Native.Utf8z(destDir), out output, out err), err);
+            return Encoding.UTF8.GetString(Native.TakeBytes(ref output));
         }
 
         /// <summary>Ahead-of-time compile component bytes into .cwasm bytes.</summary>
@@ -743,16 +830,31 @@ namespace Fidius
         public void Dispose() { handle.Dispose(); }
     }
 
-    /// <summary>Decides on one outbound HTTP request of a WASM plugin. Runs on libfidius' threads,
-    /// concurrently; must not call into the plugin whose request it decides. An exception denies.</summary>
+    /// <summary>Decides on one outbound HTTP request of a WASM plugin. Runs on a libfidius worker
+    /// thread (never the thread that called the plugin, which waits for the verdict), concurrently
+    /// when several requests are in flight; must not call into the plugin whose request it decides.
+    /// An exception denies.</summary>
     public delegate EgressVerdict EgressCallback(HttpRequest request);
 
     /// <summary>An egress policy. Hosts, load options and plugins using it hold their own
     /// references: it may be disposed right after registering it, and the callback stays alive
-    /// until libfidius releases its last reference (its destroy callback).</summary>
+    /// until libfidius releases its last reference (its destroy callback).
+    /// The SSRF floor: a request whose destination resolves only to private or special-purpose
+    /// addresses (loopback, RFC 1918, link-local, ...) is denied before the callback is asked,
+    /// unless AllowPrivateRanges is set.</summary>
     public sealed class EgressPolicy : IDisposable
     {
         internal readonly EgressPolicyHandle Handle;
+        bool allowPrivateRanges;
+
+        public EgressPolicy(EgressCallback callback, bool allowPrivateRanges) : this(callback)
+        {
+            if (allowPrivateRanges)
+            {
+                try { AllowPrivateRanges = true; }
+                catch { Dispose(); throw; }
+            }
+        }
 
         public EgressPolicy(EgressCallback callback)
         {
@@ -764,6 +866,22 @@ namespace Fidius
             {
                 Native.Unpin(state); // documented: destroy is not called on failure
                 throw Native.TakeException(st, err);
+            }
+        }
+
+        /// <summary>Whether this policy's requests may go to private and special-purpose addresses
+        /// (loopback, RFC 1918, link-local with the cloud metadata service, carrier-grade NAT,
+        /// unique-local, multicast), which the SSRF floor otherwise removes before the callback is
+        /// asked. Off by default; setting it applies to requests decided afterwards, wherever the
+        /// policy is registered.</summary>
+        public bool AllowPrivateRanges
+        {
+            get { return Volatile.Read(ref allowPrivateRanges); }
+            set
+            {
+                IntPtr err;
+                Native.Check(Native.fidius_egress_policy_set_allow_private_ranges(Handle, value, out err), err);
+                Volatile.Write(ref allowPrivateRanges, value);
             }
         }
 
@@ -792,7 +910,29 @@ namespace Fidius
 
         public string Method { get { return Native.Str(Native.fidius_http_request_method(Ptr)); } }
         public string Scheme { get { return Native.Str(Native.fidius_http_request_scheme(Ptr)); } }
+        /// <summary>The authority as the guest wrote it, "host" or "host:port" (see Host, Port, Addresses).</summary>
         public string Authority { get { return Native.Str(Native.fidius_http_request_authority(Ptr)); } }
+        /// <summary>The destination host, canonical: an IP address in standard form ("127.0.0.1",
+        /// whatever spelling the guest used) or a lower-case DNS name without a final dot.</summary>
+        public string Host { get { return Native.Str(Native.fidius_http_request_host(Ptr)); } }
+        /// <summary>The destination port (the scheme's default when the authority has none).</summary>
+        public ushort Port { get { return Native.fidius_http_request_port(Ptr); } }
+        /// <summary>The addresses the request will be sent to (and only to those), in the order tried.</summary>
+        public IList<string> Addresses
+        {
+            get
+            {
+                IntPtr p = Ptr;
+                List<string> list = new List<string>();
+                ulong n = Native.fidius_http_request_address_count(p).ToUInt64();
+                for (ulong i = 0; i < n; i++)
+                {
+                    string a = Native.Str(Native.fidius_http_request_address(p, (UIntPtr)i));
+                    if (a != null) list.Add(a);
+                }
+                return list.AsReadOnly();
+            }
+        }
         public string PathAndQuery { get { return Native.Str(Native.fidius_http_request_path_and_query(Ptr)); } }
         /// <summary>The name of the plugin making the request.</summary>
         public string Plugin { get { return Native.Str(Native.fidius_http_request_plugin(Ptr)); } }

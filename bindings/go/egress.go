@@ -26,10 +26,19 @@ const (
 )
 
 // EgressFunc decides on one outbound HTTP request of a WASM plugin, before
-// anything is sent. It is called on libfidius' threads, concurrently (one
-// per plugin call in flight), and must not call into the plugin whose
-// request it is deciding. The Request is valid only during the call. A
-// panic denies the request (the panic value becomes the deny reason).
+// anything is sent. It is called on a libfidius worker thread (never the
+// goroutine's thread that called the plugin, which waits for the verdict),
+// concurrently when several requests are in flight, and must not call
+// into the plugin whose request it is deciding. The Request is valid only
+// during the call. A panic denies the request (the panic value becomes the
+// deny reason).
+//
+// The destination is resolved before the function is asked: Request.Host,
+// Port and Addresses say where the request really goes, whatever spelling
+// the guest used. Requests whose destination resolves only to private or
+// special-purpose addresses (loopback, RFC 1918, link-local, ...) are
+// denied by the SSRF floor without asking, unless the policy allows them
+// (EgressPolicy.SetAllowPrivateRanges).
 type EgressFunc func(req *Request) Verdict
 
 // EgressPolicy is an egress callback registered with libfidius. Hosts,
@@ -70,6 +79,21 @@ func (e *EgressPolicy) Close() error {
 	return nil
 }
 
+// SetAllowPrivateRanges lets (or stops letting) this policy's requests go
+// to private and special-purpose addresses (loopback, RFC 1918,
+// link-local with the cloud metadata service, carrier-grade NAT,
+// unique-local, multicast), which the SSRF floor otherwise removes before
+// the EgressFunc is asked. Off by default; for policies that reach services
+// on the host's own network on purpose (and tests against a loopback
+// server). Applies to requests decided afterwards, wherever the policy is
+// registered.
+func (e *EgressPolicy) SetAllowPrivateRanges(allow bool) error {
+	return e.use(func(p *C.fidius_egress_policy) error {
+		var cerr *C.fidius_error
+		return takeError(C.fidius_egress_policy_set_allow_private_ranges(p, C.bool(allow), &cerr), cerr)
+	})
+}
+
 func (e *EgressPolicy) use(f func(*C.fidius_egress_policy) error) error {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
@@ -108,9 +132,41 @@ func (r *Request) Scheme() string {
 	return r.str(func(c *C.fidius_http_request) *C.char { return C.fidius_http_request_scheme(c) })
 }
 
-// Authority is "host" or "host:port".
+// Authority is "host" or "host:port" as the guest wrote it (Host, Port and
+// Addresses say where the request really goes).
 func (r *Request) Authority() string {
 	return r.str(func(c *C.fidius_http_request) *C.char { return C.fidius_http_request_authority(c) })
+}
+
+// Host is the destination host, canonical: an IP address in standard form
+// ("127.0.0.1" for 127.1, 2130706433, ...; "::1") or a DNS name in lower
+// case without a final dot.
+func (r *Request) Host() string {
+	return r.str(func(c *C.fidius_http_request) *C.char { return C.fidius_http_request_host(c) })
+}
+
+// Port is the destination port (the scheme's default when the authority has none).
+func (r *Request) Port() uint16 {
+	if r.c == nil {
+		return 0
+	}
+	return uint16(C.fidius_http_request_port(r.c))
+}
+
+// Addresses are the addresses the request will be sent to (and only to
+// those: there is no second lookup), as text, in the order they are tried.
+func (r *Request) Addresses() []string {
+	if r.c == nil {
+		return nil
+	}
+	n := C.fidius_http_request_address_count(r.c)
+	out := make([]string, 0, int(n))
+	for i := C.size_t(0); i < n; i++ {
+		if a := C.fidius_http_request_address(r.c, i); a != nil {
+			out = append(out, C.GoString(a))
+		}
+	}
+	return out
 }
 
 // PathAndQuery is e.g. "/v1/items?page=2".

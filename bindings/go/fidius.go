@@ -75,6 +75,10 @@ const (
 	StatusFuelExhausted         Status = C.FIDIUS_STATUS_FUEL_EXHAUSTED
 	StatusTrap                  Status = C.FIDIUS_STATUS_TRAP
 	StatusStackOverflow         Status = C.FIDIUS_STATUS_STACK_OVERFLOW
+	StatusArchive               Status = C.FIDIUS_STATUS_ARCHIVE
+	StatusFileRefused           Status = C.FIDIUS_STATUS_FILE_REFUSED
+	StatusSchemaMismatch        Status = C.FIDIUS_STATUS_SCHEMA_MISMATCH
+	StatusCancelled             Status = C.FIDIUS_STATUS_CANCELLED
 )
 
 // String is libfidius' description of the status ("plugin error", ...).
@@ -141,6 +145,7 @@ func takeError[S ~uint32](st S, cerr *C.fidius_error) error {
 		return &Error{Status: Status(st), Message: Status(st).String()}
 	}
 	defer C.fidius_error_free(cerr)
+	st = S(C.fidius_error_status(cerr)) // the same status, as the error object records it
 	msg := C.GoString(C.fidius_error_message(cerr))
 	if code := C.fidius_error_plugin_code(cerr); code != nil {
 		pe := &PluginError{Code: C.GoString(code), HostMessage: msg}
@@ -176,13 +181,17 @@ const (
 type Runtime uint32
 
 const (
-	RuntimeNative Runtime = C.FIDIUS_RUNTIME_NATIVE
-	RuntimeWASM   Runtime = C.FIDIUS_RUNTIME_WASM
-	RuntimePython Runtime = C.FIDIUS_RUNTIME_PYTHON
+	// RuntimeUnknown: not a plugin description (a zero PluginInfo).
+	RuntimeUnknown Runtime = C.FIDIUS_RUNTIME_UNKNOWN
+	RuntimeNative  Runtime = C.FIDIUS_RUNTIME_NATIVE
+	RuntimeWASM    Runtime = C.FIDIUS_RUNTIME_WASM
+	RuntimePython  Runtime = C.FIDIUS_RUNTIME_PYTHON
 )
 
 func (r Runtime) String() string {
 	switch r {
+	case RuntimeUnknown:
+		return "unknown"
 	case RuntimeNative:
 		return "native"
 	case RuntimeWASM:

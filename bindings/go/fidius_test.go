@@ -3,13 +3,20 @@ package fidius
 import (
 	"encoding/binary"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -102,6 +109,64 @@ func checkDivZero(t *testing.T, err error) {
 func TestVersion(t *testing.T) {
 	if Version() != HeaderVersion {
 		t.Fatalf("library %s, header %s", Version(), HeaderVersion)
+	}
+}
+
+// allStatuses lists every Status constant of the package.
+var allStatuses = []Status{
+	StatusOK, StatusNullArgument, StatusInvalidUTF8, StatusInvalidArgument, StatusInvalidHandle,
+	StatusInternalPanic, StatusIO, StatusUnsupported, StatusPluginNotFound, StatusNotAPlugin,
+	StatusLibraryLoad, StatusArchitectureMismatch, StatusInvalidMagic, StatusRegistryVersion,
+	StatusABIVersion, StatusInvalidDescriptor, StatusBufferStrategy, StatusInterfaceHashMismatch,
+	StatusConfigRejected, StatusSignatureRequired, StatusSignatureInvalid, StatusInvalidManifest,
+	StatusCapability, StatusMethodIndex, StatusNotImplemented, StatusPluginError, StatusPluginPanic,
+	StatusSerialization, StatusUnknownStatus, StatusBufferTooSmall, StatusTimeout, StatusMemoryLimit,
+	StatusFuelExhausted, StatusTrap, StatusStackOverflow, StatusArchive, StatusFileRefused,
+	StatusSchemaMismatch, StatusCancelled,
+}
+
+func TestStatusNames(t *testing.T) {
+	if StatusFileRefused != 61 || StatusFileRefused.String() != "file refused" {
+		t.Errorf("StatusFileRefused = %d %q", int32(StatusFileRefused), StatusFileRefused.String())
+	}
+	if StatusArchive != 60 {
+		t.Errorf("StatusArchive = %d", int32(StatusArchive))
+	}
+	// Every status the package declares is one libfidius knows (bindings/check_drift.py
+	// checks the other direction against the header).
+	for _, s := range allStatuses {
+		if s.String() == "unknown status" {
+			t.Errorf("libfidius does not know status %d", int32(s))
+		}
+	}
+	if RuntimeUnknown.String() != "unknown" || (PluginInfo{}).Runtime != RuntimeUnknown {
+		t.Errorf("RuntimeUnknown: %v", RuntimeUnknown)
+	}
+}
+
+func TestFileRefused(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "libfifo.so")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	h, err := NewHost(HostConfig{SearchPaths: []string{dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	// Refused before it is opened (reading a FIFO would block).
+	_, err = h.LoadPath(fifo, "", nil)
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Status != StatusFileRefused || !strings.Contains(fe.Message, "FIFO") {
+		t.Errorf("LoadPath(FIFO): %v", err)
+	}
+	d, err := h.Discover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Skipped) != 1 || d.Skipped[0].Path != fifo || d.Skipped[0].Status != StatusFileRefused {
+		t.Errorf("discovery skipped %+v", d.Skipped)
 	}
 }
 
@@ -204,6 +269,159 @@ func TestWasmPlugin(t *testing.T) {
 	}
 }
 
+func TestTrustPrecompiled(t *testing.T) {
+	// Behaviour (an unsigned .cwasm is used only with this on) is tested on the Rust side.
+	h := newHost(t, HostConfig{TrustPrecompiled: true})
+	calc := load(t, h, "calc", nil)
+	if got := callAdd(t, calc, 40, 2); got != 42 {
+		t.Errorf("calc add = %d", got)
+	}
+}
+
+func TestAllowCapabilities(t *testing.T) {
+	t.Setenv("FIDIUS_FIXTURE_VAR", "go-value")
+	// By default env:* is not allowed: caps (asking for env:FIDIUS_FIXTURE_VAR) is refused.
+	h := newHost(t, HostConfig{})
+	_, err := h.Load("caps", nil)
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Status != StatusCapability || !strings.Contains(fe.Message, "env:FIDIUS_FIXTURE_VAR") {
+		t.Errorf("caps with the default allow-list: %v", err)
+	}
+	d, err := h.Discover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := false
+	for _, p := range d.Plugins {
+		listed = listed || p.Name == "caps"
+	}
+	if !listed {
+		t.Errorf("discovery no longer lists caps")
+	}
+
+	h = newHost(t, HostConfig{AllowCapabilities: []string{"env:FIDIUS_*", "stdout", "clocks"}})
+	caps := load(t, h, "caps", nil)
+	idx, err := caps.MethodIndex("read_env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := caps.CallJSON(idx, `["FIDIUS_FIXTURE_VAR"]`); err != nil || got != `"go-value"` {
+		t.Errorf("read_env with env:FIDIUS_* allowed: %q, %v", got, err)
+	}
+
+	// One pattern replaces the default: stdout alone does not allow the rest.
+	h = newHost(t, HostConfig{AllowCapabilities: []string{"stdout"}})
+	if _, err := h.Load("caps", nil); !errors.Is(err, StatusCapability) {
+		t.Errorf("caps with only stdout allowed: %v", err)
+	}
+
+	if _, err := NewHost(HostConfig{AllowCapabilities: []string{""}}); !errors.Is(err, StatusInvalidArgument) {
+		t.Errorf("empty pattern: %v", err)
+	}
+}
+
+func TestGrants(t *testing.T) {
+	t.Setenv("FIDIUS_FIXTURE_VAR", "secret")
+	h := newHost(t, HostConfig{})
+	for _, grants := range [][]string{{"stdout"}, {}} {
+		caps := load(t, h, "caps", &LoadOptions{Grants: grants})
+		idx, err := caps.MethodIndex("read_env")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := caps.CallJSON(idx, `["FIDIUS_FIXTURE_VAR"]`); err != nil || got != "null" {
+			t.Errorf("read_env with grants %q: %q, %v", grants, got, err)
+		}
+	}
+}
+
+// packFid writes a .fid archive (tar + bzip2) of the calc fixture package.
+func packFid(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("tar"); err != nil {
+		t.Skip("tar not found")
+	}
+	if _, err := exec.LookPath("bzip2"); err != nil {
+		t.Skip("bzip2 not found")
+	}
+	tmp := t.TempDir()
+	pkg := filepath.Join(tmp, "calc-0.1.0")
+	if err := os.Mkdir(pkg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"package.toml", "calc.wasm"} {
+		copyFile(t, filepath.Join(pluginDir(t), "calc", f), filepath.Join(pkg, f))
+	}
+	fid := filepath.Join(tmp, "calc-0.1.0.fid")
+	if out, err := exec.Command("tar", "-cjf", fid, "-C", tmp, "calc-0.1.0").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	return fid
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFid(t *testing.T) {
+	fid := packFid(t)
+	h := newHost(t, HostConfig{})
+	calc, err := h.LoadFid(fid, &LoadOptions{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer calc.Close()
+	if calc.Info().Name != "calc" || callAdd(t, calc, 2, 40) != 42 {
+		t.Errorf("calc from .fid: %+v", calc.Info())
+	}
+
+	dest := filepath.Join(t.TempDir(), "dest")
+	dir, err := h.UnpackFid(fid, dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dest, "calc-0.1.0"); filepath.Clean(dir) != want {
+		t.Errorf("UnpackFid = %q, want %q", dir, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "package.toml")); err != nil {
+		t.Error(err)
+	}
+	unpacked, err := NewHost(HostConfig{SearchPaths: []string{dest}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unpacked.Close()
+	if p := load(t, unpacked, "calc", nil); callAdd(t, p, 40, 2) != 42 {
+		t.Errorf("unpacked calc")
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad.fid")
+	if err := os.WriteFile(bad, []byte("not an archive"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.LoadFid(bad, nil); !errors.Is(err, StatusArchive) {
+		t.Errorf("LoadFid(garbage): %v", err)
+	}
+	if _, err := h.UnpackFid(bad, dest+"2"); !errors.Is(err, StatusArchive) {
+		t.Errorf("UnpackFid(garbage): %v", err)
+	}
+}
+
 func TestNotFound(t *testing.T) {
 	h := newHost(t, HostConfig{})
 	_, err := h.Load("NoSuchPlugin", nil)
@@ -224,12 +442,15 @@ func TestEgress(t *testing.T) {
 	}))
 	defer srv.Close()
 	allowed := strings.TrimPrefix(srv.URL, "http://") // 127.0.0.1:PORT
+	port := serverPort(t, srv)
 
 	before := atomicLive()
 	var asked, guestHeaders []string
+	var destinations []destination
 	policy, err := NewEgressPolicy(func(req *Request) Verdict {
 		mu.Lock()
 		asked = append(asked, req.Method()+" "+req.Scheme()+"://"+req.Authority()+req.PathAndQuery()+" by "+req.Plugin())
+		destinations = append(destinations, destination{req.Host(), req.Port(), req.Addresses()})
 		mu.Unlock()
 		if req.Authority() != allowed {
 			req.SetDenyReason("only the test server is allowed")
@@ -255,6 +476,10 @@ func TestEgress(t *testing.T) {
 		return Allow
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// The test server is on 127.0.0.1, which the SSRF floor would keep the policy from seeing.
+	if err := policy.SetAllowPrivateRanges(true); err != nil {
 		t.Fatal(err)
 	}
 	var logs []string
@@ -287,6 +512,9 @@ func TestEgress(t *testing.T) {
 	mu.Lock()
 	if len(arrived) != 1 || arrived[0].Header.Get("Authorization") != "Bearer go-token" || arrived[0].URL.Path != "/data" {
 		t.Errorf("the allowed request did not arrive with the injected header: %v", arrived)
+	}
+	if want := (destination{"127.0.0.1", port, []string{"127.0.0.1"}}); len(destinations) != 1 || !reflect.DeepEqual(destinations[0], want) {
+		t.Errorf("policy saw destinations %+v, want %+v", destinations, want)
 	}
 	mu.Unlock()
 
@@ -321,6 +549,10 @@ func TestEgress(t *testing.T) {
 	if len(asked) != 3 {
 		t.Errorf("policy asked %d times: %v", len(asked), asked)
 	}
+	// A name: the canonical host is the lower-case name, with every address it resolved to.
+	if d := destinations[len(destinations)-1]; d.Host != "localhost" || d.Port != port || !containsString(d.Addresses, "127.0.0.1") {
+		t.Errorf("policy saw %+v for localhost", d)
+	}
 	mu.Unlock()
 
 	h.Close()
@@ -336,6 +568,34 @@ func TestEgress(t *testing.T) {
 	if !containsSubstring(logs, "only the test server is allowed") {
 		t.Errorf("no log line with the deny reason: %q", logs)
 	}
+}
+
+type destination struct {
+	Host      string
+	Port      uint16
+	Addresses []string
+}
+
+func serverPort(t *testing.T, srv *httptest.Server) uint16 {
+	t.Helper()
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.ParseUint(u.Port(), 10, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint16(p)
+}
+
+func containsString(list []string, s string) bool {
+	for _, l := range list {
+		if l == s {
+			return true
+		}
+	}
+	return false
 }
 
 func containsSubstring(list []string, s string) bool {
@@ -364,6 +624,9 @@ func TestEgressPanicDenies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer policy.Close()
+	if err := policy.SetAllowPrivateRanges(true); err != nil { // the server is on 127.0.0.1
+		t.Fatal(err)
+	}
 	h := newHost(t, HostConfig{})
 	fetch := load(t, h, "fetch", &LoadOptions{Egress: policy})
 	_, err = fetch.CallJSON(0, `["`+srv.URL+`"]`)
@@ -373,6 +636,52 @@ func TestEgressPanicDenies(t *testing.T) {
 	}
 	if atomic.LoadInt32(&arrived) != 0 {
 		t.Errorf("request arrived although the policy panicked")
+	}
+}
+
+func TestEgressSSRFFloor(t *testing.T) {
+	var arrived int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		atomic.AddInt32(&arrived, 1)
+		w.Write([]byte("hello"))
+	}))
+	defer srv.Close()
+	var asked int32
+	policy, err := NewEgressPolicy(func(req *Request) Verdict {
+		atomic.AddInt32(&asked, 1)
+		return Allow
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer policy.Close()
+	h := newHost(t, HostConfig{Egress: policy})
+	fetch := load(t, h, "fetch", nil)
+	// Private ranges not allowed: the floor denies 127.0.0.1 before the policy is asked.
+	_, err = fetch.CallJSON(0, `["`+srv.URL+`/floor"]`)
+	var pe *PluginError
+	if !errors.As(err, &pe) || !errors.Is(err, StatusPluginError) || !strings.Contains(pe.HostMessage, "SSRF floor") {
+		t.Errorf("request to 127.0.0.1 without allow_private_ranges: %v", err)
+	}
+	if n := atomic.LoadInt32(&asked); n != 0 {
+		t.Errorf("the policy was asked %d times", n)
+	}
+	if n := atomic.LoadInt32(&arrived); n != 0 {
+		t.Errorf("%d requests arrived", n)
+	}
+	// Lifting the floor applies to requests decided afterwards.
+	if err := policy.SetAllowPrivateRanges(true); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := fetch.CallJSON(0, `["`+srv.URL+`/lifted"]`); err != nil || got != `"200 hello"` {
+		t.Errorf("after SetAllowPrivateRanges(true): %q, %v", got, err)
+	}
+	if atomic.LoadInt32(&asked) != 1 || atomic.LoadInt32(&arrived) != 1 {
+		t.Errorf("asked %d, arrived %d", atomic.LoadInt32(&asked), atomic.LoadInt32(&arrived))
+	}
+	policy.Close()
+	if err := policy.SetAllowPrivateRanges(false); err != ErrClosed {
+		t.Errorf("SetAllowPrivateRanges after Close: %v", err)
 	}
 }
 

@@ -28,6 +28,21 @@ type HostConfig struct {
 	RequireSignature bool
 	TrustedKeys      [][]byte
 	TrustedKeyFiles  []string
+	// TrustPrecompiled deserializes a package's precompiled .cwasm even
+	// when no trusted key's signature covers it. Off by default: such a
+	// .cwasm is ignored (with a Plugin.Warnings entry and a log line) and
+	// the .wasm is compiled instead. A .cwasm is machine code run
+	// unchecked: turn this on only when whoever can write the search paths
+	// is as trusted as the host itself.
+	TrustPrecompiled bool
+	// AllowCapabilities is the host's allow-list of package capabilities:
+	// names ("stdout", "http", "env:HOME") or patterns where * matches any
+	// run of characters ("env:LOG_*", "*"). Empty (the default) allows every
+	// capability except "env:*", "args" and "network"; any pattern replaces
+	// that default, so list everything packages may have. A package asking
+	// for a capability the host does not allow fails to load with
+	// StatusCapability, naming it. An empty pattern is StatusInvalidArgument.
+	AllowCapabilities []string
 	// InterfaceHash, when not 0, is required of native plugins.
 	InterfaceHash uint64
 	// BufferStrategy, when not BufferStrategyNone, is required of native plugins.
@@ -72,6 +87,19 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	}
 	if cfg.RequireSignature {
 		if err := takeError(C.fidius_host_builder_set_require_signature(b, true, &cerr), cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.TrustPrecompiled {
+		if err := takeError(C.fidius_host_builder_set_trust_precompiled(b, true, &cerr), cerr); err != nil {
+			return nil, err
+		}
+	}
+	for _, pattern := range cfg.AllowCapabilities {
+		cs := C.CString(pattern)
+		st := C.fidius_host_builder_allow_capability(b, cs, &cerr)
+		C.free(unsafe.Pointer(cs))
+		if err := takeError(st, cerr); err != nil {
 			return nil, err
 		}
 	}
@@ -202,6 +230,11 @@ type LoadOptions struct {
 	ReuseInstance bool
 	// WireRaw says, per method name, whether a WASM method is #[wire(raw)].
 	WireRaw map[string]bool
+	// Grants, when not nil, are exactly the capabilities this package load
+	// gets, replacing the manifest's list; an empty non-nil slice grants
+	// nothing. They are the embedder's own word for this load: the host's
+	// AllowCapabilities do not apply to them.
+	Grants []string
 }
 
 func (o *LoadOptions) build() (*C.fidius_load_options, error) {
@@ -273,13 +306,42 @@ func (o *LoadOptions) build() (*C.fidius_load_options, error) {
 			return fail(err)
 		}
 	}
+	if o.Grants != nil {
+		if err := setGrants(opts, o.Grants); err != nil {
+			return fail(err)
+		}
+	}
 	return opts, nil
+}
+
+// setGrants passes grants as a C array of C strings (C memory: cgo forbids
+// handing C a Go array of pointers).
+func setGrants(opts *C.fidius_load_options, grants []string) error {
+	var arr **C.char
+	if n := len(grants); n > 0 {
+		arr = (**C.char)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+		if arr == nil {
+			return &Error{Status: StatusInternalPanic, Message: "calloc failed (out of memory)"}
+		}
+		defer C.free(unsafe.Pointer(arr))
+		elems := unsafe.Slice(arr, n)
+		for i, g := range grants {
+			elems[i] = C.CString(g)
+		}
+		defer func() {
+			for _, p := range elems {
+				C.free(unsafe.Pointer(p))
+			}
+		}()
+	}
+	var cerr *C.fidius_error
+	return takeError(C.fidius_load_options_set_grants(opts, arr, C.size_t(len(grants)), &cerr), cerr)
 }
 
 // Load loads the plugin named name (a native plugin's type name or a
 // package's name) from the search paths. opts may be nil.
 func (h *Host) Load(name string, opts *LoadOptions) (*Plugin, error) {
-	return h.load("", name, opts)
+	return h.load(false, "", name, opts)
 }
 
 // LoadPath loads a native plugin from the library at path; name picks one
@@ -288,10 +350,43 @@ func (h *Host) LoadPath(path, name string, opts *LoadOptions) (*Plugin, error) {
 	if path == "" {
 		return nil, &Error{Status: StatusInvalidArgument, Message: "empty path"}
 	}
-	return h.load(path, name, opts)
+	return h.load(false, path, name, opts)
 }
 
-func (h *Host) load(path, name string, opts *LoadOptions) (*Plugin, error) {
+// LoadFid loads the package in the .fid archive at path (tar + bzip2, as
+// `fidius package pack` writes it). The archive is extracted into memory
+// (nothing is written to disk) and, with signatures required, its
+// package.sig must verify the content. opts may be nil.
+func (h *Host) LoadFid(path string, opts *LoadOptions) (*Plugin, error) {
+	if path == "" {
+		return nil, &Error{Status: StatusInvalidArgument, Message: "empty path"}
+	}
+	return h.load(true, path, "", opts)
+}
+
+// UnpackFid extracts the package in the .fid archive at path into destDir
+// (created if missing), as destDir/<name>-<version> (replacing a directory
+// of that name), and returns that directory's path. The same checks as
+// LoadFid apply; a refused or failed extraction leaves nothing behind.
+func (h *Host) UnpackFid(path, destDir string) (string, error) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.ptr == nil {
+		return "", ErrClosed
+	}
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	cdest := C.CString(destDir)
+	defer C.free(unsafe.Pointer(cdest))
+	var out C.fidius_bytes
+	var cerr *C.fidius_error
+	if err := takeError(C.fidius_host_unpack_fid(h.ptr, cpath, cdest, &out, &cerr), cerr); err != nil {
+		return "", err
+	}
+	return string(takeBytes(&out)), nil
+}
+
+func (h *Host) load(fid bool, path, name string, opts *LoadOptions) (*Plugin, error) {
 	copts, err := opts.build()
 	if err != nil {
 		return nil, err
@@ -311,7 +406,11 @@ func (h *Host) load(path, name string, opts *LoadOptions) (*Plugin, error) {
 	var plugin *C.fidius_plugin
 	var cerr *C.fidius_error
 	var st uint32
-	if path == "" {
+	if fid {
+		cpath := C.CString(path)
+		defer C.free(unsafe.Pointer(cpath))
+		st = uint32(C.fidius_host_load_fid(h.ptr, cpath, copts, &plugin, &cerr))
+	} else if path == "" {
 		st = uint32(C.fidius_host_load(h.ptr, cname, copts, &plugin, &cerr))
 	} else {
 		cpath := C.CString(path)

@@ -82,6 +82,10 @@ class Status(enum.IntEnum):
     FUEL_EXHAUSTED = 52
     TRAP = 53
     STACK_OVERFLOW = 54
+    ARCHIVE = 60
+    FILE_REFUSED = 61
+    SCHEMA_MISMATCH = 62
+    CANCELLED = 63
 
 
 class Format(enum.IntEnum):
@@ -161,6 +165,8 @@ _SIGNATURES = {
     "fidius_host_builder_add_search_path": (_S, [_P, c_char_p, _E]),
     "fidius_host_builder_set_load_policy": (_S, [_P, c_uint32, _E]),
     "fidius_host_builder_set_require_signature": (_S, [_P, c_bool, _E]),
+    "fidius_host_builder_set_trust_precompiled": (_S, [_P, c_bool, _E]),
+    "fidius_host_builder_allow_capability": (_S, [_P, c_char_p, _E]),
     "fidius_host_builder_add_trusted_key": (_S, [_P, c_char_p, c_size_t, _E]),
     "fidius_host_builder_add_trusted_key_file": (_S, [_P, c_char_p, _E]),
     "fidius_host_builder_set_interface_hash": (_S, [_P, c_uint64, _E]),
@@ -170,6 +176,8 @@ _SIGNATURES = {
     "fidius_host_builder_build": (_S, [_P, POINTER(c_void_p), _E]),
     "fidius_host_free": (None, [_P]),
     "fidius_host_precompile_component": (_S, [_P, c_char_p, c_size_t, POINTER(_Bytes), _E]),
+    "fidius_host_load_fid": (_S, [_P, c_char_p, _P, POINTER(c_void_p), _E]),
+    "fidius_host_unpack_fid": (_S, [_P, c_char_p, c_char_p, POINTER(_Bytes), _E]),
     # discovery, info
     "fidius_host_discover": (_S, [_P, POINTER(c_void_p), _E]),
     "fidius_discovery_free": (None, [_P]),
@@ -197,6 +205,7 @@ _SIGNATURES = {
     "fidius_load_options_set_interface_hash": (_S, [_P, c_uint64, _E]),
     "fidius_load_options_set_egress_policy": (_S, [_P, _P, _E]),
     "fidius_load_options_set_interface_export": (_S, [_P, c_char_p, _E]),
+    "fidius_load_options_set_grants": (_S, [_P, POINTER(c_char_p), c_size_t, _E]),
     "fidius_load_options_set_timeout_ms": (_S, [_P, c_uint64, _E]),
     "fidius_load_options_set_memory_limit": (_S, [_P, c_uint64, _E]),
     "fidius_load_options_set_fuel": (_S, [_P, c_uint64, _E]),
@@ -219,10 +228,15 @@ _SIGNATURES = {
     "fidius_plugin_warning": (c_char_p, [_P, c_size_t]),
     # egress
     "fidius_egress_policy_new": (_S, [_EGRESS_FN, c_void_p, _DESTROY_FN, POINTER(c_void_p), _E]),
+    "fidius_egress_policy_set_allow_private_ranges": (_S, [_P, c_bool, _E]),
     "fidius_egress_policy_free": (None, [_P]),
     "fidius_http_request_method": (c_char_p, [_P]),
     "fidius_http_request_scheme": (c_char_p, [_P]),
     "fidius_http_request_authority": (c_char_p, [_P]),
+    "fidius_http_request_host": (c_char_p, [_P]),
+    "fidius_http_request_port": (ctypes.c_uint16, [_P]),
+    "fidius_http_request_address_count": (c_size_t, [_P]),
+    "fidius_http_request_address": (c_char_p, [_P, c_size_t]),
     "fidius_http_request_path_and_query": (c_char_p, [_P]),
     "fidius_http_request_plugin": (c_char_p, [_P]),
     "fidius_http_request_header_count": (c_size_t, [_P]),
@@ -295,7 +309,7 @@ def _error(status: int, err: c_void_p) -> FidiusError:
         if code is not None:
             return PluginError(message, code, _s(_lib.fidius_error_plugin_message(err)),
                                _s(_lib.fidius_error_plugin_details(err)))
-        return FidiusError(status, message)
+        return FidiusError(_lib.fidius_error_status(err), message)
     finally:
         _lib.fidius_error_free(err)
 
@@ -483,6 +497,9 @@ class LoadOptions:
     fuel: int = 0                         #: fuel per WASM call (0: unmetered)
     reuse_instance: bool = False
     wire_raw: Dict[str, bool] = None      #: per WASM method name: is it #[wire(raw)]
+    #: packages: grant exactly these capabilities, replacing the manifest's list
+    #: (None: the manifest's; ``[]``: nothing). Not checked against the host's allow-list.
+    grants: Optional[Sequence[str]] = None
 
     def _build(self) -> int:
         opts = _lib.fidius_load_options_new()
@@ -509,6 +526,12 @@ class LoadOptions:
                 _check(_lib.fidius_load_options_set_reuse_instance, opts, True)
             for name, raw in (self.wire_raw or {}).items():
                 _check(_lib.fidius_load_options_set_wire_raw, opts, _b(name), bool(raw))
+            if self.grants is not None:
+                if isinstance(self.grants, str):
+                    raise TypeError("grants must be a sequence of capability names, not a str")
+                grants = [_b(g) for g in self.grants]
+                array = (c_char_p * len(grants))(*grants) if grants else None
+                _check(_lib.fidius_load_options_set_grants, opts, array, len(grants))
             return opts
         except BaseException:
             _lib.fidius_load_options_free(opts)
@@ -520,15 +543,22 @@ class LoadOptions:
 class EgressPolicy:
     """An egress policy for WASM plugins' outbound HTTP.
 
-    ``callback(request: HttpRequest)`` runs before each request is sent, on
-    libfidius' threads, concurrently; it must return ``Verdict.ALLOW`` to let
-    the request through (anything else, or an exception, denies) and must not
-    call into the plugin whose request it decides. Hosts, load options and
-    plugins using the policy hold their own references: close() it whenever;
-    the callback stays alive until libfidius releases its last reference.
+    ``callback(request: HttpRequest)`` runs before each request is sent, on a
+    libfidius worker thread (never the thread that called the plugin, which
+    waits), concurrently when several requests are in flight; it must return
+    ``Verdict.ALLOW`` to let the request through (anything else, or an
+    exception, denies) and must not call into the plugin whose request it
+    decides. Hosts, load options and plugins using the policy hold their own
+    references: close() it whenever; the callback stays alive until libfidius
+    releases its last reference.
+
+    The SSRF floor: a request whose destination resolves only to private or
+    special-purpose addresses (loopback, RFC 1918, link-local, ...) is denied
+    before the callback is asked, unless ``allow_private_ranges`` is true
+    (or set later with set_allow_private_ranges()).
     """
 
-    def __init__(self, callback: Callable[["HttpRequest"], Verdict]):
+    def __init__(self, callback: Callable[["HttpRequest"], Verdict], *, allow_private_ranges: bool = False):
         if not callable(callback):
             raise TypeError("callback must be callable")
         key = _register(callback)
@@ -540,6 +570,15 @@ class EgressPolicy:
             raise
         self._h = _Handle(out.value, _lib.fidius_egress_policy_free)
         self._finalizer = weakref.finalize(self, self._h.close)
+        if allow_private_ranges:
+            self.set_allow_private_ranges(True)
+
+    def set_allow_private_ranges(self, allow: bool) -> None:
+        """Let (or stop letting) this policy's requests go to private and special-purpose
+        addresses, which the SSRF floor otherwise removes before the callback is asked.
+        Applies to requests decided afterwards, wherever the policy is registered."""
+        with self._h as p:
+            _check(_lib.fidius_egress_policy_set_allow_private_ranges, p, bool(allow))
 
     def close(self):
         """Release the caller's reference."""
@@ -573,7 +612,25 @@ class HttpRequest:
 
     @property
     def authority(self) -> str:
+        """The authority as the guest wrote it, "host" or "host:port" (see host, addresses)."""
         return _s(_lib.fidius_http_request_authority(self._p()))
+
+    @property
+    def host(self) -> str:
+        """The destination host, canonical: an IP address in standard form ("127.0.0.1",
+        whatever spelling the guest used) or a lower-case DNS name without a final dot."""
+        return _s(_lib.fidius_http_request_host(self._p()))
+
+    @property
+    def port(self) -> int:
+        """The destination port (the scheme's default when the authority has none)."""
+        return _lib.fidius_http_request_port(self._p())
+
+    @property
+    def addresses(self) -> List[str]:
+        """The addresses the request will be sent to (and only to those), in the order tried."""
+        p = self._p()
+        return [_s(_lib.fidius_http_request_address(p, i)) for i in range(_lib.fidius_http_request_address_count(p))]
 
     @property
     def path_and_query(self) -> str:
@@ -620,8 +677,21 @@ class Host:
                  trusted_key_files: Sequence[str] = (), interface_hash: int = 0,
                  buffer_strategy: BufferStrategy = BufferStrategy.NONE,
                  egress: Optional[EgressPolicy] = None,
-                 log: Optional[Callable[[int, str], None]] = None):
-        """``log(level, message)`` (1 error, 2 warning, 3 info) runs on any thread, concurrently."""
+                 log: Optional[Callable[[int, str], None]] = None,
+                 trust_precompiled: bool = False,
+                 allow_capabilities: Sequence[str] = ()):
+        """``log(level, message)`` (1 error, 2 warning, 3 info) runs on any thread, concurrently.
+
+        ``trust_precompiled``: deserialize a package's ``.cwasm`` even when no trusted key's
+        signature covers it (by default an unsigned ``.cwasm`` is ignored, with a plugin
+        warning, and the ``.wasm`` is compiled). Only when whoever can write the search paths
+        is as trusted as the host itself.
+
+        ``allow_capabilities``: the capabilities packages may have, as names or patterns
+        where ``*`` matches any run of characters (``"env:LOG_*"``, ``"stdout"``). Empty
+        (the default) allows everything but ``env:*``, ``args`` and ``network``; any pattern
+        replaces that default. A package asking for more fails to load (Status.CAPABILITY).
+        """
         b = _lib.fidius_host_builder_new()
         if not b:
             raise MemoryError("fidius_host_builder_new")
@@ -632,6 +702,12 @@ class Host:
                 _check(_lib.fidius_host_builder_set_load_policy, b, int(load_policy))
             if require_signature:
                 _check(_lib.fidius_host_builder_set_require_signature, b, True)
+            if trust_precompiled:
+                _check(_lib.fidius_host_builder_set_trust_precompiled, b, True)
+            if isinstance(allow_capabilities, str):
+                raise TypeError("allow_capabilities must be a sequence of patterns, not a str")
+            for pattern in allow_capabilities:
+                _check(_lib.fidius_host_builder_allow_capability, b, _b(pattern))
             for key in trusted_keys:
                 _check(_lib.fidius_host_builder_add_trusted_key, b, bytes(key), len(key))
             for path in trusted_key_files:
@@ -688,6 +764,27 @@ class Host:
     def load_path(self, path: str, name: Optional[str] = None, options: Optional[LoadOptions] = None) -> "Plugin":
         """Load a native plugin from a library file; ``name`` picks one of several."""
         return self._load(os.fspath(path), name, options)
+
+    def load_fid(self, path: str, options: Optional[LoadOptions] = None) -> "Plugin":
+        """Load the package in a ``.fid`` archive (tar + bzip2, as ``fidius package pack``
+        writes it), extracted into memory: nothing is written to disk."""
+        opts = options._build() if options is not None else None
+        try:
+            out = c_void_p()
+            with self._h as h:
+                _check(_lib.fidius_host_load_fid, h, _b(os.fspath(path)), opts, byref(out))
+            return Plugin(out.value)
+        finally:
+            if opts:
+                _lib.fidius_load_options_free(opts)
+
+    def unpack_fid(self, path: str, dest_dir: str) -> str:
+        """Extract the package in a ``.fid`` archive into ``dest_dir`` (created if missing) as
+        ``dest_dir/<name>-<version>``, replacing a directory of that name; returns its path."""
+        out = _Bytes()
+        with self._h as h:
+            _check(_lib.fidius_host_unpack_fid, h, _b(os.fspath(path)), _b(os.fspath(dest_dir)), byref(out))
+        return _take_bytes(out).decode("utf-8")
 
     def _load(self, path, name, options):
         opts = options._build() if options is not None else None

@@ -7,7 +7,10 @@
 import gc
 import http.server
 import os
+import shutil
 import struct
+import tarfile
+import tempfile
 import threading
 import unittest
 
@@ -71,6 +74,41 @@ class TestHost(Base):
         self.assertEqual(found["BasicCalc"].runtime, Runtime.NATIVE)
         self.assertEqual(found["LegacyCalc"].abi_version, 400)
         self.assertEqual(found["calc"].runtime, Runtime.WASM)
+
+    def test_status_names(self):
+        self.assertEqual(Status.FILE_REFUSED, 61)
+        self.assertEqual(Status.ARCHIVE, 60)
+        self.assertEqual(fidius._s(fidius._lib.fidius_status_name(61)), "file refused")
+        self.assertEqual(fidius._s(fidius._lib.fidius_status_name(int(Status.FILE_REFUSED))), "file refused")
+        # Every status the binding knows is one libfidius knows (bindings/check_drift.py checks
+        # the other direction against the header).
+        for s in Status:
+            self.assertNotEqual(fidius._s(fidius._lib.fidius_status_name(int(s))), "unknown status", s)
+
+    def test_error_status(self):
+        with new_host() as host:
+            with self.assertRaises(FidiusError) as cm:
+                host.load("NoSuchPlugin")
+        self.assertIsInstance(cm.exception.status, Status)
+        self.assertEqual(cm.exception.status, Status.PLUGIN_NOT_FOUND)
+
+    def test_file_refused(self):
+        # A FIFO in a search path is refused before it is opened (reading it would block).
+        with tempfile.TemporaryDirectory(prefix="fidius-py-") as tmp:
+            fifo = os.path.join(tmp, "libfifo.so")
+            os.mkfifo(fifo)
+            with fidius.Host([tmp]) as host:
+                with self.assertRaises(FidiusError) as cm:
+                    host.load_path(fifo)
+                self.assertEqual(cm.exception.status, Status.FILE_REFUSED)
+                self.assertIn("FIFO", cm.exception.message)
+                skipped = host.discover().skipped
+                self.assertEqual([(s.path, s.status) for s in skipped], [(fifo, Status.FILE_REFUSED)])
+
+    def test_trust_precompiled(self):
+        # Behaviour (an unsigned .cwasm is used only with this on) is tested on the Rust side.
+        with new_host(trust_precompiled=True) as host, host.load("calc") as calc:
+            self.assertEqual(calc.invoke("add", 2, 40), 42)
 
     def test_not_found(self):
         with new_host() as host:
@@ -150,6 +188,96 @@ class TestWasm(Base):
             self.assertEqual(cm.exception.status, Status.METHOD_INDEX)
 
 
+class TestCapabilities(Base):
+    def test_default_allow_list_refuses_env(self):
+        with new_host() as host:
+            with self.assertRaises(FidiusError) as cm:
+                host.load("caps")
+            self.assertEqual(cm.exception.status, Status.CAPABILITY)
+            self.assertIn("env:FIDIUS_FIXTURE_VAR", cm.exception.message)
+            # Discovery still lists it.
+            self.assertIn("caps", [p.name for p in host.discover().plugins])
+
+    def test_allow_list_lets_caps_load(self):
+        os.environ["FIDIUS_FIXTURE_VAR"] = "python-value"
+        try:
+            with new_host(allow_capabilities=["env:FIDIUS_*", "stdout", "clocks"]) as host, \
+                    host.load("caps") as caps:
+                self.assertEqual(caps.invoke("read_env", "FIDIUS_FIXTURE_VAR"), "python-value")
+        finally:
+            del os.environ["FIDIUS_FIXTURE_VAR"]
+
+    def test_allow_list_replaces_the_default(self):
+        # One pattern replaces the default: "stdout" alone does not allow clocks or the env var.
+        with new_host(allow_capabilities=["stdout"]) as host:
+            with self.assertRaises(FidiusError) as cm:
+                host.load("caps")
+            self.assertEqual(cm.exception.status, Status.CAPABILITY)
+
+    def test_empty_pattern(self):
+        with self.assertRaises(FidiusError) as cm:
+            new_host(allow_capabilities=[""])
+        self.assertEqual(cm.exception.status, Status.INVALID_ARGUMENT)
+        with self.assertRaises(TypeError):
+            new_host(allow_capabilities="stdout")
+
+    def test_grants_replace_the_manifest(self):
+        os.environ["FIDIUS_FIXTURE_VAR"] = "secret"
+        try:
+            with new_host() as host, host.load("caps", fidius.LoadOptions(grants=["stdout"])) as caps:
+                idx = caps.method_index("read_env")
+                self.assertEqual(caps.call_json(idx, '["FIDIUS_FIXTURE_VAR"]'), "null")
+            # No grants at all is a grant list too.
+            with new_host() as host, host.load("caps", fidius.LoadOptions(grants=[])) as caps:
+                self.assertIsNone(caps.invoke("read_env", "FIDIUS_FIXTURE_VAR"))
+        finally:
+            del os.environ["FIDIUS_FIXTURE_VAR"]
+
+
+def pack_fid(package_dir, fid_path, top="calc-0.1.0"):
+    """A .fid archive (tar + bzip2) of a package directory, under a top-level directory."""
+    with tarfile.open(fid_path, "w:bz2") as tar:
+        tar.add(package_dir, arcname=top)
+
+
+class TestFid(Base):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="fidius-py-")
+        self.fid = os.path.join(self.tmp, "calc-0.1.0.fid")
+        pack_fid(os.path.join(PLUGIN_DIR, "calc"), self.fid)
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def test_load_fid(self):
+        with new_host() as host, host.load_fid(self.fid) as calc:
+            self.assertEqual(calc.info.name, "calc")
+            self.assertEqual(calc.invoke("add", 2, 40), 42)
+        with new_host() as host, host.load_fid(self.fid, fidius.LoadOptions(timeout=5)) as calc:
+            self.assertEqual(calc.invoke("add", 1, 2), 3)
+
+    def test_unpack_fid(self):
+        dest = os.path.join(self.tmp, "dest")
+        with new_host() as host:
+            package_dir = host.unpack_fid(self.fid, dest)
+        self.assertEqual(os.path.realpath(package_dir), os.path.realpath(os.path.join(dest, "calc-0.1.0")))
+        self.assertTrue(os.path.isfile(os.path.join(package_dir, "package.toml")))
+        with fidius.Host([dest]) as host, host.load("calc") as calc:
+            self.assertEqual(calc.invoke("add", 40, 2), 42)
+
+    def test_bad_archive(self):
+        bad = os.path.join(self.tmp, "bad.fid")
+        with open(bad, "wb") as f:
+            f.write(b"not an archive")
+        with new_host() as host:
+            with self.assertRaises(FidiusError) as cm:
+                host.load_fid(bad)
+            self.assertEqual(cm.exception.status, Status.ARCHIVE)
+            with self.assertRaises(FidiusError) as cm:
+                host.unpack_fid(bad, os.path.join(self.tmp, "dest"))
+            self.assertEqual(cm.exception.status, Status.ARCHIVE)
+
+
 class Recorder(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.server.seen.append((self.path, dict(self.headers)))
@@ -179,10 +307,11 @@ class TestEgress(Base):
     def test_policy(self):
         before = fidius._live_callbacks()
         allowed = f"127.0.0.1:{self.port}"
-        asked, logs, guest_headers = [], [], []
+        asked, logs, guest_headers, destinations = [], [], [], []
 
         def policy(req):
             asked.append(f"{req.method} {req.scheme}://{req.authority}{req.path_and_query} by {req.plugin}")
+            destinations.append((req.host, req.port, req.addresses))
             if req.authority != allowed:
                 req.set_deny_reason("only the test server is allowed")
                 return Verdict.DENY
@@ -193,7 +322,7 @@ class TestEgress(Base):
                     req.remove_header("x-guest")
             return Verdict.ALLOW
 
-        egress = fidius.EgressPolicy(policy)
+        egress = fidius.EgressPolicy(policy, allow_private_ranges=True)  # the test server is on 127.0.0.1
         host = new_host(egress=egress, log=lambda level, msg: logs.append(msg))
         egress.close()  # the host holds its own reference
         del egress, policy
@@ -206,6 +335,7 @@ class TestEgress(Base):
         path, headers = self.server.seen[0]
         self.assertEqual(path, "/data")
         self.assertEqual(headers.get("authorization"), "Bearer python-token")
+        self.assertEqual(destinations[0], ("127.0.0.1", self.port, ["127.0.0.1"]))
 
         # A header the guest sets is visible to the policy, which strips it.
         self.assertEqual(fetch.invoke("fetch_with_headers", f"http://{allowed}/h", [["x-guest", "from-plugin"]]),
@@ -220,6 +350,9 @@ class TestEgress(Base):
         self.assertIn("only the test server is allowed", cm.exception.message)
         self.assertEqual(len(self.server.seen), 2, "the denied request arrived")
         self.assertEqual(len(asked), 3)
+        self.assertEqual(destinations[2][0], "localhost")
+        self.assertEqual(destinations[2][1], self.port)
+        self.assertIn("127.0.0.1", destinations[2][2])
         self.assertTrue(any("only the test server is allowed" in l for l in logs), logs)
 
         host.close()
@@ -229,11 +362,45 @@ class TestEgress(Base):
 
     def test_raising_or_sloppy_policy_denies(self):
         for policy in (lambda req: 1 / 0, lambda req: None, lambda req: False, lambda req: 0):
-            with fidius.EgressPolicy(policy) as egress, new_host() as host, \
+            with fidius.EgressPolicy(policy, allow_private_ranges=True) as egress, new_host() as host, \
                     host.load("fetch", fidius.LoadOptions(egress=egress)) as fetch:
                 with self.assertRaises(PluginError):
                     fetch.invoke("fetch", f"http://127.0.0.1:{self.port}/")
         self.assertEqual(self.server.seen, [])
+
+    def test_ssrf_floor(self):
+        asked = []
+
+        def policy(req):
+            asked.append(req.host)
+            return Verdict.ALLOW
+
+        with fidius.EgressPolicy(policy) as egress, new_host(egress=egress) as host, host.load("fetch") as fetch:
+            with self.assertRaises(PluginError) as cm:
+                fetch.invoke("fetch", f"http://127.0.0.1:{self.port}/floor")
+            self.assertEqual(cm.exception.status, Status.PLUGIN_ERROR)
+            self.assertIn("SSRF floor", cm.exception.message)
+            self.assertEqual(asked, [], "the floor decides before the policy is asked")
+            self.assertEqual(self.server.seen, [])
+            # Lifting the floor applies to the requests decided afterwards.
+            egress.set_allow_private_ranges(True)
+            self.assertEqual(fetch.invoke("fetch", f"http://127.0.0.1:{self.port}/lifted"), "200 hello")
+            self.assertEqual(asked, ["127.0.0.1"])
+            self.assertEqual([p for p, _ in self.server.seen], ["/lifted"])
+
+    def test_callback_thread(self):
+        # The callback runs on a libfidius worker thread while the calling thread waits.
+        threads = []
+
+        def policy(req):
+            threads.append(threading.get_ident())
+            return Verdict.ALLOW
+
+        with fidius.EgressPolicy(policy, allow_private_ranges=True) as egress, new_host(egress=egress) as host, \
+                host.load("fetch") as fetch:
+            self.assertEqual(fetch.invoke("fetch", f"http://127.0.0.1:{self.port}/t"), "200 hello")
+        self.assertEqual(len(threads), 1)
+        self.assertNotEqual(threads[0], threading.get_ident())
 
     def test_finalizers_release(self):
         before = fidius._live_callbacks()

@@ -7,8 +7,10 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Threading;
 using Fidius;
@@ -59,9 +61,27 @@ static class FidiusTests
 
     static Host NewHost()
     {
-        HostConfig config = new HostConfig();
+        return NewHost(new HostConfig());
+    }
+
+    static Host NewHost(HostConfig config)
+    {
         config.SearchPaths.Add(pluginDir);
         return new Host(config);
+    }
+
+    static FidiusException Throws(Action call)
+    {
+        try { call(); }
+        catch (FidiusException e) { return e; }
+        return null;
+    }
+
+    static string TempDir()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "fidius-cs-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        return dir;
     }
 
     static void CheckDivZero(Action call, string label)
@@ -84,6 +104,52 @@ static class FidiusTests
     {
         Check(Library.Version == "0.1.0" || Library.Version.Split('.').Length == 3, "version " + Library.Version);
         Check(Library.StatusName(Status.PluginError) == "plugin error", "status name: " + Library.StatusName(Status.PluginError));
+    }
+
+    static void TestStatusNames()
+    {
+        Check((int)Status.FileRefused == 61 && Library.StatusName(Status.FileRefused) == "file refused",
+              "status 61: " + Library.StatusName((Status)61));
+        Check((int)Status.Archive == 60, "Status.Archive = 60");
+        // Every status the enum declares is one libfidius knows (bindings/check_drift.py checks
+        // the other direction against the header).
+        List<string> unknown = new List<string>();
+        foreach (Status s in Enum.GetValues(typeof(Status)))
+            if (Library.StatusName(s) == "unknown status") unknown.Add(s.ToString());
+        Check(unknown.Count == 0, "libfidius knows every Status value" + (unknown.Count == 0 ? "" : ": not " + string.Join(", ", unknown)));
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    static extern int mkfifo(string path, uint mode);
+
+    static void TestFileRefused()
+    {
+        string dir = TempDir();
+        try
+        {
+            string fifo = Path.Combine(dir, "libfifo.so");
+            if (mkfifo(fifo, Convert.ToUInt32("600", 8)) != 0)
+            {
+                Check(false, "mkfifo failed: errno " + Marshal.GetLastWin32Error());
+                return;
+            }
+            HostConfig config = new HostConfig();
+            config.SearchPaths.Add(dir);
+            using (Host host = new Host(config))
+            {
+                // Refused before it is opened (reading a FIFO would block).
+                FidiusException e = Throws(() => host.LoadPath(fifo));
+                Check(e != null && e.Status == Status.FileRefused && e.Message.Contains("FIFO"),
+                      "a FIFO is refused: " + (e == null ? "no error" : e.Status + ": " + e.Message));
+                IList<SkippedEntry> skipped = host.Discover().Skipped;
+                Check(skipped.Count == 1 && skipped[0].Path == fifo && skipped[0].Status == Status.FileRefused,
+                      "discovery skips the FIFO with FileRefused");
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     static void TestDiscover()
@@ -157,6 +223,132 @@ static class FidiusTests
         }
     }
 
+    static void TestTrustPrecompiled()
+    {
+        // Behaviour (an unsigned .cwasm is used only with this on) is tested on the Rust side.
+        using (Host host = NewHost(new HostConfig { TrustPrecompiled = true }))
+        using (Plugin calc = host.Load("calc"))
+            Check(calc.CallJson(calc.MethodIndex("add"), "[2, 40]") == "42", "TrustPrecompiled: calc loads and adds");
+    }
+
+    static void TestCapabilities()
+    {
+        Environment.SetEnvironmentVariable("FIDIUS_FIXTURE_VAR", "csharp-value");
+        try
+        {
+            using (Host host = NewHost())
+            {
+                FidiusException e = Throws(() => host.Load("caps").Dispose());
+                Check(e != null && e.Status == Status.Capability && e.Message.Contains("env:FIDIUS_FIXTURE_VAR"),
+                      "default allow-list refuses caps: " + (e == null ? "loaded" : e.Status + ": " + e.Message));
+                bool listed = false;
+                foreach (PluginInfo p in host.Discover().Plugins) listed |= p.Name == "caps";
+                Check(listed, "discovery still lists caps");
+            }
+
+            HostConfig config = new HostConfig();
+            config.AllowCapabilities.AddRange(new[] { "env:FIDIUS_*", "stdout", "clocks" });
+            using (Host host = NewHost(config))
+            using (Plugin caps = host.Load("caps"))
+            {
+                string got = caps.CallJson(caps.MethodIndex("read_env"), "[\"FIDIUS_FIXTURE_VAR\"]");
+                Check(got == "\"csharp-value\"", "allow-list env:FIDIUS_*, stdout, clocks: read_env = " + got);
+            }
+
+            // One pattern replaces the default: stdout alone does not allow the rest.
+            HostConfig onlyStdout = new HostConfig();
+            onlyStdout.AllowCapabilities.Add("stdout");
+            using (Host host = NewHost(onlyStdout))
+            {
+                FidiusException e = Throws(() => host.Load("caps").Dispose());
+                Check(e != null && e.Status == Status.Capability, "only stdout allowed: caps refused");
+            }
+
+            HostConfig empty = new HostConfig();
+            empty.AllowCapabilities.Add("");
+            FidiusException ee = Throws(() => NewHost(empty).Dispose());
+            Check(ee != null && ee.Status == Status.InvalidArgument, "empty pattern: " + (ee == null ? "accepted" : ee.Status.ToString()));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("FIDIUS_FIXTURE_VAR", null);
+        }
+    }
+
+    static void TestGrants()
+    {
+        Environment.SetEnvironmentVariable("FIDIUS_FIXTURE_VAR", "secret");
+        try
+        {
+            using (Host host = NewHost())
+            {
+                foreach (List<string> grants in new[] { new List<string> { "stdout" }, new List<string>() })
+                {
+                    using (Plugin caps = host.Load("caps", new LoadOptions { Grants = grants }))
+                    {
+                        string got = caps.CallJson(caps.MethodIndex("read_env"), "[\"FIDIUS_FIXTURE_VAR\"]");
+                        Check(got == "null", "grants [" + string.Join(", ", grants) + "]: read_env = " + got);
+                    }
+                }
+            }
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("FIDIUS_FIXTURE_VAR", null);
+        }
+    }
+
+    // A .fid archive (tar + bzip2) of the calc fixture package, made with tar(1).
+    static string PackFid(string tmp)
+    {
+        string pkg = Path.Combine(tmp, "calc-0.1.0");
+        Directory.CreateDirectory(pkg);
+        foreach (string f in new[] { "package.toml", "calc.wasm" })
+            File.Copy(Path.Combine(pluginDir, "calc", f), Path.Combine(pkg, f));
+        string fid = Path.Combine(tmp, "calc-0.1.0.fid");
+        ProcessStartInfo psi = new ProcessStartInfo("tar", "-cjf \"" + fid + "\" -C \"" + tmp + "\" calc-0.1.0") { UseShellExecute = false };
+        using (Process tar = Process.Start(psi))
+        {
+            tar.WaitForExit();
+            if (tar.ExitCode != 0) throw new Exception("tar -cjf failed: " + tar.ExitCode);
+        }
+        return fid;
+    }
+
+    static void TestFid()
+    {
+        string tmp = TempDir();
+        try
+        {
+            string fid = PackFid(tmp);
+            using (Host host = NewHost())
+            {
+                using (Plugin calc = host.LoadFid(fid, new LoadOptions { Timeout = TimeSpan.FromSeconds(5) }))
+                    Check(calc.Info.Name == "calc" && calc.CallJson(calc.MethodIndex("add"), "[2, 40]") == "42", "LoadFid: calc adds");
+
+                string dest = Path.Combine(tmp, "dest");
+                string dir = host.UnpackFid(fid, dest);
+                Check(dir == Path.Combine(dest, "calc-0.1.0") && File.Exists(Path.Combine(dir, "package.toml")), "UnpackFid = " + dir);
+                HostConfig config = new HostConfig();
+                config.SearchPaths.Add(dest);
+                using (Host unpacked = new Host(config))
+                using (Plugin calc = unpacked.Load("calc"))
+                    Check(calc.CallJson(calc.MethodIndex("add"), "[40, 2]") == "42", "the unpacked package loads");
+
+                string bad = Path.Combine(tmp, "bad.fid");
+                File.WriteAllText(bad, "not an archive");
+                FidiusException e = Throws(() => host.LoadFid(bad).Dispose());
+                Check(e != null && e.Status == Status.Archive, "LoadFid(garbage): " + (e == null ? "loaded" : e.Status.ToString()));
+                e = Throws(() => host.UnpackFid(bad, Path.Combine(tmp, "dest2")));
+                Check(e != null && e.Status == Status.Archive, "UnpackFid(garbage): " + (e == null ? "unpacked" : e.Status.ToString()));
+            }
+        }
+        finally
+        {
+            Directory.Delete(tmp, true);
+        }
+    }
+
     static void TestNotFound()
     {
         using (Host host = NewHost())
@@ -227,9 +419,11 @@ static class FidiusTests
             List<string> asked = new List<string>();
             List<string> logs = new List<string>();
             List<string> guestHeaders = new List<string>();
+            List<string> destinations = new List<string>();
             EgressPolicy policy = new EgressPolicy(req =>
             {
                 lock (asked) asked.Add(req.Method + " " + req.Scheme + "://" + req.Authority + req.PathAndQuery + " by " + req.Plugin);
+                lock (destinations) destinations.Add(req.Host + " " + req.Port + " [" + string.Join(",", req.Addresses) + "]");
                 if (req.Authority != allowed)
                 {
                     req.SetDenyReason("only the test server is allowed");
@@ -244,6 +438,9 @@ static class FidiusTests
                 }
                 return EgressVerdict.Allow;
             });
+            Check(!policy.AllowPrivateRanges, "AllowPrivateRanges is off by default");
+            policy.AllowPrivateRanges = true; // the test server is on 127.0.0.1
+            Check(policy.AllowPrivateRanges, "AllowPrivateRanges set");
             HostConfig config = new HostConfig { Egress = policy, Log = (level, msg) => { lock (logs) logs.Add(msg); } };
             config.SearchPaths.Add(pluginDir);
             Host host = new Host(config);
@@ -257,6 +454,9 @@ static class FidiusTests
             Check(server.Count == 1, "the allowed request arrived");
             Check(server.Count == 1 && server.Heads[0].StartsWith("GET /data ") &&
                   server.Heads[0].Contains("authorization: Bearer csharp-token\r\n"), "with the injected header");
+            lock (destinations)
+                Check(destinations.Count == 1 && destinations[0] == "127.0.0.1 " + server.Port + " [127.0.0.1]",
+                      "policy saw host, port, addresses: " + string.Join("; ", destinations));
 
             // A header the guest sets is visible to the policy, which strips it.
             uint withHeaders = fetch.MethodIndex("fetch_with_headers");
@@ -277,6 +477,9 @@ static class FidiusTests
             }
             Check(server.Count == 2, "the denied request never arrived");
             lock (asked) Check(asked.Count == 3, "policy asked three times");
+            lock (destinations)
+                Check(destinations.Count == 3 && destinations[2].StartsWith("localhost " + server.Port + " [") && destinations[2].Contains("127.0.0.1"),
+                      "a name: the policy sees it and its addresses: " + (destinations.Count == 3 ? destinations[2] : "?"));
             lock (logs) Check(logs.Exists(l => l.Contains("only the test server is allowed")), "log line with the deny reason");
 
             // Drop the last managed reference to the delegate: libfidius' references
@@ -295,7 +498,7 @@ static class FidiusTests
     static void TestThrowingPolicyDenies()
     {
         using (TinyServer server = new TinyServer())
-        using (EgressPolicy policy = new EgressPolicy(req => { throw new InvalidOperationException("policy bug"); }))
+        using (EgressPolicy policy = new EgressPolicy(req => { throw new InvalidOperationException("policy bug"); }, true))
         using (Host host = NewHost())
         using (Plugin fetch = host.Load("fetch", new LoadOptions { Egress = policy }))
         {
@@ -309,6 +512,33 @@ static class FidiusTests
                 Check(e.Message.Contains("policy bug"), "a throwing policy denies: " + e.Message);
             }
             Check(server.Count == 0, "nothing arrived");
+        }
+    }
+
+    static void TestSsrfFloor()
+    {
+        int asked = 0;
+        using (TinyServer server = new TinyServer())
+        using (EgressPolicy policy = new EgressPolicy(req => { Interlocked.Increment(ref asked); return EgressVerdict.Allow; }))
+        using (Host host = NewHost(new HostConfig { Egress = policy }))
+        using (Plugin fetch = host.Load("fetch"))
+        {
+            // Private ranges not allowed: the floor denies 127.0.0.1 before the policy is asked.
+            try
+            {
+                fetch.CallJson(0, "[\"http://127.0.0.1:" + server.Port + "/floor\"]");
+                Check(false, "a request to 127.0.0.1 without AllowPrivateRanges fails");
+            }
+            catch (PluginException e)
+            {
+                Check(e.Status == Status.PluginError && e.Message.Contains("SSRF floor"), "the SSRF floor denies: " + e.Message);
+            }
+            Check(Volatile.Read(ref asked) == 0, "the policy was never asked");
+            Check(server.Count == 0, "nothing arrived");
+            // Lifting the floor applies to requests decided afterwards.
+            policy.AllowPrivateRanges = true;
+            Check(fetch.CallJson(0, "[\"http://127.0.0.1:" + server.Port + "/lifted\"]") == "\"200 hello\"", "allowed after AllowPrivateRanges = true");
+            Check(Volatile.Read(ref asked) == 1 && server.Count == 1, "asked once, arrived once");
         }
     }
 
@@ -359,6 +589,9 @@ static class FidiusTests
 
     static int Native_LiveCallbacks() { return Fidius.Native.LiveCallbacks; }
 
+    [DllImport("libc")]
+    static extern void _exit(int status);
+
     static int Main(string[] args)
     {
         pluginDir = args.Length > 0 ? args[0] : Environment.GetEnvironmentVariable("FIDIUS_PLUGIN_DIR");
@@ -369,15 +602,29 @@ static class FidiusTests
         }
         Console.WriteLine("libfidius " + Library.Version + " from C#");
         Run("version", TestVersion);
+        Run("status names", TestStatusNames);
+        Run("file refused", TestFileRefused);
         Run("discover", TestDiscover);
         Run("native plugins", TestNative);
         Run("WASM plugin", TestWasm);
+        Run("trust precompiled", TestTrustPrecompiled);
+        Run("capability allow-list", TestCapabilities);
+        Run("grants", TestGrants);
+        Run(".fid archives", TestFid);
         Run("not found", TestNotFound);
         Run("egress policy", TestEgress);
         Run("throwing egress policy", TestThrowingPolicyDenies);
+        Run("SSRF floor", TestSsrfFloor);
         Run("threads", TestThreads);
         Run("dispose", TestDispose);
         Console.WriteLine("csharp: {0} passed, {1} failed", passed, failed);
-        return failed == 0 ? 0 : 1;
+        int code = failed == 0 ? 0 : 1;
+        // Mono waits at exit for every native thread that ever ran managed code, and the
+        // libfidius worker threads that ran the egress and log callbacks live as long as the
+        // process: returning from Main would hang (see README, "Mono and process exit").
+        Console.Out.Flush();
+        Console.Error.Flush();
+        if (Type.GetType("Mono.Runtime") != null) _exit(code);
+        return code;
     }
 }
