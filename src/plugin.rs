@@ -156,22 +156,26 @@ impl Plugin {
 
     #[inline]
     fn call_wire(&self, index: u32, input: &[u8], cancel: Option<Arc<Cancel>>) -> Result<Output> {
-        // Only a schema's methods beyond the descriptor's can be missing
-        // here (a NULL slot is the native call's to report).
-        if let Some(m) = self.methods.get(index as usize).filter(|m| index >= self.info.method_count && !m.implemented) {
-            return fail(
-                Status::NotImplemented,
-                format!(
-                    "plugin {} does not implement method {index}{} (an optional method it was built without)",
-                    self.info.name,
-                    m.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
-                ),
-            );
-        }
         match &self.backend {
             Backend::Native(p) => {
-                if cancel.is_some_and(|c| c.is_triggered()) {
-                    return fail(Status::Cancelled, format!("plugin {}: the call was cancelled before it started", self.info.name));
+                // Past the descriptor's methods only a schema's optional
+                // methods can be (a NULL slot is the native call's to report).
+                if index >= self.info.method_count {
+                    if let Some(m) = self.methods.get(index as usize) {
+                        return fail(
+                            Status::NotImplemented,
+                            format!(
+                                "plugin {} does not implement method {index} ({}), an optional method it was built without",
+                                self.info.name,
+                                m.name.as_deref().unwrap_or("?")
+                            ),
+                        );
+                    }
+                }
+                if let Some(c) = cancel {
+                    if c.is_triggered() {
+                        return fail(Status::Cancelled, format!("plugin {}: the call was cancelled before it started", self.info.name));
+                    }
                 }
                 p.call(index, input)
             }
