@@ -52,6 +52,19 @@ fn main() {
     let json_ns = median_ns(secs, || {
         std::hint::black_box(plugin.call(price, Format::Json, std::hint::black_box(order_json)).unwrap());
     });
+    // The floor for reading this JSON at all: serde_json into the Rust type.
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Order {
+        id: u64,
+        sku: String,
+        qty: u32,
+        unit_cents: i64,
+        note: Option<String>,
+    }
+    let serde_ns = median_ns(secs, || {
+        std::hint::black_box(serde_json::from_slice::<(Order,)>(std::hint::black_box(order_json)).unwrap());
+    });
     let price_params = &schema.interfaces[0].methods[price as usize].params;
     let convert_ns = median_ns(secs, || {
         std::hint::black_box(json::args_to_wire(price_params, std::hint::black_box(order_json)).unwrap());
@@ -84,6 +97,7 @@ fn main() {
     println!("| native price(Order), wire bytes | {wire_ns:.0} ns | |");
     println!("| native price(Order), JSON | {json_ns:.0} ns | {:.2}x the wire call |", json_ns / wire_ns);
     println!("| of which JSON -> wire of the Order | {convert_ns:.0} ns | |");
+    println!("| for scale: serde_json into a Rust Order | {serde_ns:.0} ns | |");
     println!("| JSON -> wire, {} orders ({} KiB of JSON) | {:.2} ms | {:.0} MB/s of JSON |", i, big.len() / 1024, to_wire_ns / 1e6, mbps(big.len(), to_wire_ns));
     println!("| wire -> JSON, the same list ({} KiB of wire) | {:.2} ms | {:.0} MB/s of wire |", wire.len() / 1024, to_json_ns / 1e6, mbps(wire.len(), to_json_ns));
 }
