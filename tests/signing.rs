@@ -628,3 +628,28 @@ fn a_verified_library_is_mapped_from_a_sealed_memory_file() {
     }
     assert!(staged >= 1, "the library was staged in a memory file");
 }
+
+#[test]
+fn a_schema_beside_a_signed_library_must_be_signed_too() {
+    let keys = keys("sig_schema");
+    let typed = common::schema_fixtures::typed();
+    let dir = search_path("sig_schema", &[&typed.v5]);
+    let lib = dir.join(typed.v5.file_name().unwrap());
+    sign_file(&keys.dev, &lib);
+    let mut wit = lib.clone().into_os_string();
+    wit.push(".wit");
+    let wit = PathBuf::from(wit);
+    std::fs::copy(&typed.v5_wit, &wit).unwrap();
+    let host = signed_host(&[&dir], &keys);
+    // An unsigned schema could rename methods under a signed library: refused.
+    let e = host.load("TypedImpl").err().unwrap();
+    assert_eq!(e.status, Status::SignatureRequired, "{}", e.message);
+    assert!(e.message.contains(".so.wit.sig"), "{}", e.message);
+    // Signed with `fidius sign`, it is used.
+    sign_file(&keys.dev, &wit);
+    let plugin = host.load("TypedImpl").unwrap();
+    assert_eq!(plugin.json(plugin.index("greet").unwrap(), "[\"Di\"]").unwrap(), serde_json::json!("Hello, Di!"));
+    // Changed after signing: refused.
+    std::fs::write(&wit, std::fs::read_to_string(&typed.v5_wit).unwrap().replace("greet", "welcome")).unwrap();
+    assert_eq!(host.load("TypedImpl").err().unwrap().status, Status::SignatureInvalid);
+}
