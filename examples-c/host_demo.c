@@ -129,6 +129,7 @@ static void call_divide_by_zero(fidius_plugin *plugin, const char *label) {
 
 /* A JSON call; prints the result and checks it against `expect`. */
 static void call_json(fidius_plugin *plugin, const char *method, const char *args, const char *expect) {
+    const char *label = fidius_plugin_info_name(fidius_plugin_get_info(plugin));
     uint32_t index = 0;
     fidius_error *err = NULL;
     fidius_status st = fidius_plugin_method_index(plugin, method, &index, &err);
@@ -138,7 +139,7 @@ static void call_json(fidius_plugin *plugin, const char *method, const char *arg
     }
     fidius_bytes out = {NULL, 0, NULL};
     st = fidius_plugin_call(plugin, index, FIDIUS_FORMAT_JSON, (const uint8_t *)args, strlen(args), &out, &err);
-    printf("  calc %s(%s) [json] = ", method, args);
+    printf("  %s %s(%s) [json] = ", label, method, args);
     if (st != FIDIUS_STATUS_OK) {
         printf("\n");
         report("  call", st, err, expect == NULL);
@@ -251,9 +252,26 @@ int main(int argc, char **argv) {
         call_greet(calc, CALC_GREET, "calc (wasm)", "component", "Hello, component!");
         call_echo(calc, "calc (wasm)");
         call_json(calc, "add", "[2, 40]", "42");
-        call_json(calc, "shift", "[{\"x\": 1, \"y\": 2, \"label\": \"p\"}, 10]", "{\"label\":\"p+10\",\"x\":11,\"y\":2}");
+        call_json(calc, "shift", "[{\"x\": 1, \"y\": 2, \"label\": \"p\"}, 10]", "{\"x\":11,\"y\":2,\"label\":\"p+10\"}");
         call_json(calc, "maybe_double", "[null]", "null");
         call_json(calc, "divide", "[7, 0]", NULL);
+    }
+
+    /* A native plugin with its interface schema (libfixture_typed.so.wit,
+       written by fidius_build::emit_wit): called by name with JSON, converted
+       to exactly the bincode it takes, and described. */
+    fidius_plugin *typed = load(host, "TypedImpl", NULL);
+    if (typed) {
+        call_json(typed, "price", "[{\"id\": 7, \"sku\": \"widget\", \"qty\": 3, \"unit_cents\": 1999}]", "5997");
+        call_json(typed, "scale", "[{\"Rect\": {\"w\": 2, \"h\": 3}}, 2]", "{\"Rect\":{\"w\":4.0,\"h\":6.0}}");
+        call_json(typed, "totals", "[[{\"id\": 1, \"sku\": \"a\", \"qty\": 2, \"unit_cents\": 50, \"note\": \"gift\"}]]",
+                  "[{\"sku\":\"a\",\"cents\":100}]");
+        call_json(typed, "divide", "[7, 0]", NULL);
+        fidius_bytes doc = {NULL, 0, NULL};
+        st = fidius_plugin_describe(typed, &doc, &err);
+        if (st != FIDIUS_STATUS_OK) report("describe", st, err, 0);
+        else printf("  describe: %zu bytes of JSON, starting %.60s...\n", doc.len, (const char *)doc.data);
+        fidius_bytes_free(&doc);
     }
 
     fidius_plugin *arena = load(host, "ArenaImpl", NULL);
@@ -275,13 +293,14 @@ int main(int argc, char **argv) {
     report("  load", st, err, st == FIDIUS_STATUS_PLUGIN_NOT_FOUND);
 
     fidius_plugin_free(calc);
+    fidius_plugin_free(typed);
     fidius_plugin_free(greeter);
     fidius_plugin_free(arena);
     fidius_plugin_free(legacy);
     fidius_plugin_free(basic);
     fidius_host_free(host);
 
-    if (!basic || !legacy || !arena || !greeter || !calc) failures++;
+    if (!basic || !legacy || !arena || !greeter || !calc || !typed) failures++;
     printf(failures ? "FAILED: %d unexpected results\n" : "all results as expected\n", failures);
     return failures ? 1 : 0;
 }
