@@ -396,13 +396,14 @@ impl Host {
         archive.unpack(dest, &manifest.dir_name()?)
     }
 
-    /// The host's WASM engine (one per fuel setting), made on first use.
+    /// The host's WASM engine (one per fuel setting), made on first use and
+    /// shared with other hosts of the same setting ([`WasmRuntime::shared`]).
     pub fn wasm_runtime(&self, fuel: bool) -> Result<Arc<WasmRuntime>> {
         let mut slot = self.runtimes[fuel as usize].lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = slot.as_ref() {
             return Ok(r.clone());
         }
-        Ok(slot.insert(WasmRuntime::new(fuel)?).clone())
+        Ok(slot.insert(WasmRuntime::shared(fuel)?).clone())
     }
 
     /// Ahead-of-time compile a component into `.cwasm` bytes that packages

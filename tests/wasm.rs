@@ -505,3 +505,48 @@ fn http_without_both_keys_fails_closed_at_load() {
     assert_eq!(err.status, Status::Capability);
     assert!(err.message.contains("does not declare the `http` capability"), "{}", err.message);
 }
+
+/// Threads of this process whose name starts with `prefix`.
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn hosts_share_one_engine_and_it_goes_with_the_last_one() {
+    // Tests in this binary run in parallel and make hosts of their own: run
+    // this one's check in a child process of this binary, alone.
+    if std::env::var_os("FIDIUS_SHARED_ENGINE_CHILD").is_none() {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "hosts_share_one_engine_and_it_goes_with_the_last_one", "--nocapture", "--test-threads", "1"])
+            .env("FIDIUS_SHARED_ENGINE_CHILD", "1")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        return;
+    }
+    let dir = wasm_search_path("wasm_shared_engine", &["calc"], |_, t| t.to_string());
+    assert_eq!(threads_named("fidius-wasm-epo"), 0);
+    let (a, b) = (TestHost::new(&[&dir]), TestHost::new(&[&dir]));
+    let limited = TestOptions::new().set(|o, e| unsafe { fidius_load_options_set_timeout_ms(o, 1000, e) });
+    let pa = a.load("calc").unwrap();
+    let pb = b.load_opts("calc", Some(&limited)).unwrap();
+    assert_eq!(threads_named("fidius-wasm-epo"), 1, "one engine and ticker for both hosts");
+    assert_eq!(pa.json(ADD, "[1, 2]").unwrap(), json!(3));
+    assert_eq!(pb.json(ADD, "[3, 4]").unwrap(), json!(7));
+    drop((pa, a));
+    assert_eq!(threads_named("fidius-wasm-epo"), 1, "the other host still uses it");
+    assert_eq!(pb.json(ADD, "[5, 6]").unwrap(), json!(11));
+    drop((pb, b));
+    assert_eq!(threads_named("fidius-wasm-epo"), 0, "nothing lingers after the last host and plugin");
+    // A fuel-metered host gets an engine of its own.
+    let c = TestHost::new(&[&dir]);
+    let fuel = TestOptions::new().set(|o, e| unsafe { fidius_load_options_set_fuel(o, 1_000_000, e) });
+    let (p1, p2) = (c.load("calc").unwrap(), c.load_opts("calc", Some(&fuel)).unwrap());
+    assert_eq!(threads_named("fidius-wasm-epo"), 2);
+    drop((p1, p2, c));
+    assert_eq!(threads_named("fidius-wasm-epo"), 0);
+}

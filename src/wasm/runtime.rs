@@ -31,6 +31,23 @@ pub struct WasmRuntime {
 }
 
 impl WasmRuntime {
+    /// The runtime every host with this fuel setting shares while any of
+    /// them (or their plugins) lives: one engine, epoch ticker, linker and
+    /// compiled-component cache, made when the first needs it and torn down
+    /// (ticker joined) when the last reference goes, so nothing lingers
+    /// after the last host is freed. Limits are per store, so hosts still
+    /// behave independently.
+    pub fn shared(fuel: bool) -> Result<Arc<Self>> {
+        static SHARED: Mutex<[std::sync::Weak<WasmRuntime>; 2]> = Mutex::new([std::sync::Weak::new(), std::sync::Weak::new()]);
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(live) = shared[fuel as usize].upgrade() {
+            return Ok(live);
+        }
+        let made = Self::new(fuel)?;
+        shared[fuel as usize] = Arc::downgrade(&made);
+        Ok(made)
+    }
+
     pub fn new(fuel: bool) -> Result<Arc<Self>> {
         let engine = Engine::new(&config(fuel, true)).or_else(|e| {
             // Pooling reserves address space up front; where that is refused
