@@ -160,25 +160,13 @@ impl<'de> Visitor<'de> for ArgsSeed<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
         let root = Path::Root("args");
-        let mut n = 0;
-        while n < self.params.len() {
-            let (name, ty) = &self.params[n];
-            let path = Path::Field(&root, name);
-            let seed = Seed { ty, path: &path, out: &mut *self.out, failure: &mut *self.failure, depth: 0 };
-            if seq.next_element_seed(seed)?.is_none() {
-                break;
-            }
-            n += 1;
-        }
-        let mut extra = 0;
-        while seq.next_element::<de::IgnoredAny>()?.is_some() {
-            extra += 1;
-        }
-        if n != self.params.len() || extra > 0 {
-            let e = Error::new(
-                Status::Serialization,
-                format!("args: expected {} arguments, got {}", self.params.len(), n + extra),
-            );
+        let (params, out, failure) = (self.params, &mut *self.out, &mut *self.failure);
+        let got = read_exactly(&mut seq, params.len(), |seq, i| {
+            let path = Path::Field(&root, &params[i].0);
+            seq.next_element_seed(Seed { ty: &params[i].1, path: &path, out: &mut *out, failure: &mut *failure, depth: 0 })
+        })?;
+        if got != self.params.len() {
+            let e = Error::new(Status::Serialization, format!("args: expected {} arguments, got {got}", self.params.len()));
             return Err(stop(self.failure, e));
         }
         Ok(())
@@ -239,6 +227,23 @@ impl<'de> Visitor<'de> for KeySeed {
     fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<Self::Value, E> {
         Ok(std::borrow::Cow::Owned(s.to_owned()))
     }
+}
+
+/// Read up to `count` items of an array with `next` (which reads item `i`
+/// and says whether there was one), then skip the rest: how many it held.
+fn read_exactly<'de, A: SeqAccess<'de>>(
+    seq: &mut A,
+    count: usize,
+    mut next: impl FnMut(&mut A, usize) -> std::result::Result<Option<()>, A::Error>,
+) -> std::result::Result<usize, A::Error> {
+    let mut n = 0;
+    while n < count && next(seq, n)?.is_some() {
+        n += 1;
+    }
+    while seq.next_element::<de::IgnoredAny>()?.is_some() {
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// One value of type `ty` from JSON, written as wire bytes.
@@ -468,24 +473,12 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                 Ok(())
             }
             Ty::Tuple(types) => {
-                let mut n = 0usize;
-                for t in types {
-                    let p = Path::Index(path, n);
-                    let seed = Seed { ty: t, path: &p, out: &mut *out, failure: &mut *failure, depth: depth + 1 };
-                    if seq.next_element_seed(seed)?.is_none() {
-                        break;
-                    }
-                    n += 1;
-                }
-                let mut extra = 0;
-                while seq.next_element::<de::IgnoredAny>()?.is_some() {
-                    extra += 1;
-                }
-                if n != types.len() || extra > 0 {
-                    let e = Error::new(
-                        Status::Serialization,
-                        format!("{path}: expected a tuple of {}, got {} items", types.len(), n + extra),
-                    );
+                let got = read_exactly(&mut seq, types.len(), |seq, i| {
+                    let p = Path::Index(path, i);
+                    seq.next_element_seed(Seed { ty: &types[i], path: &p, out: &mut *out, failure: &mut *failure, depth: depth + 1 })
+                })?;
+                if got != types.len() {
+                    let e = Error::new(Status::Serialization, format!("{path}: expected a tuple of {}, got {got} items", types.len()));
                     return Err(stop(failure, e));
                 }
                 Ok(())
