@@ -1146,15 +1146,22 @@ enum fidius_status fidius_load_options_set_schema_file(struct fidius_load_option
 
 /**
  * WASM: stop any call that runs longer than `timeout_ms` milliseconds
- * (FIDIUS_STATUS_TIMEOUT; enforced in 5 ms steps). 0 means no timeout (the default).
+ * (FIDIUS_STATUS_TIMEOUT), wherever it is: guest code is stopped at the
+ * next 5 ms epoch tick, and a call blocked in a host function (a clock, a
+ * stream such as stdin, an HTTP response that never comes) at the deadline;
+ * its instance is discarded and the plugin serves the next call. 0 means
+ * no timeout (the default). This is the only bound on blocking: fuel does
+ * not count time spent in host calls.
  */
 enum fidius_status fidius_load_options_set_timeout_ms(struct fidius_load_options *options,
                                                       uint64_t timeout_ms,
                                                       struct fidius_error **error);
 
 /**
- * WASM: cap each instance's linear memory at `bytes`; growing past it stops
- * the call with FIDIUS_STATUS_MEMORY_LIMIT. 0 means no cap beyond 4 GiB (the default).
+ * WASM: cap each instance's linear memory at `bytes`, all its memories
+ * together (a component holds several core instances, each with memories
+ * of its own); growing past it stops the call with
+ * FIDIUS_STATUS_MEMORY_LIMIT. 0 means no cap beyond 4 GiB (the default).
  */
 enum fidius_status fidius_load_options_set_memory_limit(struct fidius_load_options *options,
                                                         uint64_t bytes,
@@ -1163,6 +1170,8 @@ enum fidius_status fidius_load_options_set_memory_limit(struct fidius_load_optio
 /**
  * WASM: give each call this much fuel (about one unit per WebAssembly
  * instruction); running out stops the call with FIDIUS_STATUS_FUEL_EXHAUSTED.
+ * A guest blocked in a host call runs no instructions, so fuel does not
+ * bound blocking: set a timeout (or use a cancel token) for that.
  * 0 means unmetered (the default; metering costs some speed).
  */
 enum fidius_status fidius_load_options_set_fuel(struct fidius_load_options *options,
