@@ -12,6 +12,9 @@ use wit_parser::{Resolve, Type as WitType, TypeDefKind, TypeId};
 use crate::error::{fail, Error, Result, Status};
 use crate::value::{kebab, Case, Field, Named, NamedKind, Ty};
 
+/// How deep brackets may nest in a schema's text.
+const MAX_NESTING: usize = 64;
+
 /// Functions every Fidius WIT interface carries that are not methods.
 const NOT_METHODS: [&str; 2] = ["fidius-interface-hash", "fidius-configure"];
 
@@ -45,6 +48,14 @@ pub struct Schema {
 impl Schema {
     /// Parse WIT text (`origin` names it in messages: a path, or "the load options").
     pub fn parse(text: &str, origin: &str) -> Result<Schema> {
+        // The WIT parser recurses per nesting level: a hostile schema nested
+        // deep enough would overflow the host's stack, so depth is capped first.
+        if nesting(text.as_bytes()) > MAX_NESTING {
+            return fail(
+                Status::InvalidArgument,
+                format!("{origin}: not a valid WIT schema: brackets nest deeper than {MAX_NESTING} levels"),
+            );
+        }
         let mut resolve = Resolve::new();
         let package = resolve
             .push_str(origin, text)
@@ -110,6 +121,50 @@ impl Schema {
     pub fn names(&self) -> Vec<String> {
         self.interfaces.iter().map(|i| i.name.clone()).collect()
     }
+}
+
+/// How deep `<`, `(` and `{` nest in WIT text, outside comments (which
+/// may nest) and not counting the `>` of `->`.
+fn nesting(text: &[u8]) -> usize {
+    let (mut i, mut depth, mut deepest) = (0, 0usize, 0usize);
+    while i < text.len() {
+        match (text[i], text.get(i + 1)) {
+            (b'/', Some(b'/')) => {
+                while i < text.len() && text[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            (b'/', Some(b'*')) => {
+                let mut open = 0usize;
+                while i < text.len() {
+                    match (text[i], text.get(i + 1)) {
+                        (b'/', Some(b'*')) => {
+                            open += 1;
+                            i += 2;
+                        }
+                        (b'*', Some(b'/')) => {
+                            open -= 1;
+                            i += 2;
+                            if open == 0 {
+                                break;
+                            }
+                        }
+                        _ => i += 1,
+                    }
+                }
+                continue;
+            }
+            (b'-', Some(b'>')) => i += 1,
+            (b'<' | b'(' | b'{', _) => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (b'>' | b')' | b'}', _) => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    deepest
 }
 
 /// Named WIT types already converted, so each is shared, not rebuilt per use.
@@ -227,5 +282,11 @@ interface price-engine {
         assert_eq!(e.status, Status::InvalidArgument);
         assert!(e.message.contains("bad.wit") && e.message.contains("nope"), "{}", e.message);
         assert!(Schema::parse("package a:b;\n", "empty.wit").unwrap_err().message.contains("no interface"));
+        let deep = format!("package a:b;\ninterface x {{ f: func(a: {}u8{}); }}", "list<".repeat(100_000), ">".repeat(100_000));
+        assert!(Schema::parse(&deep, "deep.wit").unwrap_err().message.contains("nest deeper"));
+        // Comments and arrows do not hide nesting.
+        let hidden = format!("package a:b;\ninterface x {{ f: func(a: {}u8{}); }}", "list<\n// >>>\n/* > /* > */ > */ -> ".repeat(100), ">".repeat(100));
+        assert!(Schema::parse(&hidden, "hidden.wit").unwrap_err().message.contains("nest deeper"));
+        assert_eq!(nesting(b"interface x { f: func(a: list<u8>) -> list<u8>; }"), 3);
     }
 }
