@@ -55,7 +55,7 @@ impl Plugin {
                     return fail(
                         Status::SchemaMismatch,
                         format!(
-                            "plugin {}: the schema {origin} (interface {}) has {} methods, the plugin has {count}: it describes another interface or an older revision",
+                            "plugin {}: the schema ({origin}; interface {}) has {} methods, the plugin has {count}: it describes another interface or an older revision",
                             info.name,
                             iface.name,
                             iface.methods.len()

@@ -217,7 +217,7 @@ pub unsafe extern "C" fn fidius_host_builder_add_schema(
     error: *mut *mut fidius_error,
 ) -> Status {
     with_builder(builder, error, |b| {
-        b.schema(Schema::from_bytes(c_bytes(wit, len, "wit")?, "the schema given to the host builder")?);
+        b.schema(Schema::from_bytes(c_bytes(wit, len, "wit")?, "given to the host builder")?);
         Ok(())
     })
 }
@@ -502,7 +502,7 @@ pub unsafe extern "C" fn fidius_load_options_set_schema(
     error: *mut *mut fidius_error,
 ) -> Status {
     with_options(options, error, |o| {
-        o.schema = Some(Arc::new(Schema::from_bytes(c_bytes(wit, len, "wit")?, "the schema given in the load options")?));
+        o.schema = Some(Arc::new(Schema::from_bytes(c_bytes(wit, len, "wit")?, "given in the load options")?));
         Ok(())
     })
 }
