@@ -144,7 +144,10 @@ uninstalled-pc:
 	  'Cflags: -I$(ROOT)/include' \
 	  > target/pkgconfig/fidius-uninstalled.pc
 
-test-bindings: test-go test-csharp test-python
+# First: every function and enum value of include/fidius.h is bound in Go, C# and Python.
+test-bindings:
+	python3 bindings/check_drift.py
+	$(MAKE) --no-print-directory test-go test-csharp test-python
 	@echo "all binding tests passed"
 
 # cgo's build cache does not notice a changed fidius.h outside the module;

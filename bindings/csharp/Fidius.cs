@@ -8,17 +8,23 @@
 //
 // Errors: a failed call throws FidiusException (with its Status), or
 // PluginException (Code, PluginMessage, Details) when the plugin itself
-// returned an error.
+// returned an error. A call stopped through its CancellationToken throws
+// FidiusException with Status.Cancelled.
 //
 // Threads: a Host and a Plugin may be used from any number of threads.
 // Callbacks (egress policy, log) run on libfidius' threads, concurrently: an
-// egress callback on a libfidius worker thread (never the thread that called
-// the plugin, which waits for it), the log callback on the thread of the call
-// that logs or on a worker. Under Mono such workers keep the process from
-// exiting on its own: see README.md, "Mono and process exit".
+// egress callback on a thread libfidius starts for it (never the thread that
+// called the plugin, which waits for it), the log callback on the thread of
+// the call that logs or on such a thread (see README.md, "Mono and process exit").
+//
+// JSON: Plugin.Invoke and Plugin.Describe use the small JSON writer and
+// reader in this file (class Json): the base class library of Mono has none.
 
 using System;
+using System.Collections;
 using System.Collections.Generic;
+using System.Globalization;
+using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -77,7 +83,8 @@ namespace Fidius
     {
         /// <summary>Fidius wire bytes: the bincode (1.3, legacy) tuple of the arguments.</summary>
         Wire = 0,
-        /// <summary>A JSON array (or object) of the arguments; WASM plugins only.</summary>
+        /// <summary>A JSON array (or object) of the arguments; the output is the JSON of the result.
+        /// WASM plugins, and native plugins with an interface schema (else Status.Unsupported).</summary>
         Json = 1,
     }
 
@@ -155,6 +162,11 @@ namespace Fidius
         protected override bool ReleaseHandle() { Native.fidius_egress_policy_free(handle); return true; }
     }
 
+    internal sealed class CancelHandle : FidiusHandle
+    {
+        protected override bool ReleaseHandle() { Native.fidius_cancel_free(handle); return true; }
+    }
+
     [StructLayout(LayoutKind.Sequential)]
     internal struct FidiusBytes
     {
@@ -196,6 +208,8 @@ namespace Fidius
         [DllImport(Lib)] public static extern Status fidius_host_builder_allow_capability(HostBuilderHandle b, byte[] pattern, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_add_trusted_key(HostBuilderHandle b, byte[] key, UIntPtr len, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_add_trusted_key_file(HostBuilderHandle b, byte[] path, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_add_schema(HostBuilderHandle b, byte[] wit, UIntPtr len, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_add_schema_file(HostBuilderHandle b, byte[] path, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_set_interface_hash(HostBuilderHandle b, ulong hash, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_set_buffer_strategy(HostBuilderHandle b, uint strategy, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_set_egress_policy(HostBuilderHandle b, EgressPolicyHandle policy, out IntPtr error);
@@ -242,6 +256,8 @@ namespace Fidius
         [DllImport(Lib)] public static extern Status fidius_load_options_set_fuel(LoadOptionsHandle o, ulong fuel, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_load_options_set_reuse_instance(LoadOptionsHandle o, [MarshalAs(UnmanagedType.U1)] bool reuse, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_load_options_set_wire_raw(LoadOptionsHandle o, byte[] method, [MarshalAs(UnmanagedType.U1)] bool raw, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_load_options_set_schema(LoadOptionsHandle o, byte[] wit, UIntPtr len, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_load_options_set_schema_file(LoadOptionsHandle o, byte[] path, out IntPtr error);
 
         // plugins
         [DllImport(Lib)] public static extern Status fidius_host_load(HostHandle host, byte[] name, LoadOptionsHandle options, out PluginHandle plugin, out IntPtr error);
@@ -249,6 +265,8 @@ namespace Fidius
         [DllImport(Lib)] public static extern void fidius_plugin_free(IntPtr plugin);
         [DllImport(Lib)] public static extern IntPtr fidius_plugin_get_info(PluginHandle plugin);
         [DllImport(Lib)] public static extern Status fidius_plugin_call(PluginHandle plugin, uint method, uint format, byte[] input, UIntPtr len, out FidiusBytes output, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_plugin_call_cancellable(PluginHandle plugin, uint method, uint format, byte[] input, UIntPtr len, CancelHandle cancel, out FidiusBytes output, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_plugin_describe(PluginHandle plugin, out FidiusBytes description, out IntPtr error);
         [DllImport(Lib)] public static extern void fidius_bytes_free(ref FidiusBytes bytes);
         [DllImport(Lib)] public static extern Status fidius_plugin_method_metadata_count(PluginHandle plugin, uint method, out UIntPtr count, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_plugin_method_metadata_get(PluginHandle plugin, uint method, UIntPtr index, out IntPtr key, out IntPtr value, out IntPtr error);
@@ -258,6 +276,12 @@ namespace Fidius
         [DllImport(Lib)] public static extern Status fidius_plugin_method_index(PluginHandle plugin, byte[] name, out uint index, out IntPtr error);
         [DllImport(Lib)] public static extern UIntPtr fidius_plugin_warning_count(PluginHandle plugin);
         [DllImport(Lib)] public static extern IntPtr fidius_plugin_warning(PluginHandle plugin, UIntPtr index);
+
+        // cancel tokens
+        [DllImport(Lib)] public static extern CancelHandle fidius_cancel_new();
+        [DllImport(Lib)] public static extern void fidius_cancel_trigger(CancelHandle cancel);
+        [DllImport(Lib)] [return: MarshalAs(UnmanagedType.U1)] public static extern bool fidius_cancel_is_triggered(CancelHandle cancel);
+        [DllImport(Lib)] public static extern void fidius_cancel_free(IntPtr cancel);
 
         // egress
         [DllImport(Lib)] public static extern Status fidius_egress_policy_new(EgressFn callback, IntPtr userData, DestroyFn destroy, out EgressPolicyHandle policy, out IntPtr error);
@@ -496,9 +520,18 @@ namespace Fidius
         public bool TrustPrecompiled;
         /// <summary>The capabilities packages may have: names ("stdout", "env:HOME") or patterns where
         /// * matches any run of characters ("env:LOG_*"). Empty (the default) allows everything but
-        /// env:*, args and network; any pattern replaces that default. A package asking for more
+        /// env:*, args and network; any pattern replaces that default ("@default" stands for it:
+        /// { "@default", "env:LOG_*" } extends it). A package asking for more
         /// fails to load with Status.Capability; an empty pattern is Status.InvalidArgument.</summary>
         public List<string> AllowCapabilities = new List<string>();
+        /// <summary>Interface schemas: WIT text (Schemas) or files holding it (SchemaFiles, read when the
+        /// host is built, at most 1 MiB each), as `fidius wit` or fidius_build::emit_wit() write them.
+        /// Native plugins whose interface one declares (the trait PriceEngine is the WIT interface
+        /// price-engine) get method names and types from it, so they can be called by name, with JSON and
+        /// Invoke, and described; unless their LoadOptions.Schema or a "&lt;library&gt;.wit" beside the
+        /// library gives one. Not valid WIT: Status.InvalidArgument.</summary>
+        public List<string> Schemas = new List<string>();
+        public List<string> SchemaFiles = new List<string>();
         /// <summary>When not 0, required of native plugins.</summary>
         public ulong InterfaceHash;
         /// <summary>When not None, required of native plugins.</summary>
@@ -532,6 +565,13 @@ namespace Fidius
         /// <summary>Packages: when not null, exactly the capabilities this load gets, replacing the
         /// manifest's list (empty: none). Not checked against HostConfig.AllowCapabilities.</summary>
         public List<string> Grants;
+        /// <summary>Native plugins: the interface schema, WIT text (Schema) or a file holding it (SchemaFile,
+        /// read when the load starts, at most 1 MiB); set at most one. Overrides a "&lt;library&gt;.wit" and
+        /// HostConfig.Schemas; must list at least the plugin's methods (else Status.SchemaMismatch); methods
+        /// beyond them are optional ones the plugin lacks (Status.NotImplemented when called). WIT cannot
+        /// pin the interface hash: set InterfaceHash where it matters. Ignored for WASM plugins.</summary>
+        public string Schema;
+        public string SchemaFile;
 
         internal LoadOptionsHandle Build()
         {
@@ -563,6 +603,15 @@ namespace Fidius
                     Native.Check(Native.fidius_load_options_set_wire_raw(o, Native.Utf8z(kv.Key), kv.Value, out err), err);
                 if (Grants != null)
                     SetGrants(o, Grants);
+                if (Schema != null && SchemaFile != null)
+                    throw new FidiusException(Status.InvalidArgument, "LoadOptions: set Schema or SchemaFile, not both");
+                if (Schema != null)
+                {
+                    byte[] wit = Encoding.UTF8.GetBytes(Schema);
+                    Native.Check(Native.fidius_load_options_set_schema(o, wit, (UIntPtr)wit.Length, out err), err);
+                }
+                if (SchemaFile != null)
+                    Native.Check(Native.fidius_load_options_set_schema_file(o, Native.Utf8z(SchemaFile), out err), err);
                 return o;
             }
             catch
@@ -625,6 +674,14 @@ namespace Fidius
                     Native.Check(Native.fidius_host_builder_add_trusted_key(b, k, (UIntPtr)k.Length, out err), err);
                 foreach (string f in config.TrustedKeyFiles)
                     Native.Check(Native.fidius_host_builder_add_trusted_key_file(b, Native.Utf8z(f), out err), err);
+                foreach (string schema in config.Schemas)
+                {
+                    if (schema == null) throw new ArgumentNullException("Schemas", "a null schema");
+                    byte[] wit = Encoding.UTF8.GetBytes(schema);
+                    Native.Check(Native.fidius_host_builder_add_schema(b, wit, (UIntPtr)wit.Length, out err), err);
+                }
+                foreach (string f in config.SchemaFiles)
+                    Native.Check(Native.fidius_host_builder_add_schema_file(b, Native.Utf8z(f), out err), err);
                 if (config.InterfaceHash != 0)
                     Native.Check(Native.fidius_host_builder_set_interface_hash(b, config.InterfaceHash, out err), err);
                 if (config.BufferStrategy != BufferStrategy.None)
@@ -755,16 +812,102 @@ namespace Fidius
             return Native.TakeBytes(ref output);
         }
 
+        /// <summary>Call, stopped with FidiusException(Status.Cancelled) once cancellationToken is cancelled:
+        /// a WASM call wherever it is (guest code within about 5 ms, a call blocked in a host function such
+        /// as a sleep or a read at once; the plugin serves the next call), a native call only if the token
+        /// was cancelled before it started (native code cannot be interrupted: a running one finishes).
+        /// The token's registration triggers a libfidius cancel token for the duration of the call.</summary>
+        public byte[] Call(uint method, Format format, byte[] input, CancellationToken cancellationToken)
+        {
+            if (!cancellationToken.CanBeCanceled) return Call(method, format, input);
+            if (input == null) input = new byte[0];
+            using (CancelHandle token = Native.fidius_cancel_new())
+            {
+                if (token.IsInvalid) throw new OutOfMemoryException("fidius_cancel_new");
+                FidiusBytes output;
+                IntPtr err;
+                Status st;
+                // Register runs the callback at once when the token is already cancelled, so even a
+                // native call sees it; disposing the registration waits for a callback in progress.
+                using (cancellationToken.Register(Trigger, token))
+                    st = Native.fidius_plugin_call_cancellable(handle, method, (uint)format, input, (UIntPtr)input.Length, token, out output, out err);
+                Native.Check(st, err);
+                return Native.TakeBytes(ref output);
+            }
+        }
+
+        static void Trigger(object token)
+        {
+            try { Native.fidius_cancel_trigger((CancelHandle)token); }
+            catch (ObjectDisposedException) { /* the call is over */ }
+        }
+
         /// <summary>Call with Fidius wire bytes (the bincode tuple of the arguments).</summary>
         public byte[] CallWire(uint method, byte[] input) { return Call(method, Format.Wire, input); }
 
-        /// <summary>Call with a JSON array (or object) of the arguments; WASM plugins only.</summary>
-        public string CallJson(uint method, string json)
+        /// <summary>CallWire, stopped when cancellationToken is cancelled (see Call).</summary>
+        public byte[] CallWire(uint method, byte[] input, CancellationToken cancellationToken)
         {
-            return Encoding.UTF8.GetString(Call(method, Format.Json, Encoding.UTF8.GetBytes(json)));
+            return Call(method, Format.Wire, input, cancellationToken);
         }
 
-        /// <summary>A method's index by name (kebab- or snake_case). Native plugins carry no names.</summary>
+        /// <summary>Call with a JSON array (or object) of the arguments; returns the JSON of the result.
+        /// WASM plugins, and native plugins with an interface schema (else Status.Unsupported).</summary>
+        public string CallJson(uint method, string json)
+        {
+            return CallJson(method, json, CancellationToken.None);
+        }
+
+        /// <summary>CallJson, stopped when cancellationToken is cancelled (see Call).</summary>
+        public string CallJson(uint method, string json, CancellationToken cancellationToken)
+        {
+            return Encoding.UTF8.GetString(Call(method, Format.Json, Encoding.UTF8.GetBytes(json), cancellationToken));
+        }
+
+        /// <summary>Call the method named name (kebab- or snake_case) with .NET values, through JSON, and
+        /// convert its result to T (object: the parsed JSON as Json.Parse gives it). WASM plugins, and native
+        /// plugins with an interface schema. Arguments are written by Json.Serialize: records from objects
+        /// (public properties and fields, names in snake_case: UnitCents is unit_cents) or dictionaries,
+        /// variants as {"Case": payload} dictionaries or "Case" strings (or enum values), option none as null,
+        /// a map (list&lt;tuple&lt;K, V&gt;&gt;) as KeyValuePairs or [key, value] arrays, list&lt;u8&gt; as
+        /// a byte[]. The result is converted by Json.Deserialize (a map into a Dictionary from its pairs;
+        /// 64-bit integers, which come back as decimal strings beyond 2^53, into long or ulong).
+        /// A plugin's own error throws PluginException; a failed call FidiusException.</summary>
+        public T Invoke<T>(string name, params object[] args)
+        {
+            return Invoke<T>(name, CancellationToken.None, args);
+        }
+
+        /// <summary>Invoke, stopped when cancellationToken is cancelled (see Call).</summary>
+        public T Invoke<T>(string name, CancellationToken cancellationToken, params object[] args)
+        {
+            string input = Json.Serialize(args ?? new object[0]);
+            string output = CallJson(MethodIndex(name), input, cancellationToken);
+            return Json.Deserialize<T>(output);
+        }
+
+        /// <summary>What the plugin is, as libfidius' JSON document (see Describe).</summary>
+        public string DescribeJson()
+        {
+            FidiusBytes output;
+            IntPtr err;
+            Native.Check(Native.fidius_plugin_describe(handle, out output, out err), err);
+            return Encoding.UTF8.GetString(Native.TakeBytes(ref output));
+        }
+
+        /// <summary>What the plugin is, parsed (Json.Parse): "name", "interface", "interface_hash" ("0x..."),
+        /// "runtime" ("native" or "wasm"), "abi_version", "buffer_strategy", "capability_bits",
+        /// "capabilities", "types_from", "metadata", "methods" (each with "index", "name", "params" [{"name",
+        /// "type"}], "result", "returns", "fallible", "raw", "streaming", "optional", "implemented",
+        /// "metadata") and "types" (records, variants, enums, flags). null where unknown: a native plugin
+        /// without an interface schema has no method names or types.</summary>
+        public IDictionary<string, object> Describe()
+        {
+            return (IDictionary<string, object>)Json.Parse(DescribeJson());
+        }
+
+        /// <summary>A method's index by name (kebab- or snake_case). A native plugin without an interface
+        /// schema has no names (Status.MethodIndex).</summary>
         public uint MethodIndex(string name)
         {
             uint index;
@@ -773,7 +916,7 @@ namespace Fidius
             return index;
         }
 
-        /// <summary>A method's name, or null (out of range, or a native plugin).</summary>
+        /// <summary>A method's name, or null (out of range, or a native plugin without a schema).</summary>
         public string MethodName(uint method)
         {
             return Native.With(handle, () => Native.Str(Native.fidius_plugin_method_name(handle, method)));
@@ -830,8 +973,8 @@ namespace Fidius
         public void Dispose() { handle.Dispose(); }
     }
 
-    /// <summary>Decides on one outbound HTTP request of a WASM plugin. Runs on a libfidius worker
-    /// thread (never the thread that called the plugin, which waits for the verdict), concurrently
+    /// <summary>Decides on one outbound HTTP request of a WASM plugin. Runs on a thread libfidius starts
+    /// for it, which ends afterwards (never the thread that called the plugin, which waits for the verdict), concurrently
     /// when several requests are in flight; must not call into the plugin whose request it decides.
     /// An exception denies.</summary>
     public delegate EgressVerdict EgressCallback(HttpRequest request);
@@ -984,6 +1127,476 @@ namespace Fidius
         {
             IntPtr err;
             Native.Check(Native.fidius_http_request_set_deny_reason(Ptr, Native.Utf8z(reason), out err), err);
+        }
+    }
+
+    /// <summary>The JSON Plugin.Invoke and Plugin.Describe use: a small writer, reader and converter,
+    /// since Mono's base class library has none (no System.Text.Json, DataContractJsonSerializer or
+    /// JavaScriptSerializer in its core assemblies). Errors: ArgumentException for a value it cannot
+    /// write, FormatException for text it cannot read or a value it cannot convert.</summary>
+    public static class Json
+    {
+        const int MaxDepth = 128;
+
+        // ------------------------------------------------------------ writing
+
+        /// <summary>JSON text for value: null, bool, strings and chars, numbers (NaN and the infinities
+        /// as the strings "NaN", "Infinity", "-Infinity", which libfidius takes for floats), enum values as
+        /// their names, KeyValuePair and System.Tuple / ValueTuple as arrays, dictionaries as objects (keys
+        /// by ToString), other enumerables (byte[] too) as arrays, and any other object as an object of its
+        /// public properties and fields, names in snake_case (UnitCents: "unit_cents").</summary>
+        public static string Serialize(object value)
+        {
+            StringBuilder sb = new StringBuilder();
+            Write(sb, value, 0);
+            return sb.ToString();
+        }
+
+        static void Write(StringBuilder sb, object value, int depth)
+        {
+            if (depth > MaxDepth) throw new ArgumentException("JSON: nesting deeper than " + MaxDepth + " (a cycle?)");
+            if (value == null) { sb.Append("null"); return; }
+            Type t = value.GetType();
+            if (value is string) { WriteString(sb, (string)value); return; }
+            if (value is char) { WriteString(sb, value.ToString()); return; }
+            if (value is bool) { sb.Append((bool)value ? "true" : "false"); return; }
+            if (t.IsEnum) { WriteString(sb, value.ToString()); return; }
+            if (value is sbyte || value is byte || value is short || value is ushort || value is int || value is uint ||
+                value is long || value is ulong || value is decimal)
+            {
+                sb.Append(((IFormattable)value).ToString(null, CultureInfo.InvariantCulture));
+                return;
+            }
+            if (value is float || value is double)
+            {
+                double d = System.Convert.ToDouble(value, CultureInfo.InvariantCulture);
+                if (double.IsNaN(d)) WriteString(sb, "NaN");
+                else if (double.IsPositiveInfinity(d)) WriteString(sb, "Infinity");
+                else if (double.IsNegativeInfinity(d)) WriteString(sb, "-Infinity");
+                else sb.Append(value is float ? ((float)value).ToString("R", CultureInfo.InvariantCulture)
+                                               : d.ToString("R", CultureInfo.InvariantCulture));
+                return;
+            }
+            if (t.IsGenericType && t.GetGenericTypeDefinition() == typeof(KeyValuePair<,>))
+            {
+                WriteArray(sb, new object[] { t.GetProperty("Key").GetValue(value, null), t.GetProperty("Value").GetValue(value, null) }, depth);
+                return;
+            }
+            if (IsTuple(t))
+            {
+                List<object> items = new List<object>();
+                for (int i = 1; ; i++)
+                {
+                    PropertyInfo p = t.GetProperty("Item" + i);
+                    FieldInfo f = t.GetField("Item" + i);
+                    if (p != null) items.Add(p.GetValue(value, null));
+                    else if (f != null) items.Add(f.GetValue(value));
+                    else break;
+                }
+                WriteArray(sb, items, depth);
+                return;
+            }
+            IDictionary dict = value as IDictionary;
+            if (dict != null)
+            {
+                sb.Append('{');
+                bool first = true;
+                foreach (DictionaryEntry e in dict)
+                {
+                    if (!first) sb.Append(',');
+                    first = false;
+                    WriteString(sb, System.Convert.ToString(e.Key, CultureInfo.InvariantCulture));
+                    sb.Append(':');
+                    Write(sb, e.Value, depth + 1);
+                }
+                sb.Append('}');
+                return;
+            }
+            IEnumerable list = value as IEnumerable;
+            if (list != null) { WriteArray(sb, list, depth); return; }
+            if (t.IsPrimitive || value is IntPtr || value is UIntPtr || value is Delegate)
+                throw new ArgumentException("JSON: cannot write a " + t.FullName);
+
+            sb.Append('{');
+            bool firstMember = true;
+            foreach (MemberInfo m in Members(t))
+            {
+                if (!firstMember) sb.Append(',');
+                firstMember = false;
+                WriteString(sb, SnakeCase(m.Name));
+                sb.Append(':');
+                PropertyInfo p = m as PropertyInfo;
+                Write(sb, p != null ? p.GetValue(value, null) : ((FieldInfo)m).GetValue(value), depth + 1);
+            }
+            sb.Append('}');
+        }
+
+        static void WriteArray(StringBuilder sb, IEnumerable items, int depth)
+        {
+            sb.Append('[');
+            bool first = true;
+            foreach (object item in items)
+            {
+                if (!first) sb.Append(',');
+                first = false;
+                Write(sb, item, depth + 1);
+            }
+            sb.Append(']');
+        }
+
+        static void WriteString(StringBuilder sb, string s)
+        {
+            sb.Append('"');
+            foreach (char c in s)
+            {
+                switch (c)
+                {
+                    case '"': sb.Append("\\\""); break;
+                    case '\\': sb.Append("\\\\"); break;
+                    case '\n': sb.Append("\\n"); break;
+                    case '\r': sb.Append("\\r"); break;
+                    case '\t': sb.Append("\\t"); break;
+                    case '\b': sb.Append("\\b"); break;
+                    case '\f': sb.Append("\\f"); break;
+                    default:
+                        if (c < 0x20) sb.Append("\\u").Append(((int)c).ToString("x4"));
+                        else sb.Append(c); // surrogate pairs pass through as the UTF-16 they are
+                        break;
+                }
+            }
+            sb.Append('"');
+        }
+
+        static bool IsTuple(Type t)
+        {
+            return t.IsGenericType && t.Namespace == "System" && (t.Name.StartsWith("Tuple`") || t.Name.StartsWith("ValueTuple`"));
+        }
+
+        /// <summary>Public instance fields and readable, non-indexed properties, declaration order.</summary>
+        static IEnumerable<MemberInfo> Members(Type t)
+        {
+            foreach (PropertyInfo p in t.GetProperties(BindingFlags.Public | BindingFlags.Instance))
+                if (p.CanRead && p.GetIndexParameters().Length == 0) yield return p;
+            foreach (FieldInfo f in t.GetFields(BindingFlags.Public | BindingFlags.Instance))
+                yield return f;
+        }
+
+        /// <summary>"UnitCents" is "unit_cents", "HTTPCode" "http_code", "sku" stays.</summary>
+        public static string SnakeCase(string name)
+        {
+            StringBuilder sb = new StringBuilder(name.Length + 4);
+            for (int i = 0; i < name.Length; i++)
+            {
+                char c = name[i];
+                if (char.IsUpper(c))
+                {
+                    if (i > 0 && name[i - 1] != '_' &&
+                        (char.IsLower(name[i - 1]) || char.IsDigit(name[i - 1]) ||
+                         (i + 1 < name.Length && char.IsLower(name[i + 1]))))
+                        sb.Append('_');
+                    sb.Append(char.ToLowerInvariant(c));
+                }
+                else sb.Append(c);
+            }
+            return sb.ToString();
+        }
+
+        // ------------------------------------------------------------ reading
+
+        /// <summary>Parse JSON text: objects become Dictionary&lt;string, object&gt; (in document order),
+        /// arrays List&lt;object&gt;, strings string, true/false bool, null null; integers long (or ulong
+        /// above long.MaxValue), other numbers double.</summary>
+        public static object Parse(string json)
+        {
+            if (json == null) throw new ArgumentNullException("json");
+            int pos = 0;
+            object value = ReadValue(json, ref pos, 0);
+            SkipSpace(json, ref pos);
+            if (pos != json.Length) throw Error(json, pos, "text after the value");
+            return value;
+        }
+
+        static FormatException Error(string json, int pos, string what)
+        {
+            return new FormatException("JSON: " + what + " at offset " + pos);
+        }
+
+        static void SkipSpace(string s, ref int pos)
+        {
+            while (pos < s.Length && (s[pos] == ' ' || s[pos] == '\t' || s[pos] == '\n' || s[pos] == '\r')) pos++;
+        }
+
+        static object ReadValue(string s, ref int pos, int depth)
+        {
+            if (depth > MaxDepth) throw Error(s, pos, "nesting deeper than " + MaxDepth);
+            SkipSpace(s, ref pos);
+            if (pos >= s.Length) throw Error(s, pos, "unexpected end");
+            char c = s[pos];
+            if (c == '{')
+            {
+                pos++;
+                Dictionary<string, object> obj = new Dictionary<string, object>();
+                SkipSpace(s, ref pos);
+                if (pos < s.Length && s[pos] == '}') { pos++; return obj; }
+                while (true)
+                {
+                    SkipSpace(s, ref pos);
+                    if (pos >= s.Length || s[pos] != '"') throw Error(s, pos, "expected a key");
+                    string key = ReadString(s, ref pos);
+                    SkipSpace(s, ref pos);
+                    if (pos >= s.Length || s[pos] != ':') throw Error(s, pos, "expected ':'");
+                    pos++;
+                    obj[key] = ReadValue(s, ref pos, depth + 1);
+                    SkipSpace(s, ref pos);
+                    if (pos < s.Length && s[pos] == ',') { pos++; continue; }
+                    if (pos < s.Length && s[pos] == '}') { pos++; return obj; }
+                    throw Error(s, pos, "expected ',' or '}'");
+                }
+            }
+            if (c == '[')
+            {
+                pos++;
+                List<object> arr = new List<object>();
+                SkipSpace(s, ref pos);
+                if (pos < s.Length && s[pos] == ']') { pos++; return arr; }
+                while (true)
+                {
+                    arr.Add(ReadValue(s, ref pos, depth + 1));
+                    SkipSpace(s, ref pos);
+                    if (pos < s.Length && s[pos] == ',') { pos++; continue; }
+                    if (pos < s.Length && s[pos] == ']') { pos++; return arr; }
+                    throw Error(s, pos, "expected ',' or ']'");
+                }
+            }
+            if (c == '"') return ReadString(s, ref pos);
+            if (string.CompareOrdinal(s, pos, "true", 0, 4) == 0) { pos += 4; return true; }
+            if (string.CompareOrdinal(s, pos, "false", 0, 5) == 0) { pos += 5; return false; }
+            if (string.CompareOrdinal(s, pos, "null", 0, 4) == 0) { pos += 4; return null; }
+            if (c == '-' || (c >= '0' && c <= '9')) return ReadNumber(s, ref pos);
+            throw Error(s, pos, "unexpected '" + c + "'");
+        }
+
+        static string ReadString(string s, ref int pos)
+        {
+            pos++; // the opening quote
+            StringBuilder sb = new StringBuilder();
+            while (true)
+            {
+                if (pos >= s.Length) throw Error(s, pos, "unterminated string");
+                char c = s[pos++];
+                if (c == '"') return sb.ToString();
+                if (c != '\\') { sb.Append(c); continue; }
+                if (pos >= s.Length) throw Error(s, pos, "unterminated escape");
+                char e = s[pos++];
+                switch (e)
+                {
+                    case '"': sb.Append('"'); break;
+                    case '\\': sb.Append('\\'); break;
+                    case '/': sb.Append('/'); break;
+                    case 'b': sb.Append('\b'); break;
+                    case 'f': sb.Append('\f'); break;
+                    case 'n': sb.Append('\n'); break;
+                    case 'r': sb.Append('\r'); break;
+                    case 't': sb.Append('\t'); break;
+                    case 'u':
+                        int code;
+                        if (pos + 4 > s.Length || !int.TryParse(s.Substring(pos, 4), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out code))
+                            throw Error(s, pos, "bad \\u escape");
+                        sb.Append((char)code);
+                        pos += 4;
+                        break;
+                    default: throw Error(s, pos - 1, "bad escape");
+                }
+            }
+        }
+
+        static object ReadNumber(string s, ref int pos)
+        {
+            int start = pos;
+            bool integral = true;
+            if (s[pos] == '-') pos++;
+            while (pos < s.Length)
+            {
+                char c = s[pos];
+                if (c >= '0' && c <= '9') pos++;
+                else if (c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-') { integral = false; pos++; }
+                else break;
+            }
+            string text = s.Substring(start, pos - start);
+            long l;
+            ulong u;
+            double d;
+            if (integral && long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out l)) return l;
+            if (integral && ulong.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out u)) return u;
+            if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out d)) return d;
+            throw Error(s, start, "bad number '" + text + "'");
+        }
+
+        // ------------------------------------------------------------ converting
+
+        /// <summary>Parse json and convert it to T (see Convert).</summary>
+        public static T Deserialize<T>(string json)
+        {
+            return (T)Convert(Parse(json), typeof(T));
+        }
+
+        /// <summary>Convert a parsed JSON value (Parse) to type: object keeps it as it is; numbers to any
+        /// numeric type (in range, else FormatException; 64-bit integers also from decimal strings; floats
+        /// also from "NaN", "Infinity", "-Infinity"); strings to string, char, or an enum (by case name,
+        /// PascalCase, snake_case or kebab-case); arrays to T[], List&lt;T&gt; (and the collection
+        /// interfaces it implements), KeyValuePair, Tuple and ValueTuple, or a Dictionary from [key, value]
+        /// pairs; objects to Dictionary&lt;string, T&gt; or to a class or struct with a parameterless
+        /// constructor, matching keys to public fields and settable properties by name, ignoring case,
+        /// '_' and '-' (unit_cents: UnitCents). null to reference types and Nullable&lt;T&gt;.</summary>
+        public static object Convert(object value, Type type)
+        {
+            if (type == typeof(object)) return value;
+            Type under = Nullable.GetUnderlyingType(type);
+            if (value == null)
+            {
+                if (!type.IsValueType || under != null) return null;
+                throw new FormatException("JSON: null for a " + type.Name);
+            }
+            if (under != null) return Convert(value, under);
+            if (type.IsInstanceOfType(value) && !(value is IList) && !(value is IDictionary)) return value;
+            try
+            {
+                if (type == typeof(string))
+                {
+                    if (value is string) return value;
+                }
+                else if (type == typeof(char))
+                {
+                    string cs = value as string;
+                    if (cs != null && cs.Length == 1) return cs[0];
+                }
+                else if (type == typeof(bool))
+                {
+                    if (value is bool) return value;
+                }
+                else if (type.IsEnum)
+                {
+                    string name = value as string;
+                    if (name != null)
+                        foreach (string n in Enum.GetNames(type))
+                            if (Normalize(n) == Normalize(name)) return Enum.Parse(type, n);
+                }
+                else if (type == typeof(float) || type == typeof(double) || type == typeof(decimal))
+                {
+                    string fs = value as string;
+                    double d;
+                    if (fs == "NaN") d = double.NaN;
+                    else if (fs == "Infinity") d = double.PositiveInfinity;
+                    else if (fs == "-Infinity") d = double.NegativeInfinity;
+                    else if (fs != null) d = double.Parse(fs, NumberStyles.Float, CultureInfo.InvariantCulture);
+                    else if (value is long || value is ulong || value is double) d = System.Convert.ToDouble(value, CultureInfo.InvariantCulture);
+                    else return Fail(value, type);
+                    if (type == typeof(decimal)) return fs == null && !(value is double) ? System.Convert.ToDecimal(value, CultureInfo.InvariantCulture) : (decimal)d;
+                    return type == typeof(float) ? (object)(float)d : d;
+                }
+                else if (type.IsPrimitive && type != typeof(IntPtr) && type != typeof(UIntPtr))
+                {
+                    // Integers: from a whole number, or a decimal string (64-bit values beyond 2^53).
+                    if (value is double && Math.Floor((double)value) != (double)value) return Fail(value, type);
+                    if (value is string)
+                    {
+                        decimal dec;
+                        if (!decimal.TryParse((string)value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out dec)) return Fail(value, type);
+                        value = dec;
+                    }
+                    if (value is long || value is ulong || value is double || value is decimal)
+                        return System.Convert.ChangeType(value, type, CultureInfo.InvariantCulture); // checked: OverflowException
+                }
+                else
+                {
+                    object composite = ConvertComposite(value, type);
+                    if (composite != null) return composite;
+                }
+            }
+            catch (OverflowException) { }
+            catch (InvalidCastException) { }
+            return Fail(value, type);
+        }
+
+        static object Fail(object value, Type type)
+        {
+            string shown = value is string ? "\"" + value + "\"" : value is IList ? "an array" : value is IDictionary ? "an object" : System.Convert.ToString(value, CultureInfo.InvariantCulture);
+            throw new FormatException("JSON: cannot convert " + shown + " to " + type.FullName);
+        }
+
+        static string Normalize(string name)
+        {
+            return name.Replace("_", "").Replace("-", "").ToLowerInvariant();
+        }
+
+        static object ConvertComposite(object value, Type type)
+        {
+            List<object> arr = value as List<object>;
+            Dictionary<string, object> obj = value as Dictionary<string, object>;
+            if (type.IsArray && arr != null)
+            {
+                Type elem = type.GetElementType();
+                Array result = Array.CreateInstance(elem, arr.Count);
+                for (int i = 0; i < arr.Count; i++) result.SetValue(Convert(arr[i], elem), i);
+                return result;
+            }
+            if (type.IsGenericType)
+            {
+                Type def = type.GetGenericTypeDefinition();
+                Type[] args = type.GetGenericArguments();
+                if (def == typeof(KeyValuePair<,>) && arr != null && arr.Count == 2)
+                    return Activator.CreateInstance(type, Convert(arr[0], args[0]), Convert(arr[1], args[1]));
+                if (IsTuple(type) && arr != null && arr.Count == args.Length)
+                {
+                    object[] items = new object[args.Length];
+                    for (int i = 0; i < args.Length; i++) items[i] = Convert(arr[i], args[i]);
+                    return Activator.CreateInstance(type, items);
+                }
+                if (args.Length == 2 && (def == typeof(Dictionary<,>) || def == typeof(IDictionary<,>) || def == typeof(IReadOnlyDictionary<,>)))
+                {
+                    IDictionary dict = (IDictionary)Activator.CreateInstance(typeof(Dictionary<,>).MakeGenericType(args));
+                    if (obj != null)
+                        foreach (KeyValuePair<string, object> kv in obj) dict[Convert(kv.Key, args[0])] = Convert(kv.Value, args[1]);
+                    else if (arr != null)
+                        foreach (object pair in arr) // a map: [key, value] pairs
+                        {
+                            List<object> kv = pair as List<object>;
+                            if (kv == null || kv.Count != 2) return null;
+                            dict[Convert(kv[0], args[0])] = Convert(kv[1], args[1]);
+                        }
+                    else return null;
+                    return dict;
+                }
+                if (args.Length == 1 && arr != null)
+                {
+                    Type listType = typeof(List<>).MakeGenericType(args);
+                    if (type.IsAssignableFrom(listType))
+                    {
+                        IList list = (IList)Activator.CreateInstance(listType);
+                        foreach (object item in arr) list.Add(Convert(item, args[0]));
+                        return list;
+                    }
+                }
+            }
+            if (obj != null && !type.IsInterface && !type.IsAbstract && !type.IsPrimitive && type != typeof(string) &&
+                (type.IsValueType || type.GetConstructor(Type.EmptyTypes) != null))
+            {
+                object result = Activator.CreateInstance(type);
+                foreach (KeyValuePair<string, object> kv in obj)
+                {
+                    string key = Normalize(kv.Key);
+                    foreach (MemberInfo m in type.GetMembers(BindingFlags.Public | BindingFlags.Instance))
+                    {
+                        if (Normalize(m.Name) != key) continue;
+                        PropertyInfo p = m as PropertyInfo;
+                        FieldInfo f = m as FieldInfo;
+                        if (p != null && p.CanWrite && p.GetIndexParameters().Length == 0) { p.SetValue(result, Convert(kv.Value, p.PropertyType), null); break; }
+                        if (f != null && !f.IsInitOnly) { f.SetValue(result, Convert(kv.Value, f.FieldType)); break; }
+                    }
+                }
+                return result;
+            }
+            return null;
         }
     }
 }

@@ -26,8 +26,9 @@ const (
 )
 
 // EgressFunc decides on one outbound HTTP request of a WASM plugin, before
-// anything is sent. It is called on a libfidius worker thread (never the
-// goroutine's thread that called the plugin, which waits for the verdict),
+// anything is sent. It is called on a thread libfidius starts for it, which
+// ends when it returns (never the thread of the goroutine that called the
+// plugin, which waits for the verdict),
 // concurrently when several requests are in flight, and must not call
 // into the plugin whose request it is deciding. The Request is valid only
 // during the call. A panic denies the request (the panic value becomes the

@@ -8,9 +8,15 @@
 // release.
 //
 // Threads: a Host and a Plugin may be used from any number of goroutines at
-// once. Close waits for calls in flight on the same object and makes later
-// calls fail with ErrClosed (the C API forbids freeing while a call runs;
-// the wrapper enforces it).
+// once. Close makes later calls fail with ErrClosed and waits for calls in
+// flight on the same object (the C API forbids freeing while a call runs;
+// the wrapper enforces it). Plugin.Close first cancels its WASM calls in
+// flight, so it waits only for calls that will finish (see Plugin.Close).
+//
+// Cancellation: CallContext, CallJSONContext and InvokeContext stop a call
+// when its context is done (a WASM call wherever it is, a native call only
+// if the context was done before it started). The error then has Status
+// StatusCancelled and also matches ctx.Err() with errors.Is.
 //
 // Errors: every failure is an *Error carrying a Status, or a *PluginError
 // when the plugin itself returned an error (Status PLUGIN_ERROR). Both
@@ -92,6 +98,9 @@ func (s Status) Error() string { return fmt.Sprintf("fidius: %s (%d)", s.String(
 type Error struct {
 	Status  Status
 	Message string
+	// cause is why a call was cancelled (the context's error, or ErrClosed
+	// when Plugin.Close cancelled it); nil otherwise.
+	cause error
 }
 
 func (e *Error) Error() string {
@@ -103,6 +112,11 @@ func (e *Error) Is(target error) bool {
 	s, ok := target.(Status)
 	return ok && s == e.Status
 }
+
+// Unwrap is why a call was cancelled (StatusCancelled): the context's error
+// (context.Canceled, context.DeadlineExceeded) or ErrClosed; nil otherwise.
+// So errors.Is(err, context.Canceled) holds for a call its context stopped.
+func (e *Error) Unwrap() error { return e.cause }
 
 // PluginError is an error the plugin itself returned (a Fidius PluginError,
 // status StatusPluginError).
@@ -173,7 +187,11 @@ const (
 	// FormatWire is the Fidius wire format: the bincode (1.3, legacy
 	// config) tuple of the arguments; the output is the bincode of the result.
 	FormatWire Format = C.FIDIUS_FORMAT_WIRE
-	// FormatJSON is a JSON array (or object) of the arguments; WASM plugins only.
+	// FormatJSON is a JSON array (or object) of the arguments; the output
+	// is the JSON of the result. For plugins whose types are known: WASM
+	// plugins, and native plugins with an interface schema (LoadOptions.Schema,
+	// HostConfig.Schemas, or a "<library>.wit" beside the library); a native
+	// plugin without one answers StatusUnsupported.
 	FormatJSON Format = C.FIDIUS_FORMAT_JSON
 )
 

@@ -1,7 +1,9 @@
 package fidius
 
 import (
+	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -180,7 +182,7 @@ func TestDiscover(t *testing.T) {
 	for _, p := range d.Plugins {
 		found[p.Name] = p
 	}
-	for _, name := range []string{"BasicCalc", "OtherCalc", "ArenaImpl", "ConfiguredGreeter", "LegacyCalc", "LegacyArena", "calc", "caps", "fetch"} {
+	for _, name := range []string{"BasicCalc", "OtherCalc", "ArenaImpl", "ConfiguredGreeter", "LegacyCalc", "LegacyArena", "TypedImpl", "calc", "caps", "fetch"} {
 		if _, ok := found[name]; !ok {
 			t.Errorf("discovery did not find %s (found %v, skipped %v)", name, d.Plugins, d.Skipped)
 		}
@@ -193,6 +195,12 @@ func TestDiscover(t *testing.T) {
 	}
 	if p := found["calc"]; p.Runtime != RuntimeWASM {
 		t.Errorf("calc: %+v", p)
+	}
+	if p := found["TypedImpl"]; p.Runtime != RuntimeNative || p.InterfaceName != "Typed" || p.MethodCount != 11 {
+		t.Errorf("TypedImpl: %+v", p)
+	}
+	if len(d.Skipped) != 0 { // the schema beside libfixture_typed.so is no plugin, and not reported as one
+		t.Errorf("skipped: %+v", d.Skipped)
 	}
 }
 
@@ -748,5 +756,427 @@ func TestFinalizerReleasesCallbacks(t *testing.T) {
 	}
 	if live := atomicLive(); live != before {
 		t.Errorf("finalizers did not release everything: %d callbacks live", live-before)
+	}
+}
+
+// --- interface schemas, describe, Invoke, cancellation -----------------------
+
+// typedWIT is TypedImpl's schema, the sidecar beside libfixture_typed.so.
+func typedWIT(t *testing.T) string {
+	return filepath.Join(pluginDir(t), "libfixture_typed.so.wit")
+}
+
+// typedAlone is a search path holding libfixture_typed.so without its
+// sidecar schema: TypedImpl then has no method names or types.
+func typedAlone(t *testing.T) string {
+	dir := t.TempDir()
+	copyFile(t, filepath.Join(pluginDir(t), "libfixture_typed.so"), filepath.Join(dir, "libfixture_typed.so"))
+	return dir
+}
+
+const priceJSON = `[{"id": 1, "sku": "tea", "qty": 3, "unit_cents": 250}]`
+
+func TestSchemas(t *testing.T) {
+	wit, err := os.ReadFile(typedWIT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alone := typedAlone(t)
+	bare, err := NewHost(HostConfig{SearchPaths: []string{alone}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	// Without a schema: no names, no JSON.
+	p := load(t, bare, "TypedImpl", nil)
+	if _, err := p.CallJSON(2, priceJSON); !errors.Is(err, StatusUnsupported) {
+		t.Errorf("JSON without a schema: %v", err)
+	}
+	if _, err := p.MethodIndex("price"); !errors.Is(err, StatusMethodIndex) {
+		t.Errorf("MethodIndex without a schema: %v", err)
+	}
+
+	// LoadOptions.Schema (text) and LoadOptions.SchemaFile.
+	for _, opts := range []*LoadOptions{{Schema: string(wit)}, {SchemaFile: typedWIT(t)}} {
+		p := load(t, bare, "TypedImpl", opts)
+		idx, err := p.MethodIndex("price")
+		if err != nil || idx != 2 {
+			t.Fatalf("MethodIndex(price) = %d, %v", idx, err)
+		}
+		if got, err := p.CallJSON(idx, priceJSON); err != nil || got != "750" {
+			t.Errorf("price with %+v: %q, %v", opts.SchemaFile, got, err)
+		}
+		if name, ok := p.MethodName(6); !ok || name != "totals" {
+			t.Errorf("MethodName(6) = %q", name)
+		}
+	}
+
+	// HostConfig.Schemas (text) and HostConfig.SchemaFiles.
+	for _, cfg := range []HostConfig{{Schemas: []string{string(wit)}}, {SchemaFiles: []string{typedWIT(t)}}} {
+		cfg.SearchPaths = []string{alone}
+		h, err := NewHost(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := load(t, h, "TypedImpl", nil)
+		h.Close()
+		if got, err := p.CallJSON(2, priceJSON); err != nil || got != "750" {
+			t.Errorf("price with a host schema: %q, %v", got, err)
+		}
+	}
+
+	// Errors: not WIT; both Schema and SchemaFile; a schema listing fewer methods than the plugin has.
+	if _, err := NewHost(HostConfig{Schemas: []string{"not wit {"}}); !errors.Is(err, StatusInvalidArgument) {
+		t.Errorf("host schema that is not WIT: %v", err)
+	}
+	if _, err := NewHost(HostConfig{SchemaFiles: []string{filepath.Join(alone, "missing.wit")}}); !errors.Is(err, StatusIO) {
+		t.Errorf("missing schema file: %v", err)
+	}
+	if _, err := bare.Load("TypedImpl", &LoadOptions{Schema: "not wit {"}); !errors.Is(err, StatusInvalidArgument) {
+		t.Errorf("load schema that is not WIT: %v", err)
+	}
+	if _, err := bare.Load("TypedImpl", &LoadOptions{Schema: string(wit), SchemaFile: typedWIT(t)}); !errors.Is(err, StatusInvalidArgument) {
+		t.Errorf("Schema and SchemaFile: %v", err)
+	}
+	short := "package fixture:short;\ninterface typed {\n  greet: func(name: string) -> string;\n}\n"
+	_, err = bare.Load("TypedImpl", &LoadOptions{Schema: short})
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Status != StatusSchemaMismatch {
+		t.Errorf("a schema with fewer methods: %v", err)
+	}
+}
+
+func TestTypedJSON(t *testing.T) {
+	h := newHost(t, HostConfig{})
+	typed := load(t, h, "TypedImpl", nil) // its schema comes from libfixture_typed.so.wit
+	price, err := typed.MethodIndex("price")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := typed.CallJSON(price, priceJSON); err != nil || got != "750" {
+		t.Errorf("price: %q, %v", got, err)
+	}
+	totals, err := typed.MethodIndex("totals")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := typed.CallJSON(totals, `[[{"id": 1, "sku": "tea", "qty": 2, "unit_cents": 5}, {"id": 2, "sku": "cup", "qty": 1, "unit_cents": 7, "note": "blue"}]]`)
+	if err != nil || strings.ReplaceAll(got, " ", "") != `[{"sku":"tea","cents":10},{"sku":"cup","cents":7}]` {
+		t.Errorf("totals: %q, %v", got, err)
+	}
+	// Arguments by name (an object), and an error naming the path.
+	if got, err := typed.CallJSON(price, `{"order": {"id": 1, "sku": "x", "qty": 2, "unit_cents": -4}}`); err != nil || got != "-8" {
+		t.Errorf("price by name: %q, %v", got, err)
+	}
+	_, err = typed.CallJSON(price, `[{"id": 1, "sku": "x", "qty": -1, "unit_cents": 1}]`)
+	var fe *Error
+	if !errors.As(err, &fe) || !strings.Contains(fe.Message, "qty") {
+		t.Errorf("qty -1: %v", err)
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	h := newHost(t, HostConfig{})
+	typed := load(t, h, "TypedImpl", nil)
+	d, err := typed.Describe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Name != "TypedImpl" || d.Interface != "Typed" || d.Runtime != "native" || d.ABIVersion != 500 || d.BufferStrategy != "plugin-allocated" {
+		t.Errorf("describe: %+v", d)
+	}
+	if d.InterfaceHash != typed.Info().InterfaceHash || !strings.HasSuffix(d.TypesFrom, "libfixture_typed.so.wit") {
+		t.Errorf("hash %#x (info %#x), types from %q", d.InterfaceHash, typed.Info().InterfaceHash, d.TypesFrom)
+	}
+	if len(d.Methods) != 11 || d.Methods[2].Name != "price" || d.Methods[2].Returns != "s64" ||
+		!reflect.DeepEqual(d.Methods[2].Params, []Param{{"order", "order"}}) {
+		t.Fatalf("methods: %+v", d.Methods)
+	}
+	if m := d.Methods[8]; m.Name != "divide" || m.Fallible == nil || !*m.Fallible || m.Result != "result<s64, plugin-error>" {
+		t.Errorf("divide: %+v", m)
+	}
+	if m := d.Methods[10]; m.Name != "nothing" || m.Params == nil || len(m.Params) != 0 || m.Returns != "" || !m.Implemented {
+		t.Errorf("nothing: %+v", m)
+	}
+	order := d.Type("order")
+	if order == nil || order.Kind != "record" || len(order.Fields) != 5 || order.Fields[3] != (Param{"unit-cents", "s64"}) {
+		t.Errorf("type order: %+v", order)
+	}
+	if shape := d.Type("shape"); shape == nil || shape.Kind != "variant" || len(shape.Cases) != 3 || shape.Cases[1] != (TypeCase{"circle", "f64"}) {
+		t.Errorf("type shape: %+v", shape)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(d.JSON, &raw); err != nil || raw["name"] != "TypedImpl" {
+		t.Errorf("JSON: %v %v", raw, err)
+	}
+
+	// A native plugin without a schema: names and types unknown.
+	basic := load(t, h, "BasicCalc", nil)
+	if d, err := basic.Describe(); err != nil || d.TypesFrom != "" || d.Methods[0].Name != "" || d.Methods[0].Params != nil ||
+		d.Methods[0].Fallible != nil || d.Metadata["owner"] != "fixtures" || d.CapabilityBits == nil {
+		t.Errorf("BasicCalc: %+v, %v", d, err)
+	}
+	// A WASM component: its own types.
+	calc := load(t, h, "calc", nil)
+	if d, err := calc.Describe(); err != nil || d.Runtime != "wasm" || d.TypesFrom != "component" || d.Methods[0].Name != "add" ||
+		d.Capabilities == nil || d.CapabilityBits != nil || d.Type("point") == nil {
+		t.Errorf("calc: %+v, %v", d, err)
+	}
+	basic.Close()
+	if _, err := basic.Describe(); err != ErrClosed {
+		t.Errorf("Describe after Close: %v", err)
+	}
+}
+
+// Go types for TypedImpl's records (snake_case keys).
+type order struct {
+	ID        uint64  `json:"id"`
+	SKU       string  `json:"sku"`
+	Qty       uint32  `json:"qty"`
+	UnitCents int64   `json:"unit_cents"`
+	Note      *string `json:"note,omitempty"`
+}
+
+type line struct {
+	SKU   string `json:"sku"`
+	Cents int64  `json:"cents"`
+}
+
+func TestInvoke(t *testing.T) {
+	h := newHost(t, HostConfig{})
+	typed := load(t, h, "TypedImpl", nil)
+	var cents int64
+	if err := typed.Invoke("price", &cents, order{ID: 1, SKU: "tea", Qty: 3, UnitCents: 250}); err != nil || cents != 750 {
+		t.Errorf("price: %d, %v", cents, err)
+	}
+	note := "gift"
+	var lines []line
+	if err := typed.Invoke("totals", &lines, []order{{ID: 1, SKU: "tea", Qty: 2, UnitCents: 5}, {ID: 2, SKU: "cup", Qty: 1, UnitCents: 7, Note: &note}}); err != nil ||
+		!reflect.DeepEqual(lines, []line{{"tea", 10}, {"cup", 7}}) {
+		t.Errorf("totals: %+v, %v", lines, err)
+	}
+	var greeting string
+	if err := typed.Invoke("greet", &greeting, "Go"); err != nil || greeting != "Hello, Go!" {
+		t.Errorf("greet: %q, %v", greeting, err)
+	}
+	// 64-bit integers: Go's marshal writes them exactly; the result here is a string anyway.
+	var widths string
+	if err := typed.Invoke("widths", &widths, int8(-1), int16(-2), int32(-3), int64(-4), uint8(5), uint16(6), uint32(7), uint64(1<<64-1)); err != nil ||
+		widths != "-1,-2,-3,-4,5,6,7,18446744073709551615" {
+		t.Errorf("widths: %q, %v", widths, err)
+	}
+	var doubled *uint32
+	if err := typed.Invoke("maybe_double", &doubled, 21); err != nil || doubled == nil || *doubled != 42 {
+		t.Errorf("maybe_double(21): %v, %v", doubled, err)
+	}
+	if err := typed.Invoke("maybe-double", &doubled, nil); err != nil || doubled != nil {
+		t.Errorf("maybe-double(nil): %v, %v", doubled, err)
+	}
+	var area float64
+	if err := typed.Invoke("area", &area, map[string]any{"Rect": map[string]float64{"w": 2, "h": 3}}); err != nil || area != 6 {
+		t.Errorf("area: %v, %v", area, err)
+	}
+	var scaled map[string]float64
+	if err := typed.Invoke("scale", &scaled, map[string]float64{"Circle": 1.5}, 2.0); err != nil || scaled["Circle"] != 3 {
+		t.Errorf("scale: %v, %v", scaled, err)
+	}
+	var pairs [][2]any // a map is [key, value] pairs, in no particular order
+	if err := typed.Invoke("tally", &pairs, []string{"a", "b", "a"}); err != nil || len(pairs) != 2 {
+		t.Fatalf("tally: %v, %v", pairs, err)
+	}
+	counts := map[any]string{}
+	for _, kv := range pairs {
+		counts[kv[0]] = kv[1].(json.Number).String()
+	}
+	if !reflect.DeepEqual(counts, map[any]string{"a": "2", "b": "1"}) {
+		t.Errorf("tally: %v", counts)
+	}
+	// list<u8> is an array of numbers; encoding/json writes a []byte as base64 (refused) and
+	// reads one only from base64: use another integer slice.
+	var nums []uint16
+	if err := typed.Invoke("reverse", &nums, []uint16{1, 2, 3}); err != nil || !reflect.DeepEqual(nums, []uint16{3, 2, 1}) {
+		t.Errorf("reverse: %v %v", nums, err)
+	}
+	if err := typed.Invoke("nothing", nil); err != nil {
+		t.Errorf("nothing: %v", err)
+	}
+	// Beyond 2^53 a 64-bit integer is a decimal string (either way in, a string out);
+	// json.Number takes both forms.
+	var big json.Number
+	if err := typed.Invoke("price", &big, map[string]any{"id": 1, "sku": "x", "qty": 2, "unit_cents": "9007199254740993"}); err != nil ||
+		big != "18014398509481986" {
+		t.Errorf("price beyond 2^53: %#v, %v", big, err)
+	}
+	if err := typed.Invoke("price", &big, order{ID: 1, SKU: "x", Qty: 2, UnitCents: 21}); err != nil || big != "42" {
+		t.Errorf("price into a json.Number: %#v, %v", big, err)
+	}
+	var anything any
+	if err := typed.Invoke("price", &anything, order{ID: 1, SKU: "x", Qty: 2, UnitCents: 21}); err != nil || anything != json.Number("42") {
+		t.Errorf("price into an any: %#v, %v", anything, err)
+	}
+	checkDivZero(t, typed.Invoke("divide", &cents, 7, 0))
+	if err := typed.Invoke("divide", &cents, 7, 2); err != nil || cents != 3 {
+		t.Errorf("divide(7, 2): %d, %v", cents, err)
+	}
+	if err := typed.Invoke("no-such-method", nil); !errors.Is(err, StatusMethodIndex) {
+		t.Errorf("unknown method: %v", err)
+	}
+	if err := typed.Invoke("price", &cents, "not an order"); !errors.Is(err, StatusSerialization) && !errors.Is(err, StatusInvalidArgument) {
+		t.Errorf("bad argument: %v", err)
+	}
+	if err := typed.Invoke("greet", &cents, "x"); err == nil {
+		t.Errorf("result into the wrong type: %v", err)
+	}
+	if err := typed.Invoke("greet", &greeting, func() {}); err == nil {
+		t.Errorf("an argument encoding/json cannot marshal: no error")
+	}
+
+	// WASM plugins alike.
+	calc := load(t, h, "calc", nil)
+	var sum int64
+	if err := calc.Invoke("add", &sum, 2, 40); err != nil || sum != 42 {
+		t.Errorf("calc add: %d, %v", sum, err)
+	}
+	type point struct {
+		X     int32  `json:"x"`
+		Y     int32  `json:"y"`
+		Label string `json:"label"`
+	}
+	var moved point
+	if err := calc.Invoke("shift", &moved, point{1, 2, "p"}, 3); err != nil || moved.X != 4 || moved.Y != 2 {
+		t.Errorf("calc shift: %+v, %v", moved, err)
+	}
+	checkDivZero(t, calc.Invoke("divide", &sum, 7, 0))
+}
+
+// loadCaps loads the caps package, whose sleep_ms blocks in a host call
+// (wasi:clocks). Its manifest asks for env:FIDIUS_FIXTURE_VAR, which the
+// default allow-list refuses; @default keeps the default allowance.
+func loadCaps(t *testing.T) *Plugin {
+	h := newHost(t, HostConfig{AllowCapabilities: []string{"@default", "env:FIDIUS_FIXTURE_VAR"}})
+	return load(t, h, "caps", nil)
+}
+
+// cancelAfter cancels a context 100 ms from now and returns when it did.
+func cancelAfter(ctx context.Context) (context.Context, func() time.Time) {
+	ctx, cancel := context.WithCancel(ctx)
+	at := make(chan time.Time, 1)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		at <- time.Now()
+		cancel()
+	}()
+	return ctx, func() time.Time { return <-at }
+}
+
+func TestCancel(t *testing.T) {
+	caps := loadCaps(t)
+	sleep, err := caps.MethodIndex("sleep_ms")
+	if err != nil || sleep != 5 {
+		t.Fatalf("sleep_ms: %d, %v", sleep, err)
+	}
+	for _, via := range []string{"CallJSONContext", "InvokeContext", "CallContext"} {
+		ctx, cancelledAt := cancelAfter(context.Background())
+		start := time.Now()
+		switch via {
+		case "CallJSONContext":
+			_, err = caps.CallJSONContext(ctx, sleep, "[1000000000000]")
+		case "InvokeContext":
+			err = caps.InvokeContext(ctx, "sleep_ms", nil, uint64(1000000000000))
+		case "CallContext":
+			_, err = caps.CallContext(ctx, sleep, FormatWire, binary.LittleEndian.AppendUint64(nil, 1000000000000))
+		}
+		returned := time.Now()
+		var fe *Error
+		if !errors.As(err, &fe) || fe.Status != StatusCancelled || !errors.Is(err, StatusCancelled) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("%s: sleep_ms cancelled: %v", via, err)
+		}
+		if lag := returned.Sub(cancelledAt()); returned.Sub(start) < 90*time.Millisecond || lag > time.Second {
+			t.Errorf("%s: returned %v after the start, %v after the cancel", via, returned.Sub(start), lag)
+		}
+		var slept uint64 // the plugin serves the next call
+		if err := caps.InvokeContext(context.Background(), "sleep_ms", &slept, 1); err != nil || slept != 1 {
+			t.Errorf("%s: sleep_ms(1) after a cancelled call: %d, %v", via, slept, err)
+		}
+	}
+
+	// A deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := caps.CallJSONContext(ctx, sleep, "[1000000000000]"); !errors.Is(err, StatusCancelled) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("deadline: %v", err)
+	}
+	// A context that is never done changes nothing.
+	live, stop := context.WithCancel(context.Background())
+	if got, err := caps.CallJSONContext(live, sleep, "[2]"); err != nil || got != "2" {
+		t.Errorf("live context: %q, %v", got, err)
+	}
+	stop()
+
+	// Native: observed before the call starts.
+	h := newHost(t, HostConfig{})
+	basic := load(t, h, "BasicCalc", nil)
+	if out, err := basic.CallWireContext(context.Background(), calcAdd, wireI64Pair(2, 3)); err != nil || binary.LittleEndian.Uint64(out) != 5 {
+		t.Errorf("native call with a context: %v, %v", out, err)
+	}
+	done, cancelNow := context.WithCancel(context.Background())
+	cancelNow()
+	if _, err := basic.CallWireContext(done, calcAdd, wireI64Pair(2, 3)); !errors.Is(err, StatusCancelled) || !errors.Is(err, context.Canceled) {
+		t.Errorf("native call with a done context: %v", err)
+	}
+	typed := load(t, h, "TypedImpl", nil)
+	if err := typed.InvokeContext(done, "greet", nil, "x"); !errors.Is(err, StatusCancelled) {
+		t.Errorf("native Invoke with a done context: %v", err)
+	}
+}
+
+func TestCloseCancelsBlockedCalls(t *testing.T) {
+	caps := loadCaps(t)
+	// Calls blocked for good (no timeout; no context, or one never
+	// cancelled): Close must not wait for them to end by themselves.
+	errs := make(chan error, 3)
+	go func() {
+		_, err := caps.CallJSON(5, "[1000000000000]")
+		errs <- err
+	}()
+	go func() {
+		errs <- caps.InvokeContext(context.Background(), "sleep_ms", nil, 1000000000000)
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		errs <- caps.InvokeContext(ctx, "sleep_ms", nil, 1000000000000)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	closed := make(chan struct{})
+	start := time.Now()
+	go func() {
+		caps.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs on blocked calls")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	for i := 0; i < 3; i++ {
+		var err error
+		select {
+		case err = <-errs:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a blocked call did not return after Close")
+		}
+		if !errors.Is(err, StatusCancelled) || !errors.Is(err, ErrClosed) {
+			t.Errorf("call in flight at Close: %v", err)
+		}
+	}
+	if _, err := caps.CallJSON(5, "[1]"); err != ErrClosed {
+		t.Errorf("call after Close: %v", err)
+	}
+	if err := caps.InvokeContext(ctx, "sleep_ms", nil, 1); err != ErrClosed {
+		t.Errorf("InvokeContext after Close: %v", err)
 	}
 }

@@ -39,10 +39,22 @@ type HostConfig struct {
 	// names ("stdout", "http", "env:HOME") or patterns where * matches any
 	// run of characters ("env:LOG_*", "*"). Empty (the default) allows every
 	// capability except "env:*", "args" and "network"; any pattern replaces
-	// that default, so list everything packages may have. A package asking
+	// that default, so list everything packages may have ("@default" stands
+	// for the default allowance: {"@default", "env:LOG_*"} extends it). A package asking
 	// for a capability the host does not allow fails to load with
 	// StatusCapability, naming it. An empty pattern is StatusInvalidArgument.
 	AllowCapabilities []string
+	// Schemas are interface schemas (WIT text, as `fidius wit` or
+	// fidius_build::emit_wit() write it), one or more interfaces each;
+	// SchemaFiles are read when the host is built (at most 1 MiB each).
+	// Native plugins whose interface one declares (matched by name: the
+	// trait PriceEngine is the WIT interface price-engine) get method names
+	// and types from it, so they can be called by name, with FormatJSON and
+	// Invoke, and described; unless their LoadOptions.Schema or a
+	// "<library>.wit" beside the library gives one. Not valid WIT is
+	// StatusInvalidArgument, naming where.
+	Schemas     []string
+	SchemaFiles []string
 	// InterfaceHash, when not 0, is required of native plugins.
 	InterfaceHash uint64
 	// BufferStrategy, when not BufferStrategyNone, is required of native plugins.
@@ -113,6 +125,22 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	for _, f := range cfg.TrustedKeyFiles {
 		cs := C.CString(f)
 		st := C.fidius_host_builder_add_trusted_key_file(b, cs, &cerr)
+		C.free(unsafe.Pointer(cs))
+		if err := takeError(st, cerr); err != nil {
+			return nil, err
+		}
+	}
+	for _, wit := range cfg.Schemas {
+		w := []byte(wit)
+		st := C.fidius_host_builder_add_schema(b, bytesArg(w), C.size_t(len(w)), &cerr)
+		runtime.KeepAlive(w)
+		if err := takeError(st, cerr); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range cfg.SchemaFiles {
+		cs := C.CString(f)
+		st := C.fidius_host_builder_add_schema_file(b, cs, &cerr)
 		C.free(unsafe.Pointer(cs))
 		if err := takeError(st, cerr); err != nil {
 			return nil, err
@@ -235,6 +263,16 @@ type LoadOptions struct {
 	// nothing. They are the embedder's own word for this load: the host's
 	// AllowCapabilities do not apply to them.
 	Grants []string
+	// Schema (WIT text) or SchemaFile (read when the load starts, at most
+	// 1 MiB) is this native plugin's interface schema, overriding a
+	// "<library>.wit" and HostConfig.Schemas; set at most one. With one
+	// interface it applies whatever the plugin's interface is called. It
+	// must list at least the plugin's methods (else StatusSchemaMismatch);
+	// methods beyond them are optional methods the plugin lacks
+	// (StatusNotImplemented when called). WIT cannot pin the interface
+	// hash: set InterfaceHash where that matters. Ignored for WASM plugins.
+	Schema     string
+	SchemaFile string
 }
 
 func (o *LoadOptions) build() (*C.fidius_load_options, error) {
@@ -308,6 +346,25 @@ func (o *LoadOptions) build() (*C.fidius_load_options, error) {
 	}
 	if o.Grants != nil {
 		if err := setGrants(opts, o.Grants); err != nil {
+			return fail(err)
+		}
+	}
+	if o.Schema != "" && o.SchemaFile != "" {
+		return fail(&Error{Status: StatusInvalidArgument, Message: "LoadOptions: set Schema or SchemaFile, not both"})
+	}
+	if o.Schema != "" {
+		w := []byte(o.Schema)
+		st := C.fidius_load_options_set_schema(opts, bytesArg(w), C.size_t(len(w)), &cerr)
+		runtime.KeepAlive(w)
+		if err := takeError(st, cerr); err != nil {
+			return fail(err)
+		}
+	}
+	if o.SchemaFile != "" {
+		cs := C.CString(o.SchemaFile)
+		st := C.fidius_load_options_set_schema_file(opts, cs, &cerr)
+		C.free(unsafe.Pointer(cs))
+		if err := takeError(st, cerr); err != nil {
 			return fail(err)
 		}
 	}

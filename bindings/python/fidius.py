@@ -4,8 +4,15 @@ from Python, through libfidius' C API (fidius.h), with ctypes.
     import fidius
     with fidius.Host(search_paths=["./plugins"]) as host:
         with host.load("calc") as calc:
-            calc.invoke("add", 2, 40)            # 42 (JSON, WASM plugins)
+            calc.invoke("add", 2, 40)            # 42 (through JSON)
             calc.call_wire(0, wire_bytes)        # Fidius wire bytes in and out
+
+invoke() and call_json() work for WASM plugins and for native plugins with
+an interface schema (WIT: a "<library>.wit" beside the library,
+LoadOptions(schema=...), Host(schemas=...)); describe() says what a plugin
+has. Calls take ``cancel=fidius.Cancel()`` to be stopped from another thread;
+invoke_async() and call_async() stop the call when the awaiting task is
+cancelled.
 
 Ownership: Host, Plugin and EgressPolicy own a C handle each; close() (or the
 ``with`` statement) releases it, and a weakref finalizer does if close() was
@@ -26,6 +33,7 @@ search for libfidius.so.0 / libfidius.so.
 
 import ctypes
 import ctypes.util
+import dataclasses
 import enum
 import itertools
 import json as _json
@@ -35,13 +43,13 @@ import weakref
 from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_bool, c_char_p, c_int32, c_size_t,
                     c_uint8, c_uint32, c_uint64, c_void_p)
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "Status", "Format", "Runtime", "BufferStrategy", "LoadPolicy", "Verdict",
     "FidiusError", "PluginError", "ClosedError",
     "PluginInfo", "Skipped", "Discovery", "LoadOptions",
-    "Host", "Plugin", "EgressPolicy", "HttpRequest", "version",
+    "Host", "Plugin", "EgressPolicy", "HttpRequest", "Cancel", "version",
 ]
 
 
@@ -90,7 +98,8 @@ class Status(enum.IntEnum):
 
 class Format(enum.IntEnum):
     WIRE = 0  #: Fidius wire bytes: the bincode (1.3, legacy) tuple of the arguments
-    JSON = 1  #: a JSON array (or object) of the arguments; WASM plugins only
+    #: a JSON array (or object) of the arguments; WASM plugins and native plugins with a schema
+    JSON = 1
 
 
 class Runtime(enum.IntEnum):
@@ -169,6 +178,8 @@ _SIGNATURES = {
     "fidius_host_builder_allow_capability": (_S, [_P, c_char_p, _E]),
     "fidius_host_builder_add_trusted_key": (_S, [_P, c_char_p, c_size_t, _E]),
     "fidius_host_builder_add_trusted_key_file": (_S, [_P, c_char_p, _E]),
+    "fidius_host_builder_add_schema": (_S, [_P, c_char_p, c_size_t, _E]),
+    "fidius_host_builder_add_schema_file": (_S, [_P, c_char_p, _E]),
     "fidius_host_builder_set_interface_hash": (_S, [_P, c_uint64, _E]),
     "fidius_host_builder_set_buffer_strategy": (_S, [_P, c_uint32, _E]),
     "fidius_host_builder_set_egress_policy": (_S, [_P, _P, _E]),
@@ -211,12 +222,16 @@ _SIGNATURES = {
     "fidius_load_options_set_fuel": (_S, [_P, c_uint64, _E]),
     "fidius_load_options_set_reuse_instance": (_S, [_P, c_bool, _E]),
     "fidius_load_options_set_wire_raw": (_S, [_P, c_char_p, c_bool, _E]),
+    "fidius_load_options_set_schema": (_S, [_P, c_char_p, c_size_t, _E]),
+    "fidius_load_options_set_schema_file": (_S, [_P, c_char_p, _E]),
     # plugins
     "fidius_host_load": (_S, [_P, c_char_p, _P, POINTER(c_void_p), _E]),
     "fidius_host_load_path": (_S, [_P, c_char_p, c_char_p, _P, POINTER(c_void_p), _E]),
     "fidius_plugin_free": (None, [_P]),
     "fidius_plugin_get_info": (_P, [_P]),
     "fidius_plugin_call": (_S, [_P, c_uint32, c_uint32, c_char_p, c_size_t, POINTER(_Bytes), _E]),
+    "fidius_plugin_call_cancellable": (_S, [_P, c_uint32, c_uint32, c_char_p, c_size_t, _P, POINTER(_Bytes), _E]),
+    "fidius_plugin_describe": (_S, [_P, POINTER(_Bytes), _E]),
     "fidius_bytes_free": (None, [POINTER(_Bytes)]),
     "fidius_plugin_method_metadata_count": (_S, [_P, c_uint32, POINTER(c_size_t), _E]),
     "fidius_plugin_method_metadata_get": (_S, [_P, c_uint32, c_size_t, POINTER(c_char_p), POINTER(c_char_p), _E]),
@@ -226,6 +241,11 @@ _SIGNATURES = {
     "fidius_plugin_method_index": (_S, [_P, c_char_p, POINTER(c_uint32), _E]),
     "fidius_plugin_warning_count": (c_size_t, [_P]),
     "fidius_plugin_warning": (c_char_p, [_P, c_size_t]),
+    # cancel tokens
+    "fidius_cancel_new": (_P, []),
+    "fidius_cancel_trigger": (None, [_P]),
+    "fidius_cancel_is_triggered": (c_bool, [_P]),
+    "fidius_cancel_free": (None, [_P]),
     # egress
     "fidius_egress_policy_new": (_S, [_EGRESS_FN, c_void_p, _DESTROY_FN, POINTER(c_void_p), _E]),
     "fidius_egress_policy_set_allow_private_ranges": (_S, [_P, c_bool, _E]),
@@ -500,6 +520,12 @@ class LoadOptions:
     #: packages: grant exactly these capabilities, replacing the manifest's list
     #: (None: the manifest's; ``[]``: nothing). Not checked against the host's allow-list.
     grants: Optional[Sequence[str]] = None
+    #: native plugins: the interface schema, WIT text (str or UTF-8 bytes), or a file holding
+    #: it (read when the load starts; at most 1 MiB); set at most one. Overrides a
+    #: ``<library>.wit`` and the host's schemas; must list at least the plugin's methods
+    #: (else Status.SCHEMA_MISMATCH). Ignored for WASM plugins.
+    schema: Optional[Union[str, bytes]] = None
+    schema_file: Optional[str] = None
 
     def _build(self) -> int:
         opts = _lib.fidius_load_options_new()
@@ -532,6 +558,13 @@ class LoadOptions:
                 grants = [_b(g) for g in self.grants]
                 array = (c_char_p * len(grants))(*grants) if grants else None
                 _check(_lib.fidius_load_options_set_grants, opts, array, len(grants))
+            if self.schema is not None and self.schema_file is not None:
+                raise FidiusError(Status.INVALID_ARGUMENT, "LoadOptions: set schema or schema_file, not both")
+            if self.schema is not None:
+                wit = _b(self.schema) if isinstance(self.schema, str) else bytes(self.schema)
+                _check(_lib.fidius_load_options_set_schema, opts, wit, len(wit))
+            if self.schema_file is not None:
+                _check(_lib.fidius_load_options_set_schema_file, opts, _b(os.fspath(self.schema_file)))
             return opts
         except BaseException:
             _lib.fidius_load_options_free(opts)
@@ -544,8 +577,8 @@ class EgressPolicy:
     """An egress policy for WASM plugins' outbound HTTP.
 
     ``callback(request: HttpRequest)`` runs before each request is sent, on a
-    libfidius worker thread (never the thread that called the plugin, which
-    waits), concurrently when several requests are in flight; it must return
+    thread libfidius starts for it, which ends afterwards (never the thread
+    that called the plugin, which waits), concurrently when several requests are in flight; it must return
     ``Verdict.ALLOW`` to let the request through (anything else, or an
     exception, denies) and must not call into the plugin whose request it
     decides. Hosts, load options and plugins using the policy hold their own
@@ -679,7 +712,9 @@ class Host:
                  egress: Optional[EgressPolicy] = None,
                  log: Optional[Callable[[int, str], None]] = None,
                  trust_precompiled: bool = False,
-                 allow_capabilities: Sequence[str] = ()):
+                 allow_capabilities: Sequence[str] = (),
+                 schemas: Sequence[Union[str, bytes]] = (),
+                 schema_files: Sequence[str] = ()):
         """``log(level, message)`` (1 error, 2 warning, 3 info) runs on any thread, concurrently.
 
         ``trust_precompiled``: deserialize a package's ``.cwasm`` even when no trusted key's
@@ -690,7 +725,15 @@ class Host:
         ``allow_capabilities``: the capabilities packages may have, as names or patterns
         where ``*`` matches any run of characters (``"env:LOG_*"``, ``"stdout"``). Empty
         (the default) allows everything but ``env:*``, ``args`` and ``network``; any pattern
-        replaces that default. A package asking for more fails to load (Status.CAPABILITY).
+        replaces that default (``"@default"`` stands for it: ``["@default", "env:LOG_*"]``
+        extends it). A package asking for more fails to load (Status.CAPABILITY).
+
+        ``schemas`` (WIT text, str or UTF-8 bytes) and ``schema_files`` (read now, at most
+        1 MiB each): interface schemas, as ``fidius wit`` or ``fidius_build::emit_wit()`` write
+        them. Native plugins whose interface one declares (the trait ``PriceEngine`` is the
+        WIT interface ``price-engine``) get method names and types from it, so they can be
+        called by name, with JSON and invoke(), and described; unless their load options or a
+        ``<library>.wit`` beside the library give one. Not valid WIT: Status.INVALID_ARGUMENT.
         """
         b = _lib.fidius_host_builder_new()
         if not b:
@@ -712,6 +755,15 @@ class Host:
                 _check(_lib.fidius_host_builder_add_trusted_key, b, bytes(key), len(key))
             for path in trusted_key_files:
                 _check(_lib.fidius_host_builder_add_trusted_key_file, b, _b(os.fspath(path)))
+            if isinstance(schemas, (str, bytes)):
+                raise TypeError("schemas must be a sequence of WIT texts, not one")
+            for wit in schemas:
+                wit = _b(wit) if isinstance(wit, str) else bytes(wit)
+                _check(_lib.fidius_host_builder_add_schema, b, wit, len(wit))
+            if isinstance(schema_files, (str, bytes)):
+                raise TypeError("schema_files must be a sequence of paths, not a str")
+            for path in schema_files:
+                _check(_lib.fidius_host_builder_add_schema_file, b, _b(os.fspath(path)))
             if interface_hash:
                 _check(_lib.fidius_host_builder_set_interface_hash, b, interface_hash)
             if buffer_strategy != BufferStrategy.NONE:
@@ -826,36 +878,77 @@ class Plugin:
     def __exit__(self, *exc):
         self.close()
 
-    def call(self, method: int, fmt: Format, data: bytes = b"") -> bytes:
-        """Call ``method`` (its index, in declaration order) with ``data`` encoded as ``fmt``."""
+    def call(self, method: int, fmt: Format, data: bytes = b"", *, cancel: Optional["Cancel"] = None) -> bytes:
+        """Call ``method`` (its index, in declaration order) with ``data`` encoded as ``fmt``.
+
+        ``cancel``: a Cancel token; once triggered (from any thread) the call stops with
+        Status.CANCELLED: a WASM call wherever it is, a native call only if the token was
+        triggered before it started."""
         data = bytes(data)
         out = _Bytes()
         with self._h as p:
-            _check(_lib.fidius_plugin_call, p, method, int(fmt), data, len(data), byref(out))
+            if cancel is None:
+                _check(_lib.fidius_plugin_call, p, method, int(fmt), data, len(data), byref(out))
+            else:
+                with cancel._h as c:
+                    _check(_lib.fidius_plugin_call_cancellable, p, method, int(fmt), data, len(data), c, byref(out))
         return _take_bytes(out)
 
-    def call_wire(self, method: int, data: bytes = b"") -> bytes:
+    def call_wire(self, method: int, data: bytes = b"", *, cancel: Optional["Cancel"] = None) -> bytes:
         """Fidius wire bytes (the bincode tuple of the arguments) in and out."""
-        return self.call(method, Format.WIRE, data)
+        return self.call(method, Format.WIRE, data, cancel=cancel)
 
-    def call_json(self, method: int, args_json: str) -> str:
-        """JSON text in (an array or object of the arguments) and out. WASM plugins only."""
-        return self.call(method, Format.JSON, args_json.encode("utf-8")).decode("utf-8")
+    def call_json(self, method: int, args_json: str, *, cancel: Optional["Cancel"] = None) -> str:
+        """JSON text in (an array or object of the arguments) and out. WASM plugins, and native
+        plugins with an interface schema (else Status.UNSUPPORTED)."""
+        return self.call(method, Format.JSON, args_json.encode("utf-8"), cancel=cancel).decode("utf-8")
 
-    def invoke(self, method_name: str, *args):
-        """Call a method by name with Python values, through JSON. WASM plugins only."""
-        out = self.call_json(self.method_index(method_name), _json.dumps(list(args)))
+    def invoke(self, method_name: str, *args, cancel: Optional["Cancel"] = None) -> Any:
+        """Call a method by name (kebab- or snake_case) with Python values, through JSON.
+        WASM plugins, and native plugins with an interface schema.
+
+        Records are dicts with snake_case keys (dataclass instances are turned into dicts),
+        variants ``{"Case": payload}`` or ``"Case"``, option none ``None``, a map a list of
+        ``[key, value]`` pairs, ``list<u8>`` a list of ints (bytes are turned into one).
+        64-bit integers beyond 2**53 come back as decimal strings."""
+        out = self.call_json(self.method_index(method_name), _json.dumps(list(args), default=_json_default),
+                             cancel=cancel)
         return _json.loads(out)
 
+    async def call_async(self, method: int, fmt: Format, data: bytes = b"", *,
+                         cancel: Optional["Cancel"] = None) -> bytes:
+        """call() on the event loop's default executor. Cancelling the awaiting task triggers
+        the call's token (``cancel``, or one of its own) and waits for the call to stop (a WASM
+        call at once; a native call already running finishes) before CancelledError."""
+        return await _in_executor(lambda c: self.call(method, fmt, data, cancel=c), cancel)
+
+    async def invoke_async(self, method_name: str, *args, cancel: Optional["Cancel"] = None) -> Any:
+        """invoke() on the event loop's default executor, cancelled with the awaiting task
+        (see call_async())."""
+        return await _in_executor(lambda c: self.invoke(method_name, *args, cancel=c), cancel)
+
+    def describe(self) -> Dict[str, Any]:
+        """What the plugin is, as a dict (fidius_plugin_describe's JSON document): name,
+        interface, interface_hash ("0x..."), runtime ("native" or "wasm"), abi_version,
+        buffer_strategy, capability_bits, capabilities, types_from, metadata, methods (index,
+        name, params [{name, type}], result, returns, fallible, raw, streaming, optional,
+        implemented, metadata) and types (records, variants, enums, flags). None where
+        unknown: a native plugin without an interface schema has no names or types."""
+        out = _Bytes()
+        with self._h as p:
+            _check(_lib.fidius_plugin_describe, p, byref(out))
+        return _json.loads(_take_bytes(out).decode("utf-8"))
+
     def method_index(self, name: str) -> int:
-        """A method's index by name (kebab- or snake_case). Native plugins carry no names."""
+        """A method's index by name (kebab- or snake_case). A native plugin without an interface
+        schema has no names (Status.METHOD_INDEX)."""
         index = c_uint32()
         with self._h as p:
             _check(_lib.fidius_plugin_method_index, p, _b(name), byref(index))
         return index.value
 
     def method_name(self, method: int) -> Optional[str]:
-        """A method's name, or None (out of range, or a native plugin)."""
+        """A method's name, or None (out of range, or a native plugin without a schema)."""
         with self._h as p:
             return _s(_lib.fidius_plugin_method_name(p, method))
 
@@ -883,3 +976,75 @@ class Plugin:
         """Load warnings (e.g. an unusable .cwasm)."""
         with self._h as p:
             return [_s(_lib.fidius_plugin_warning(p, i)) for i in range(_lib.fidius_plugin_warning_count(p))]
+
+
+def _json_default(value):
+    """JSON for what the json module does not write itself: bytes as a list of ints
+    (``list<u8>``), dataclass instances as dicts."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return list(bytes(value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+class Cancel:
+    """A cancel token: ``cancel()`` (from any thread, any number of times) stops every call
+    given it as ``cancel=`` with Status.CANCELLED, now and later:
+
+    - a WASM call wherever it is (guest code within about 5 ms, a call blocked in a host
+      function such as a sleep or a read at once); the plugin serves the next call;
+    - a native call only if the token was triggered before the call started (native code
+      cannot be interrupted safely: a running native call finishes).
+
+    Once triggered it stays triggered: use a new token for new calls. Owns a C handle:
+    close() (or ``with``) releases it, a finalizer does otherwise; calls in flight keep it.
+    """
+
+    def __init__(self):
+        ptr = _lib.fidius_cancel_new()
+        if not ptr:
+            raise MemoryError("fidius_cancel_new")
+        self._h = _Handle(ptr, _lib.fidius_cancel_free)
+        self._finalizer = weakref.finalize(self, self._h.close)
+
+    def cancel(self) -> None:
+        """Trigger the token."""
+        with self._h as c:
+            _lib.fidius_cancel_trigger(c)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether cancel() was called."""
+        with self._h as c:
+            return bool(_lib.fidius_cancel_is_triggered(c))
+
+    def close(self):
+        self._h.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+async def _in_executor(call, cancel: Optional[Cancel]):
+    """Run ``call(token)`` on the default executor; if the awaiting task is cancelled, trigger
+    the token and wait for the call to stop before re-raising CancelledError."""
+    import asyncio
+    token = cancel if cancel is not None else Cancel()
+    try:
+        future = asyncio.get_running_loop().run_in_executor(None, call, token)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            token.cancel()
+            try:
+                await future
+            except BaseException:  # CANCELLED, or whatever the call ended with: the task is cancelled
+                pass
+            raise
+    finally:
+        if cancel is None:
+            token.close()

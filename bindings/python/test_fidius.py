@@ -4,6 +4,8 @@
         python3 -m unittest -v test_fidius
 """
 
+import asyncio
+import dataclasses
 import gc
 import http.server
 import os
@@ -12,7 +14,9 @@ import struct
 import tarfile
 import tempfile
 import threading
+import time
 import unittest
+from typing import Optional
 
 import fidius
 from fidius import FidiusError, PluginError, Runtime, Status, Verdict
@@ -68,8 +72,12 @@ class TestHost(Base):
             d = host.discover()
         found = {p.name: p for p in d.plugins}
         for name in ["BasicCalc", "OtherCalc", "ArenaImpl", "ConfiguredGreeter", "LegacyCalc", "LegacyArena",
-                     "calc", "caps", "fetch"]:
+                     "TypedImpl", "calc", "caps", "fetch"]:
             self.assertIn(name, found, f"skipped: {d.skipped}")
+        # The schema beside libfixture_typed.so is no plugin, and not reported as one.
+        self.assertEqual(d.skipped, ())
+        self.assertEqual((found["TypedImpl"].runtime, found["TypedImpl"].interface_name,
+                          found["TypedImpl"].method_count), (Runtime.NATIVE, "Typed", 11))
         self.assertEqual(found["BasicCalc"].abi_version, 500)
         self.assertEqual(found["BasicCalc"].runtime, Runtime.NATIVE)
         self.assertEqual(found["LegacyCalc"].abi_version, 400)
@@ -183,6 +191,9 @@ class TestWasm(Base):
             self.assertEqual(struct.unpack("<q", calc.call_wire(add, wire_i64_pair(20, 22)))[0], 42)
             divide = calc.method_index("divide")
             self.assert_div_zero(lambda: calc.call_json(divide, "[7, 0]"))
+            self.assert_div_zero(lambda: calc.invoke("divide", 7, 0))
+            self.assertEqual(calc.invoke("shift", {"x": 1, "y": 2, "label": "p"}, 3), {"x": 4, "y": 2, "label": "p+3"})
+            self.assertEqual(calc.invoke("maybe_double", None), None)
             with self.assertRaises(FidiusError) as cm:
                 calc.method_index("no-such-method")
             self.assertEqual(cm.exception.status, Status.METHOD_INDEX)
@@ -232,6 +243,254 @@ class TestCapabilities(Base):
                 self.assertIsNone(caps.invoke("read_env", "FIDIUS_FIXTURE_VAR"))
         finally:
             del os.environ["FIDIUS_FIXTURE_VAR"]
+
+
+# --- interface schemas, describe, invoke, cancellation ---------------------
+
+TYPED_WIT = os.path.join(PLUGIN_DIR, "libfixture_typed.so.wit")  # TypedImpl's schema, beside its library
+PRICE_JSON = '[{"id": 1, "sku": "tea", "qty": 3, "unit_cents": 250}]'
+SHORT_WIT = "package fixture:short;\ninterface typed {\n  greet: func(name: string) -> string;\n}\n"
+
+
+@dataclasses.dataclass
+class Order:
+    id: int
+    sku: str
+    qty: int
+    unit_cents: int
+    note: Optional[str] = None
+
+
+class TestSchemas(Base):
+    def setUp(self):
+        # libfixture_typed.so without its sidecar schema: no names, no types.
+        self.tmp = tempfile.mkdtemp(prefix="fidius-py-")
+        shutil.copy(os.path.join(PLUGIN_DIR, "libfixture_typed.so"), self.tmp)
+        with open(TYPED_WIT, "rb") as f:
+            self.wit = f.read()
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def assert_price(self, plugin):
+        self.assertEqual(plugin.method_index("price"), 2)
+        self.assertEqual(plugin.call_json(2, PRICE_JSON), "750")
+        self.assertEqual(plugin.method_name(6), "totals")
+
+    def test_without_a_schema(self):
+        with fidius.Host([self.tmp]) as host, host.load("TypedImpl") as typed:
+            with self.assertRaises(FidiusError) as cm:
+                typed.call_json(2, PRICE_JSON)
+            self.assertEqual(cm.exception.status, Status.UNSUPPORTED)
+            with self.assertRaises(FidiusError) as cm:
+                typed.method_index("price")
+            self.assertEqual(cm.exception.status, Status.METHOD_INDEX)
+
+    def test_load_options_schema(self):
+        with fidius.Host([self.tmp]) as host:
+            for opts in (fidius.LoadOptions(schema=self.wit.decode()), fidius.LoadOptions(schema=self.wit),
+                         fidius.LoadOptions(schema_file=TYPED_WIT)):
+                with host.load("TypedImpl", opts) as typed:
+                    self.assert_price(typed)
+
+    def test_host_schemas(self):
+        for kw in (dict(schemas=[self.wit.decode()]), dict(schemas=[self.wit]), dict(schema_files=[TYPED_WIT])):
+            with fidius.Host([self.tmp], **kw) as host, host.load("TypedImpl") as typed:
+                self.assert_price(typed)
+
+    def test_schema_errors(self):
+        with self.assertRaises(FidiusError) as cm:
+            fidius.Host([self.tmp], schemas=["not wit {"])
+        self.assertEqual(cm.exception.status, Status.INVALID_ARGUMENT)
+        with self.assertRaises(FidiusError) as cm:
+            fidius.Host([self.tmp], schema_files=[os.path.join(self.tmp, "missing.wit")])
+        self.assertEqual(cm.exception.status, Status.IO)
+        with self.assertRaises(TypeError):
+            fidius.Host([self.tmp], schemas="not a list")
+        with fidius.Host([self.tmp]) as host:
+            for opts, status in ((fidius.LoadOptions(schema="not wit {"), Status.INVALID_ARGUMENT),
+                                 (fidius.LoadOptions(schema=self.wit, schema_file=TYPED_WIT), Status.INVALID_ARGUMENT),
+                                 (fidius.LoadOptions(schema=SHORT_WIT), Status.SCHEMA_MISMATCH)):
+                with self.assertRaises(FidiusError) as cm:
+                    host.load("TypedImpl", opts)
+                self.assertEqual(cm.exception.status, status, cm.exception)
+
+
+class TestTyped(Base):
+    """TypedImpl from the shared search path: its schema comes from libfixture_typed.so.wit."""
+
+    def setUp(self):
+        self.host = new_host()
+        self.typed = self.host.load("TypedImpl")
+
+    def tearDown(self):
+        self.typed.close()
+        self.host.close()
+
+    def test_json_by_name(self):
+        t = self.typed
+        self.assertEqual(t.call_json(t.method_index("price"), PRICE_JSON), "750")
+        out = t.call_json(t.method_index("totals"), '[[{"id": 1, "sku": "tea", "qty": 2, "unit_cents": 5}, '
+                                                    '{"id": 2, "sku": "cup", "qty": 1, "unit_cents": 7, "note": "blue"}]]')
+        self.assertEqual(out.replace(" ", ""), '[{"sku":"tea","cents":10},{"sku":"cup","cents":7}]')
+        self.assertEqual(t.call_json(2, '{"order": {"id": 1, "sku": "x", "qty": 2, "unit_cents": -4}}'), "-8")
+        with self.assertRaises(FidiusError) as cm:
+            t.call_json(2, '[{"id": 1, "sku": "x", "qty": -1, "unit_cents": 1}]')
+        self.assertIn("qty", cm.exception.message)
+
+    def test_describe(self):
+        d = self.typed.describe()
+        self.assertEqual((d["name"], d["interface"], d["runtime"], d["abi_version"], d["buffer_strategy"]),
+                         ("TypedImpl", "Typed", "native", 500, "plugin-allocated"))
+        self.assertEqual(int(d["interface_hash"], 16), self.typed.info.interface_hash)
+        self.assertTrue(d["types_from"].endswith("libfixture_typed.so.wit"), d["types_from"])
+        self.assertEqual(len(d["methods"]), 11)
+        self.assertEqual(d["methods"][2]["name"], "price")
+        self.assertEqual(d["methods"][2]["params"], [{"name": "order", "type": "order"}])
+        self.assertEqual(d["methods"][8]["result"], "result<s64, plugin-error>")
+        self.assertTrue(d["methods"][8]["fallible"])
+        types = {t["name"]: t for t in d["types"]}
+        self.assertEqual(types["order"]["kind"], "record")
+        self.assertIn({"name": "unit-cents", "type": "s64"}, types["order"]["fields"])
+        self.assertEqual(types["shape"]["kind"], "variant")
+        # Without a schema: names and types unknown. A component: its own types.
+        with self.host.load("BasicCalc") as basic:
+            d = basic.describe()
+            self.assertIsNone(d["types_from"])
+            self.assertIsNone(d["methods"][0]["name"])
+            self.assertEqual(d["metadata"]["owner"], "fixtures")
+        with self.host.load("calc") as calc:
+            d = calc.describe()
+            self.assertEqual((d["runtime"], d["types_from"], d["methods"][0]["name"]), ("wasm", "component", "add"))
+        with self.assertRaises(fidius.ClosedError):
+            basic.describe()
+
+    def test_invoke(self):
+        t = self.typed
+        self.assertEqual(t.invoke("price", {"id": 1, "sku": "tea", "qty": 3, "unit_cents": 250}), 750)
+        self.assertEqual(t.invoke("price", Order(1, "tea", 3, 250)), 750)  # a dataclass is a record
+        self.assertEqual(t.invoke("totals", [Order(1, "tea", 2, 5), Order(2, "cup", 1, 7, note="blue")]),
+                         [{"sku": "tea", "cents": 10}, {"sku": "cup", "cents": 7}])
+        self.assertEqual(t.invoke("greet", "Python"), "Hello, Python!")
+        self.assertEqual(t.invoke("widths", -1, -2, -3, -4, 5, 6, 7, 2**64 - 1), "-1,-2,-3,-4,5,6,7,18446744073709551615")
+        self.assertEqual(t.invoke("maybe_double", 21), 42)
+        self.assertIsNone(t.invoke("maybe-double", None))
+        self.assertEqual(t.invoke("area", {"Rect": {"w": 2, "h": 3}}), 6.0)
+        self.assertEqual(t.invoke("area", "Empty"), 0.0)
+        self.assertEqual(t.invoke("scale", {"Circle": 1.5}, 2), {"Circle": 3.0})
+        self.assertEqual(sorted(map(tuple, t.invoke("tally", ["a", "b", "a"]))), [("a", 2), ("b", 1)])
+        self.assertEqual(t.invoke("reverse", b"\x01\x02\x03"), [3, 2, 1])
+        self.assertIsNone(t.invoke("nothing"))
+        # Beyond 2**53 a 64-bit integer comes back as a decimal string.
+        self.assertEqual(t.invoke("price", Order(1, "x", 2, 2**53 + 1)), str(2 * (2**53 + 1)))
+        self.assert_div_zero(lambda: t.invoke("divide", 7, 0))
+        self.assertEqual(t.invoke("divide", 7, 2), 3)
+        with self.assertRaises(FidiusError) as cm:
+            t.invoke("no-such-method")
+        self.assertEqual(cm.exception.status, Status.METHOD_INDEX)
+        with self.assertRaises(TypeError):
+            t.invoke("greet", object())
+
+
+def caps_host():
+    """caps' manifest asks for env:FIDIUS_FIXTURE_VAR, which the default allow-list refuses;
+    @default keeps the default allowance."""
+    return new_host(allow_capabilities=["@default", "env:FIDIUS_FIXTURE_VAR"])
+
+
+class TestCancel(Base):
+    SLEEP = 5      # caps sleep_ms(ms: u64) -> u64: blocks in a host call (wasi:clocks)
+    FOREVER = 10**12
+
+    def setUp(self):
+        self.host = caps_host()
+        self.caps = self.host.load("caps")
+
+    def tearDown(self):
+        self.caps.close()
+        self.host.close()
+
+    def cancel_later(self, token, delay=0.1):
+        at = []
+
+        def fire():
+            time.sleep(delay)
+            at.append(time.monotonic())
+            token.cancel()
+
+        thread = threading.Thread(target=fire)
+        thread.start()
+        return thread, at
+
+    def test_cancel_token(self):
+        self.assertEqual(self.caps.method_index("sleep_ms"), self.SLEEP)
+        calls = [
+            lambda c: self.caps.invoke("sleep_ms", self.FOREVER, cancel=c),
+            lambda c: self.caps.call_json(self.SLEEP, f"[{self.FOREVER}]", cancel=c),
+            lambda c: self.caps.call_wire(self.SLEEP, struct.pack("<Q", self.FOREVER), cancel=c),
+        ]
+        for call in calls:
+            with fidius.Cancel() as token:
+                self.assertFalse(token.cancelled)
+                thread, at = self.cancel_later(token)
+                start = time.monotonic()
+                with self.assertRaises(FidiusError) as cm:
+                    call(token)
+                returned = time.monotonic()
+                thread.join()
+                self.assertEqual(cm.exception.status, Status.CANCELLED)
+                self.assertTrue(token.cancelled)
+                self.assertGreaterEqual(returned - start, 0.09)
+                self.assertLess(returned - at[0], 1.0, "the call did not stop promptly")
+            # The plugin serves the next call.
+            self.assertEqual(self.caps.invoke("sleep_ms", 1), 1)
+        with fidius.Cancel() as fresh:
+            self.assertEqual(self.caps.invoke("sleep_ms", 2, cancel=fresh), 2)
+        closed = fidius.Cancel()
+        closed.close()
+        with self.assertRaises(fidius.ClosedError):
+            closed.cancel()
+
+    def test_native_observes_a_triggered_token(self):
+        with new_host() as host, host.load("BasicCalc") as basic, fidius.Cancel() as token:
+            self.assertEqual(struct.unpack("<q", basic.call_wire(CALC_ADD, wire_i64_pair(2, 3), cancel=token))[0], 5)
+            token.cancel()
+            token.cancel()  # any number of times
+            with self.assertRaises(FidiusError) as cm:
+                basic.call_wire(CALC_ADD, wire_i64_pair(2, 3), cancel=token)
+            self.assertEqual(cm.exception.status, Status.CANCELLED)
+            with host.load("TypedImpl") as typed:
+                with self.assertRaises(FidiusError) as cm:
+                    typed.invoke("greet", "x", cancel=token)
+                self.assertEqual(cm.exception.status, Status.CANCELLED)
+
+    def test_async(self):
+        caps = self.caps
+
+        async def main():
+            self.assertEqual(await caps.invoke_async("sleep_ms", 3), 3)
+            self.assertEqual(await caps.call_async(self.SLEEP, fidius.Format.JSON, b"[4]"), b"4")
+            # Cancelling the awaiting task stops the call.
+            task = asyncio.ensure_future(caps.invoke_async("sleep_ms", self.FOREVER))
+            await asyncio.sleep(0.1)
+            start = time.monotonic()
+            task.cancel()
+            with self.assertRaises(asyncio.CancelledError):
+                await task
+            self.assertLess(time.monotonic() - start, 1.0)
+            # A timeout is a cancellation too.
+            with self.assertRaises(asyncio.TimeoutError):
+                await asyncio.wait_for(caps.invoke_async("sleep_ms", self.FOREVER), 0.1)
+            # A token of the caller's: triggering it is a FidiusError, as for invoke().
+            with fidius.Cancel() as token:
+                loop = asyncio.get_running_loop()
+                loop.call_later(0.1, token.cancel)
+                with self.assertRaises(FidiusError) as cm:
+                    await caps.invoke_async("sleep_ms", self.FOREVER, cancel=token)
+                self.assertEqual(cm.exception.status, Status.CANCELLED)
+            return await caps.invoke_async("sleep_ms", 1)
+
+        self.assertEqual(asyncio.run(main()), 1)
 
 
 def pack_fid(package_dir, fid_path, top="calc-0.1.0"):
@@ -389,7 +648,7 @@ class TestEgress(Base):
             self.assertEqual([p for p, _ in self.server.seen], ["/lifted"])
 
     def test_callback_thread(self):
-        # The callback runs on a libfidius worker thread while the calling thread waits.
+        # The callback runs on a thread libfidius starts for it while the calling thread waits.
         threads = []
 
         def policy(req):
