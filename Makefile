@@ -33,7 +33,7 @@ PLUGINS := $(ROOT)/examples-c/build/plugins
 
 .PHONY: demo test test-rust test-c header-check build clean \
         release-lib install install-strip test-install \
-        test-bindings test-go test-csharp test-python plugins uninstalled-pc
+        test-bindings test-go test-csharp test-python python-wheel csharp-nupkg plugins uninstalled-pc
 
 demo:
 	$(MAKE) -C examples-c run
@@ -160,19 +160,81 @@ test-go: build plugins uninstalled-pc
 	@command -v go >/dev/null || { echo "go not found (apt-get install golang-go)"; exit 1; }
 	cd bindings/go && $(GO_ENV) go vet ./...
 	cd bindings/go && $(GO_ENV) GODEBUG=cgocheck=2 go test -race -count=1 -v ./...
+	@# A separate module requiring the package through a replace directive, then vendored.
+	cd bindings/go/example/consumer && $(GO_ENV) go build -o $(ROOT)/target/go/consumer . && $(ROOT)/target/go/consumer $(PLUGINS)
+	rm -rf target/go/vendored && cp -r bindings/go/example/consumer target/go/vendored
+	cd target/go/vendored && $(GO_ENV) go mod edit -replace libfidius.invalid/fidius=$(ROOT)/bindings/go && \
+	  $(GO_ENV) go mod vendor && test -f vendor/libfidius.invalid/fidius/callbacks.c && \
+	  $(GO_ENV) go build -mod=vendor -o consumer . && ./consumer $(PLUGINS)
 
 CS_OUT := $(ROOT)/target/csharp
 
-test-csharp: build plugins
-	@command -v mcs >/dev/null && command -v mono >/dev/null || { echo "mcs/mono not found (apt-get install mono-mcs mono-runtime)"; exit 1; }
-	mkdir -p $(CS_OUT)
-	mcs -nologo -warnaserror -target:library -out:$(CS_OUT)/Fidius.dll bindings/csharp/Fidius.cs
-	mcs -nologo -warnaserror -r:$(CS_OUT)/Fidius.dll -out:$(CS_OUT)/FidiusTests.exe bindings/csharp/tests/FidiusTests.cs
-	LD_LIBRARY_PATH=$(ROOT)/target/debug mono --debug $(CS_OUT)/FidiusTests.exe $(PLUGINS)
+# The NuGet package, without a packer (Debian's nuget is 2.8): a .nupkg is a zip
+# of the .nuspec and the files in NuGet's layout, lib/net45/Fidius.dll and
+# runtimes/linux-x64/native/libfidius.so (the debug build, stripped).
+CS_PKG := $(CS_OUT)/nupkg
+CS_NUPKG := $(CS_OUT)/Fidius.$(VERSION).nupkg
 
-test-python: build plugins
-	cd bindings/python && PYTHONDONTWRITEBYTECODE=1 FIDIUS_LIBRARY=$(ROOT)/target/debug/libfidius.so FIDIUS_PLUGIN_DIR=$(PLUGINS) \
-	  python3 -m unittest -v test_fidius
+csharp-nupkg: build
+	@command -v mcs >/dev/null || { echo "mcs not found (apt-get install mono-mcs)"; exit 1; }
+	rm -rf $(CS_PKG) $(CS_NUPKG)
+	mkdir -p $(CS_PKG)/lib/net45 $(CS_PKG)/runtimes/linux-x64/native
+	mcs -nologo -warnaserror -target:library -out:$(CS_PKG)/lib/net45/Fidius.dll bindings/csharp/Fidius.cs
+	strip --strip-debug -o $(CS_PKG)/runtimes/linux-x64/native/libfidius.so target/debug/libfidius.so
+	sed -e 's/\$$version\$$/$(VERSION)/' -e '/<files>/,/<\/files>/d' bindings/csharp/Fidius.nuspec > $(CS_PKG)/Fidius.nuspec
+	printf '%s\n' '<?xml version="1.0" encoding="utf-8"?>' \
+	  '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">' \
+	  '<Default Extension="nuspec" ContentType="application/octet" />' \
+	  '<Default Extension="dll" ContentType="application/octet" />' \
+	  '<Default Extension="so" ContentType="application/octet" />' \
+	  '</Types>' > '$(CS_PKG)/[Content_Types].xml'
+	cd $(CS_PKG) && python3 -m zipfile -c $(CS_NUPKG) Fidius.nuspec '[Content_Types].xml' lib runtimes
+	@ls -l $(CS_NUPKG)
+
+# The tests consume the package as an application does: the assembly and the
+# native library come out of the .nupkg into the application's directory (what
+# a build copies to its output), the tests compile against that Fidius.dll, and
+# Mono finds libfidius.so beside it, with no LD_LIBRARY_PATH.
+CS_APP := $(CS_OUT)/app
+
+test-csharp: csharp-nupkg plugins
+	@command -v mcs >/dev/null && command -v mono >/dev/null || { echo "mcs/mono not found (apt-get install mono-mcs mono-runtime)"; exit 1; }
+	rm -rf $(CS_OUT)/extracted $(CS_APP)
+	python3 -m zipfile -e $(CS_NUPKG) $(CS_OUT)/extracted
+	mkdir -p $(CS_APP)
+	cp $(CS_OUT)/extracted/lib/net45/Fidius.dll $(CS_OUT)/extracted/runtimes/linux-x64/native/libfidius.so $(CS_APP)/
+	mcs -nologo -warnaserror -r:$(CS_APP)/Fidius.dll -out:$(CS_APP)/FidiusTests.exe bindings/csharp/tests/FidiusTests.cs
+	cd $(CS_APP) && env -u LD_LIBRARY_PATH FIDIUS_EXPECT_LIBRARY=$(CS_APP)/libfidius.so mono --debug ./FidiusTests.exe $(PLUGINS)
+
+# The Python package: a platform wheel (py3-none-linux_x86_64) of bindings/python
+# with the debug library, stripped, bundled next to the package (fidius/libfidius.so).
+# Sources are staged in target/python/src so the tree stays clean. Without build
+# isolation when setuptools and wheel are installed (offline); else pip fetches
+# them from the index into an isolated build environment.
+PY_OUT := $(ROOT)/target/python
+PY_BUILD_ISOLATION = $(shell python3 -c 'import setuptools, wheel' >/dev/null 2>&1 && echo --no-build-isolation)
+
+python-wheel: build
+	@python3 -m pip --version >/dev/null 2>&1 || { echo "pip not found (apt-get install python3-pip)"; exit 1; }
+	rm -rf $(PY_OUT)/src $(PY_OUT)/dist
+	mkdir -p $(PY_OUT)/src/fidius $(PY_OUT)/dist
+	cp bindings/python/pyproject.toml bindings/python/setup.py bindings/python/README.md $(PY_OUT)/src/
+	cp bindings/python/fidius/__init__.py bindings/python/fidius/py.typed $(PY_OUT)/src/fidius/
+	strip --strip-debug -o $(PY_OUT)/src/fidius/libfidius.so target/debug/libfidius.so
+	cd $(PY_OUT)/src && FIDIUS_VERSION=$(VERSION) python3 -m pip wheel --quiet --no-deps $(PY_BUILD_ISOLATION) -w $(PY_OUT)/dist .
+	@ls $(PY_OUT)/dist/*.whl
+
+# The tests run from a fresh venv with the wheel installed (--no-index), outside
+# the source tree, with no variable pointing at the library: they check that the
+# installed package loads the library it bundles.
+test-python: python-wheel plugins
+	rm -rf $(PY_OUT)/venv $(PY_OUT)/tests
+	python3 -m venv $(PY_OUT)/venv
+	$(PY_OUT)/venv/bin/python -m pip install --quiet --no-index --no-deps $(PY_OUT)/dist/fidius-*.whl
+	mkdir -p $(PY_OUT)/tests
+	cp bindings/python/test_fidius.py $(PY_OUT)/tests/
+	cd $(PY_OUT)/tests && env -u FIDIUS_LIBRARY -u LD_LIBRARY_PATH -u PYTHONPATH PYTHONDONTWRITEBYTECODE=1 \
+	  FIDIUS_PLUGIN_DIR=$(PLUGINS) FIDIUS_TEST_INSTALLED=1 $(PY_OUT)/venv/bin/python -m unittest -v test_fidius
 
 clean:
 	$(CARGO) clean

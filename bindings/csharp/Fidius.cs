@@ -184,9 +184,73 @@ namespace Fidius
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void LogFn(IntPtr userData, uint level, IntPtr message);
 
+    /// <summary>Where libfidius comes from under .NET (Core 3.0+, 5+): a DllImport resolver for
+    /// this assembly that tries the runtime's own probe for "fidius" (the app directory, a NuGet
+    /// package's runtimes/RID/native, the loader's path), then the versioned soname
+    /// libfidius.so.0, the only name a system install without the development symlink has.
+    /// Reached through reflection, so this assembly (built with mcs against the .NET Framework
+    /// profile) compiles on Mono and installs the resolver wherever NativeLibrary exists. Mono
+    /// has no NativeLibrary: it probes libfidius.so beside the assembly and on the loader's path,
+    /// and a dllmap (Fidius.dll.config, see README) maps "fidius" to libfidius.so.0.</summary>
+    internal static class NativeResolver
+    {
+        static readonly Type NativeLibrary =
+            typeof(Marshal).Assembly.GetType("System.Runtime.InteropServices.NativeLibrary");
+
+        /// <summary>Whether the resolver is registered (false on Mono).</summary>
+        internal static bool Installed;
+
+        internal static void Install()
+        {
+            try
+            {
+                Type resolverType = typeof(Marshal).Assembly.GetType("System.Runtime.InteropServices.DllImportResolver");
+                if (NativeLibrary == null || resolverType == null)
+                    return;
+                MethodInfo set = NativeLibrary.GetMethod("SetDllImportResolver", new[] { typeof(Assembly), resolverType });
+                MethodInfo resolve = typeof(NativeResolver).GetMethod("Resolve", BindingFlags.NonPublic | BindingFlags.Static);
+                if (set == null || resolve == null)
+                    return;
+                set.Invoke(null, new object[] { typeof(NativeResolver).Assembly, Delegate.CreateDelegate(resolverType, resolve) });
+                Installed = true;
+            }
+            catch (Exception)
+            {
+                // Another resolver is registered for this assembly (the application's): it wins.
+            }
+        }
+
+        static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? searchPath)
+        {
+            if (name != "fidius")
+                return IntPtr.Zero;
+            foreach (string candidate in new[] { "fidius", "libfidius.so.0" })
+            {
+                IntPtr handle = TryLoad(candidate, assembly, searchPath);
+                if (handle != IntPtr.Zero)
+                    return handle;
+            }
+            return IntPtr.Zero; // the runtime's default probing, and its DllNotFoundException
+        }
+
+        static IntPtr TryLoad(string name, Assembly assembly, DllImportSearchPath? searchPath)
+        {
+            // NativeLibrary.TryLoad(string, Assembly, DllImportSearchPath?, out IntPtr); it does
+            // not call this resolver again.
+            MethodInfo tryLoad = NativeLibrary.GetMethod("TryLoad", new[] {
+                typeof(string), typeof(Assembly), typeof(DllImportSearchPath?), typeof(IntPtr).MakeByRefType() });
+            if (tryLoad == null)
+                return IntPtr.Zero;
+            object[] args = { name, assembly, searchPath, IntPtr.Zero };
+            return (bool)tryLoad.Invoke(null, args) ? (IntPtr)args[3] : IntPtr.Zero;
+        }
+    }
+
     internal static class Native
     {
-        const string Lib = "fidius"; // libfidius.so
+        const string Lib = "fidius"; // libfidius.so (NativeResolver: also libfidius.so.0 under .NET)
+
+        static Native() { NativeResolver.Install(); }
 
         // errors
         [DllImport(Lib)] public static extern Status fidius_error_status(IntPtr error);
@@ -357,13 +421,29 @@ namespace Fidius
 
         public static string StatusName(Status status) { return Str(fidius_status_name((uint)status)); }
 
+        /// <summary>The largest output copied into a byte[] (its length is an int).</summary>
+        internal const long MaxManagedBytes = int.MaxValue;
+
+        /// <summary>Copy a libfidius buffer into a byte[] and free it. The native buffer is
+        /// freed on every path, also when it is too long for a byte[] (2 GiB or more):
+        /// that throws FidiusException(Status.BufferTooSmall) instead of leaking or truncating.</summary>
         public static byte[] TakeBytes(ref FidiusBytes bytes)
         {
-            int n = checked((int)bytes.Len.ToUInt64());
-            byte[] managed = new byte[n];
-            if (n > 0) Marshal.Copy(bytes.Data, managed, 0, n);
-            fidius_bytes_free(ref bytes);
-            return managed;
+            try
+            {
+                ulong len = bytes.Len.ToUInt64();
+                if (len > (ulong)MaxManagedBytes)
+                    throw new FidiusException(Status.BufferTooSmall,
+                        "output of " + len + " bytes is larger than a .NET byte[] can hold (" + MaxManagedBytes + ")");
+                int n = (int)len;
+                byte[] managed = new byte[n];
+                if (n > 0) Marshal.Copy(bytes.Data, managed, 0, n);
+                return managed;
+            }
+            finally
+            {
+                fidius_bytes_free(ref bytes);
+            }
         }
 
         /// <summary>Run f with the handle referenced, so borrowed pointers stay valid while read.</summary>
@@ -390,6 +470,9 @@ namespace Fidius
         public static readonly DestroyFn DestroyThunk = OnDestroy;
 
         static int liveCallbacks;
+
+        /// <summary>Tests: register the log callback as NULL, so libfidius refuses it.</summary>
+        internal static bool FailLogRegistration = false;
 
         /// <summary>Managed callbacks libfidius still references (for tests).</summary>
         internal static int LiveCallbacks { get { return Volatile.Read(ref liveCallbacks); } }
@@ -691,10 +774,11 @@ namespace Fidius
                 if (config.Log != null)
                 {
                     IntPtr state = Native.Pin(config.Log);
-                    // On failure the state is left pinned: whether libfidius
-                    // ran `destroy` then is not documented, and a leak is
-                    // safer than a double free.
-                    Native.Check(Native.fidius_host_builder_set_log_callback(b, Native.LogThunk, state, Native.DestroyThunk, out err), err);
+                    Status st = Native.fidius_host_builder_set_log_callback(
+                        b, Native.FailLogRegistration ? null : Native.LogThunk, state, Native.DestroyThunk, out err);
+                    if (st != Status.Ok)
+                        Native.Unpin(state); // documented: on failure destroy is not called
+                    Native.Check(st, err);
                 }
                 Native.Check(Native.fidius_host_builder_build(b, out handle, out err), err);
             }

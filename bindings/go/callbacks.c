@@ -17,6 +17,8 @@ fidius_status fidiusgo_egress_policy_new(uintptr_t handle, fidius_egress_policy 
     return fidius_egress_policy_new(egress_trampoline, (void *)handle, release_trampoline, policy, error);
 }
 
-fidius_status fidiusgo_set_log_callback(fidius_host_builder *builder, uintptr_t handle, fidius_error **error) {
-    return fidius_host_builder_set_log_callback(builder, log_trampoline, (void *)handle, release_trampoline, error);
+fidius_status fidiusgo_set_log_callback(fidius_host_builder *builder, uintptr_t handle, bool null_callback, fidius_error **error) {
+    /* null_callback: tests force the registration to fail (NULL_ARGUMENT). */
+    return fidius_host_builder_set_log_callback(builder, null_callback ? NULL : log_trampoline, (void *)handle,
+                                                release_trampoline, error);
 }

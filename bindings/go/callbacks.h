@@ -7,6 +7,6 @@
 #include "fidius.h"
 
 fidius_status fidiusgo_egress_policy_new(uintptr_t handle, fidius_egress_policy **policy, fidius_error **error);
-fidius_status fidiusgo_set_log_callback(fidius_host_builder *builder, uintptr_t handle, fidius_error **error);
+fidius_status fidiusgo_set_log_callback(fidius_host_builder *builder, uintptr_t handle, bool null_callback, fidius_error **error);
 
 #endif

@@ -105,9 +105,13 @@ func (e *EgressPolicy) use(f func(*C.fidius_egress_policy) error) error {
 }
 
 // Request is one outbound HTTP request seen by an EgressFunc. It is valid
-// only during that call; afterwards its methods return zero values and ErrClosed.
+// only during that call; afterwards its methods return zero values and
+// ErrClosed. Its methods may be called from other goroutines: the borrowed C
+// request is guarded by a lock, so a call either finishes before the
+// callback returns (which waits for it) or sees the request closed.
 type Request struct {
-	c *C.fidius_http_request
+	mu sync.RWMutex
+	c  *C.fidius_http_request
 }
 
 // Header is one header field; a name given several times appears once per value.
@@ -116,11 +120,37 @@ type Header struct {
 	Value []byte // as the guest sent it
 }
 
-func (r *Request) str(f func(*C.fidius_http_request) *C.char) string {
+// use runs f with the C request held valid; false when the callback is over.
+func (r *Request) use(f func(*C.fidius_http_request)) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	if r.c == nil {
-		return ""
+		return false
 	}
-	return goStringOrEmpty(f(r.c))
+	f(r.c)
+	return true
+}
+
+// useErr is use for fallible methods: ErrClosed when the callback is over.
+func (r *Request) useErr(f func(*C.fidius_http_request) error) error {
+	var err error
+	if !r.use(func(c *C.fidius_http_request) { err = f(c) }) {
+		return ErrClosed
+	}
+	return err
+}
+
+// invalidate ends the request's validity, waiting for methods in flight.
+func (r *Request) invalidate() {
+	r.mu.Lock()
+	r.c = nil
+	r.mu.Unlock()
+}
+
+func (r *Request) str(f func(*C.fidius_http_request) *C.char) string {
+	var s string
+	r.use(func(c *C.fidius_http_request) { s = goStringOrEmpty(f(c)) })
+	return s
 }
 
 // Method is the request method, e.g. "GET".
@@ -148,25 +178,24 @@ func (r *Request) Host() string {
 
 // Port is the destination port (the scheme's default when the authority has none).
 func (r *Request) Port() uint16 {
-	if r.c == nil {
-		return 0
-	}
-	return uint16(C.fidius_http_request_port(r.c))
+	var port uint16
+	r.use(func(c *C.fidius_http_request) { port = uint16(C.fidius_http_request_port(c)) })
+	return port
 }
 
 // Addresses are the addresses the request will be sent to (and only to
 // those: there is no second lookup), as text, in the order they are tried.
 func (r *Request) Addresses() []string {
-	if r.c == nil {
-		return nil
-	}
-	n := C.fidius_http_request_address_count(r.c)
-	out := make([]string, 0, int(n))
-	for i := C.size_t(0); i < n; i++ {
-		if a := C.fidius_http_request_address(r.c, i); a != nil {
-			out = append(out, C.GoString(a))
+	var out []string
+	r.use(func(c *C.fidius_http_request) {
+		n := C.fidius_http_request_address_count(c)
+		out = make([]string, 0, int(n))
+		for i := C.size_t(0); i < n; i++ {
+			if a := C.fidius_http_request_address(c, i); a != nil {
+				out = append(out, C.GoString(a))
+			}
 		}
-	}
+	})
 	return out
 }
 
@@ -182,24 +211,28 @@ func (r *Request) Plugin() string {
 
 // Headers copies the request's header fields.
 func (r *Request) Headers() ([]Header, error) {
-	if r.c == nil {
-		return nil, ErrClosed
-	}
-	n := C.fidius_http_request_header_count(r.c)
-	out := make([]Header, 0, int(n))
-	for i := C.size_t(0); i < n; i++ {
-		var name *C.char
-		var value *C.uint8_t
-		var vlen C.size_t
-		var cerr *C.fidius_error
-		if err := takeError(C.fidius_http_request_header(r.c, i, &name, &value, &vlen, &cerr), cerr); err != nil {
-			return nil, err
+	var out []Header
+	err := r.useErr(func(c *C.fidius_http_request) error {
+		n := C.fidius_http_request_header_count(c)
+		out = make([]Header, 0, int(n))
+		for i := C.size_t(0); i < n; i++ {
+			var name *C.char
+			var value *C.uint8_t
+			var vlen C.size_t
+			var cerr *C.fidius_error
+			if err := takeError(C.fidius_http_request_header(c, i, &name, &value, &vlen, &cerr), cerr); err != nil {
+				return err
+			}
+			v := make([]byte, int(vlen))
+			if vlen > 0 {
+				copy(v, unsafe.Slice((*byte)(unsafe.Pointer(value)), int(vlen)))
+			}
+			out = append(out, Header{Name: C.GoString(name), Value: v})
 		}
-		v := make([]byte, int(vlen))
-		if vlen > 0 {
-			copy(v, unsafe.Slice((*byte)(unsafe.Pointer(value)), int(vlen)))
-		}
-		out = append(out, Header{Name: C.GoString(name), Value: v})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -216,44 +249,41 @@ func (r *Request) AddHeader(name, value string) error {
 }
 
 func (r *Request) header(name, value string, add bool) error {
-	if r.c == nil {
-		return ErrClosed
-	}
-	cname := C.CString(name)
-	defer C.free(unsafe.Pointer(cname))
-	cvalue := C.CBytes([]byte(value))
-	defer C.free(cvalue)
-	var cerr *C.fidius_error
-	var st uint32
-	if add {
-		st = uint32(C.fidius_http_request_add_header(r.c, cname, (*C.uint8_t)(cvalue), C.size_t(len(value)), &cerr))
-	} else {
-		st = uint32(C.fidius_http_request_set_header(r.c, cname, (*C.uint8_t)(cvalue), C.size_t(len(value)), &cerr))
-	}
-	return takeError(st, cerr)
+	return r.useErr(func(c *C.fidius_http_request) error {
+		cname := C.CString(name)
+		defer C.free(unsafe.Pointer(cname))
+		cvalue := C.CBytes([]byte(value))
+		defer C.free(cvalue)
+		var cerr *C.fidius_error
+		var st uint32
+		if add {
+			st = uint32(C.fidius_http_request_add_header(c, cname, (*C.uint8_t)(cvalue), C.size_t(len(value)), &cerr))
+		} else {
+			st = uint32(C.fidius_http_request_set_header(c, cname, (*C.uint8_t)(cvalue), C.size_t(len(value)), &cerr))
+		}
+		return takeError(st, cerr)
+	})
 }
 
 // RemoveHeader removes every value of header name (absent is fine).
 func (r *Request) RemoveHeader(name string) error {
-	if r.c == nil {
-		return ErrClosed
-	}
-	cname := C.CString(name)
-	defer C.free(unsafe.Pointer(cname))
-	var cerr *C.fidius_error
-	return takeError(C.fidius_http_request_remove_header(r.c, cname, &cerr), cerr)
+	return r.useErr(func(c *C.fidius_http_request) error {
+		cname := C.CString(name)
+		defer C.free(unsafe.Pointer(cname))
+		var cerr *C.fidius_error
+		return takeError(C.fidius_http_request_remove_header(c, cname, &cerr), cerr)
+	})
 }
 
 // SetDenyReason gives the reason for a Deny verdict. It reaches the host
 // (the failed call's error and the log), never the guest.
 func (r *Request) SetDenyReason(reason string) error {
-	if r.c == nil {
-		return ErrClosed
-	}
-	cs := C.CString(reason)
-	defer C.free(unsafe.Pointer(cs))
-	var cerr *C.fidius_error
-	return takeError(C.fidius_http_request_set_deny_reason(r.c, cs, &cerr), cerr)
+	return r.useErr(func(c *C.fidius_http_request) error {
+		cs := C.CString(reason)
+		defer C.free(unsafe.Pointer(cs))
+		var cerr *C.fidius_error
+		return takeError(C.fidius_http_request_set_deny_reason(c, cs, &cerr), cerr)
+	})
 }
 
 //export fidiusGoEgress
@@ -264,7 +294,7 @@ func fidiusGoEgress(h C.uintptr_t, creq *C.fidius_http_request) (verdict C.uint3
 			_ = req.SetDenyReason(fmt.Sprintf("egress policy panicked: %v", p))
 			verdict = C.uint32_t(Deny)
 		}
-		req.c = nil // the request is borrowed for this call only
+		req.invalidate() // the request is borrowed for this call only
 	}()
 	fn := cgo.Handle(h).Value().(EgressFunc)
 	return C.uint32_t(fn(req))

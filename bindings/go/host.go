@@ -165,9 +165,8 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	}
 	if cfg.Log != nil {
 		h := newCallbackHandle(cfg.Log)
-		if err := takeError(C.fidiusgo_set_log_callback(b, C.uintptr_t(h), &cerr), cerr); err != nil {
-			// Whether libfidius ran the destroy callback on this failure is
-			// not documented; leaking the handle is the safe choice.
+		if err := takeError(C.fidiusgo_set_log_callback(b, C.uintptr_t(h), C.bool(failLogRegistration), &cerr), cerr); err != nil {
+			fidiusGoRelease(C.uintptr_t(h)) // documented: destroy is not called on failure
 			return nil, err
 		}
 	}
@@ -499,6 +498,10 @@ func (h *Host) PrecompileComponent(component []byte) ([]byte, error) {
 }
 
 // --- callback handles ---------------------------------------------------------
+
+// failLogRegistration makes NewHost register its log callback as NULL, so
+// libfidius refuses it (tests of the failure path).
+var failLogRegistration bool
 
 // liveCallbacks counts Go callbacks libfidius still references (tests check
 // that every destroy callback ran).

@@ -1,7 +1,11 @@
 """Tests of the Python bindings against the fixture plugins.
 
-    FIDIUS_LIBRARY=target/debug/libfidius.so FIDIUS_PLUGIN_DIR=examples-c/build/plugins \
-        python3 -m unittest -v test_fidius
+    make test-python     (builds the wheel, installs it into a fresh venv, runs these there)
+
+or against the source tree:
+
+    cd bindings/python && FIDIUS_LIBRARY=../../target/debug/libfidius.so \
+        FIDIUS_PLUGIN_DIR=../../examples-c/build/plugins python3 -m unittest -v test_fidius
 """
 
 import asyncio
@@ -124,6 +128,56 @@ class TestHost(Base):
                 host.load("NoSuchPlugin")
         self.assertEqual(cm.exception.status, Status.PLUGIN_NOT_FOUND)
         self.assertNotIsInstance(cm.exception, PluginError)
+
+
+@unittest.skipUnless(os.environ.get("FIDIUS_TEST_INSTALLED"), "the installed wheel's checks (make test-python)")
+class TestInstalledPackage(Base):
+    def test_loads_the_bundled_library(self):
+        import sys
+        pkg = os.path.dirname(os.path.abspath(fidius.__file__))
+        self.assertTrue(pkg.startswith(os.path.realpath(sys.prefix)) or pkg.startswith(sys.prefix),
+                        f"fidius imported from {pkg}, not the venv {sys.prefix}")
+        self.assertNotIn("FIDIUS_LIBRARY", os.environ)
+        self.assertEqual(fidius.library_path, os.path.join(pkg, "libfidius.so"))
+        self.assertTrue(os.path.exists(os.path.join(pkg, "py.typed")))
+        self.assertRegex(fidius.version(), r"^\d+\.\d+\.\d+")
+
+
+class TestReview(Base):
+    def test_unknown_enum_values(self):
+        # A newer libfidius may append statuses and enum values: no ValueError.
+        s = Status(9999)
+        self.assertEqual(int(s), 9999)
+        self.assertEqual(s.name, "UNKNOWN_9999")
+        self.assertIs(Status(9999), s)
+        self.assertIsInstance(s, Status)
+        self.assertEqual(Status(42), Status.PLUGIN_ERROR)
+        for cls in (Runtime, fidius.Format, fidius.BufferStrategy, fidius.LoadPolicy, Verdict):
+            self.assertEqual(int(cls(77)), 77)
+        e = FidiusError(9999, "from the future")
+        self.assertEqual(e.status, 9999)
+        self.assertIn("UNKNOWN_9999", str(e))
+        with self.assertRaises(ValueError):
+            Status("OK")
+
+    def test_int_is_not_a_buffer(self):
+        # bytes(3) would be b"\0\0\0": the binding refuses ints where it takes bytes.
+        with new_host() as host, host.load("calc") as calc:
+            with self.assertRaises(TypeError):
+                calc.call_wire(CALC_ADD, 16)
+            with self.assertRaises(TypeError):
+                calc.call(CALC_ADD, fidius.Format.WIRE, True)
+            self.assertEqual(calc.call_wire(CALC_ADD, bytearray(wire_i64_pair(2, 40))),
+                             struct.pack("<q", 42))
+            with self.assertRaises(TypeError):
+                host.precompile_component(8)
+        with self.assertRaises(TypeError):
+            new_host(trusted_keys=[32])
+        with self.assertRaises(TypeError):
+            new_host(schemas=[5])
+        with new_host() as host:
+            with self.assertRaises(TypeError):
+                host.load("calc", fidius.LoadOptions(config=4))
 
 
 class TestNative(Base):
@@ -660,6 +714,62 @@ class TestEgress(Base):
             self.assertEqual(fetch.invoke("fetch", f"http://127.0.0.1:{self.port}/t"), "200 hello")
         self.assertEqual(len(threads), 1)
         self.assertNotEqual(threads[0], threading.get_ident())
+
+    def test_request_guard_across_threads(self):
+        # A request kept past its callback (or used from another thread) raises
+        # ClosedError; a thread using it during the callback holds it valid.
+        kept, hammer_results, stop = [], [], threading.Event()
+
+        def hammer(req):
+            while not stop.is_set():
+                try:
+                    hammer_results.append(req.host)
+                except fidius.ClosedError:
+                    hammer_results.append(None)
+
+        def policy(req):
+            kept.append(req)
+            t = threading.Thread(target=hammer, args=(req,))
+            t.start()
+            time.sleep(0.05)
+            kept.append(t)
+            return Verdict.ALLOW
+
+        with fidius.EgressPolicy(policy, allow_private_ranges=True) as egress, new_host(egress=egress) as host, \
+                host.load("fetch") as fetch:
+            self.assertEqual(fetch.invoke("fetch", f"http://127.0.0.1:{self.port}/g"), "200 hello")
+        req, t = kept
+        time.sleep(0.02)
+        stop.set()
+        t.join()
+        self.assertIn("127.0.0.1", hammer_results)
+        self.assertEqual(hammer_results[-1], None, "used after the callback: ClosedError")
+        self.assertEqual(set(hammer_results), {"127.0.0.1", None})
+        for use in (lambda: req.method, lambda: req.headers, lambda: req.set_header("a", "b")):
+            with self.assertRaises(fidius.ClosedError):
+                use()
+
+    def test_log_registration_failure_releases_the_callback(self):
+        # Force fidius_host_builder_set_log_callback to fail for real (a NULL callback:
+        # NULL_ARGUMENT); destroy is not called on failure, so the binding must drop its entry.
+        real = fidius._lib.fidius_host_builder_set_log_callback
+
+        def failing(builder, callback, user_data, destroy, err):
+            return real(builder, fidius._LOG_FN(), user_data, destroy, err)
+
+        before = fidius._live_callbacks()
+        fidius._lib.fidius_host_builder_set_log_callback = failing
+        try:
+            with self.assertRaises(FidiusError) as cm:
+                new_host(log=lambda level, msg: None)
+        finally:
+            fidius._lib.fidius_host_builder_set_log_callback = real
+        self.assertEqual(cm.exception.status, Status.NULL_ARGUMENT)
+        self.assertEqual(fidius._live_callbacks(), before, "the log callback's entry leaked")
+        with new_host(log=lambda level, msg: None):
+            self.assertEqual(fidius._live_callbacks(), before + 1)
+        gc.collect()
+        self.assertEqual(fidius._live_callbacks(), before)
 
     def test_finalizers_release(self):
         before = fidius._live_callbacks()

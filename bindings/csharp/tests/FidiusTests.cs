@@ -859,6 +859,64 @@ static class FidiusTests
         }
     }
 
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    delegate void FakeRelease(IntPtr data, UIntPtr len);
+
+    // A fidius_bytes claiming 2 GiB (+1): TakeBytes must throw a FidiusException and still
+    // hand the buffer back to libfidius (which calls its release function), not leak it.
+    static void TestHugeOutput()
+    {
+        IntPtr data = Marshal.AllocHGlobal(16);
+        IntPtr releasedData = IntPtr.Zero;
+        ulong releasedLen = 0;
+        FakeRelease release = (d, n) => { releasedData = d; releasedLen = n.ToUInt64(); Marshal.FreeHGlobal(d); };
+        Fidius.FidiusBytes bytes = new Fidius.FidiusBytes
+        {
+            Data = data,
+            Len = (UIntPtr)((ulong)int.MaxValue + 1),
+            Release = Marshal.GetFunctionPointerForDelegate(release),
+        };
+        FidiusException e = Throws(() => Fidius.Native.TakeBytes(ref bytes));
+        Check(e != null && e.Status == Status.BufferTooSmall && e.Message.Contains("2147483648"),
+              "over-long output: FidiusException(BufferTooSmall) " + (e == null ? "none" : e.Message));
+        Check(releasedData == data && releasedLen == (ulong)int.MaxValue + 1, "the native buffer was released");
+        Check(bytes.Data == IntPtr.Zero && bytes.Len == UIntPtr.Zero, "the fidius_bytes was emptied");
+        GC.KeepAlive(release);
+    }
+
+    // libfidius does not call destroy when registering the log callback fails (forced
+    // here: a NULL callback): the Host constructor must free the GCHandle it pinned.
+    static void TestLogRegistrationFailure()
+    {
+        int before = Native_LiveCallbacks();
+        Fidius.Native.FailLogRegistration = true;
+        FidiusException e;
+        try { e = Throws(() => NewHost(new HostConfig { Log = (level, msg) => { } })); }
+        finally { Fidius.Native.FailLogRegistration = false; }
+        Check(e != null && e.Status == Status.NullArgument, "refused log callback: NullArgument");
+        Check(Native_LiveCallbacks() == before, "no pinned state left (" + (Native_LiveCallbacks() - before) + " live)");
+        using (Host host = NewHost(new HostConfig { Log = (level, msg) => { } }))
+            Check(Native_LiveCallbacks() == before + 1, "a registered log callback stays pinned");
+        Check(Native_LiveCallbacks() == before, "released after Dispose");
+    }
+
+    // make test-csharp runs these from the NuGet package's files: the libfidius.so loaded must
+    // be the package's (FIDIUS_EXPECT_LIBRARY), found without LD_LIBRARY_PATH.
+    static void TestLibraryLocation()
+    {
+        string expect = Environment.GetEnvironmentVariable("FIDIUS_EXPECT_LIBRARY");
+        if (string.IsNullOrEmpty(expect)) { Console.WriteLine("  skip (FIDIUS_EXPECT_LIBRARY unset)"); return; }
+        Check(Library.Version.Length > 0, "libfidius loaded");
+        bool mapped = false;
+        foreach (string line in File.ReadAllLines("/proc/self/maps"))
+            if (line.EndsWith(" " + expect) || line.EndsWith("\t" + expect)) mapped = true;
+        Check(mapped, "the library mapped is " + expect);
+        Check(string.IsNullOrEmpty(Environment.GetEnvironmentVariable("LD_LIBRARY_PATH")), "no LD_LIBRARY_PATH");
+        bool netCore = typeof(Marshal).Assembly.GetType("System.Runtime.InteropServices.NativeLibrary") != null;
+        Check(Fidius.NativeResolver.Installed == netCore,
+              "the DllImport resolver is installed where NativeLibrary exists (" + (netCore ? ".NET" : "Mono: no") + ")");
+    }
+
     static int Native_LiveCallbacks() { return Fidius.Native.LiveCallbacks; }
 
     static int Main(string[] args)
@@ -892,6 +950,9 @@ static class FidiusTests
         Run("Invoke", TestInvoke);
         Run("JSON writer and reader", TestJson);
         Run("cancellation", TestCancel);
+        Run("output over 2 GiB", TestHugeOutput);
+        Run("log registration failure", TestLogRegistrationFailure);
+        Run("library from the package", TestLibraryLocation);
         Console.WriteLine("csharp: {0} passed, {1} failed", passed, failed);
         // Main returns: the egress and log callbacks ran on threads libfidius started for them,
         // which have ended, so Mono has none to wait for (see README, "Mono and process exit").

@@ -27,11 +27,13 @@ threads, concurrently, holding the GIL while Python code runs.
 Errors: FidiusError (with .status), or PluginError (.code, .plugin_message,
 .details) when the plugin itself returned an error.
 
-The library is found through $FIDIUS_LIBRARY (a path), else the loader's
-search for libfidius.so.0 / libfidius.so.
+The library is $FIDIUS_LIBRARY (a path) if set, else the libfidius.so the
+platform wheel bundles next to this package, else the loader's search for
+libfidius.so.0 / libfidius.so. ``fidius.library_path`` says which was loaded.
 """
 
 import ctypes
+import contextlib
 import ctypes.util
 import dataclasses
 import enum
@@ -49,12 +51,35 @@ __all__ = [
     "Status", "Format", "Runtime", "BufferStrategy", "LoadPolicy", "Verdict",
     "FidiusError", "PluginError", "ClosedError",
     "PluginInfo", "Skipped", "Discovery", "LoadOptions",
-    "Host", "Plugin", "EgressPolicy", "HttpRequest", "Cancel", "version",
+    "Host", "Plugin", "EgressPolicy", "HttpRequest", "Cancel", "version", "library_path",
 ]
 
 
-class Status(enum.IntEnum):
-    """libfidius result codes (fidius_status); the numbers never change."""
+class _OpenEnum(enum.IntEnum):
+    """An IntEnum that accepts values a newer libfidius appends: ``Status(99)`` is a
+    pseudo-member named ``UNKNOWN_99`` whose value (and int) is 99, instead of ValueError."""
+
+    @classmethod
+    def _missing_(cls, value):
+        if not isinstance(value, int) or isinstance(value, bool):
+            return None
+        with _unknown_lock:
+            member = _unknown_members.get((cls, value))
+            if member is None:
+                member = int.__new__(cls, value)
+                member._name_ = f"UNKNOWN_{value}"
+                member._value_ = value
+                _unknown_members[(cls, value)] = member
+            return member
+
+
+_unknown_members: Dict[Tuple[type, int], Any] = {}
+_unknown_lock = threading.Lock()
+
+
+class Status(_OpenEnum):
+    """libfidius result codes (fidius_status); the numbers never change. Values this
+    binding does not know (a newer library's) become ``UNKNOWN_<n>`` pseudo-members."""
     OK = 0
     NULL_ARGUMENT = 1
     INVALID_UTF8 = 2
@@ -96,54 +121,64 @@ class Status(enum.IntEnum):
     CANCELLED = 63
 
 
-class Format(enum.IntEnum):
+class Format(_OpenEnum):
     WIRE = 0  #: Fidius wire bytes: the bincode (1.3, legacy) tuple of the arguments
     #: a JSON array (or object) of the arguments; WASM plugins and native plugins with a schema
     JSON = 1
 
 
-class Runtime(enum.IntEnum):
+class Runtime(_OpenEnum):
     UNKNOWN = 0
     NATIVE = 1
     WASM = 2
     PYTHON = 3
 
 
-class BufferStrategy(enum.IntEnum):
+class BufferStrategy(_OpenEnum):
     NONE = 0
     PLUGIN_ALLOCATED = 1
     ARENA = 2
 
 
-class LoadPolicy(enum.IntEnum):
+class LoadPolicy(_OpenEnum):
     LENIENT = 0
     STRICT = 1
 
 
-class Verdict(enum.IntEnum):
+class Verdict(_OpenEnum):
     DENY = 0
     ALLOW = 1
 
 
 # ---------------------------------------------------------------- the library
 
-def _open_library() -> ctypes.CDLL:
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+#: The path (or soname) of the libfidius this module loaded.
+library_path: str = ""
+
+
+def _open_library() -> Tuple[ctypes.CDLL, str]:
+    """$FIDIUS_LIBRARY (an explicit override) if set; else the copy bundled next to this
+    package (the platform wheel's); else the loader's search (LD_LIBRARY_PATH, ldconfig)."""
     path = os.environ.get("FIDIUS_LIBRARY")
     if path:
-        return ctypes.CDLL(path)
+        return ctypes.CDLL(path), path
     errors = []
-    for name in (ctypes.util.find_library("fidius"), "libfidius.so.0", "libfidius.so"):
+    bundled = [os.path.join(_HERE, n) for n in ("libfidius.so", "libfidius.so.0")]
+    for name in [p for p in bundled if os.path.exists(p)] + [
+            ctypes.util.find_library("fidius"), "libfidius.so.0", "libfidius.so"]:
         if not name:
             continue
         try:
-            return ctypes.CDLL(name)
+            return ctypes.CDLL(name), name
         except OSError as e:
             errors.append(str(e))
-    raise OSError("libfidius not found (set FIDIUS_LIBRARY to its path, or LD_LIBRARY_PATH): "
-                  + "; ".join(errors))
+    raise OSError("libfidius not found (install the fidius wheel, which bundles it; or set "
+                  "FIDIUS_LIBRARY to its path, or LD_LIBRARY_PATH): " + "; ".join(errors))
 
 
-_lib = _open_library()
+_lib, library_path = _open_library()
 
 
 class _Bytes(Structure):
@@ -282,6 +317,17 @@ def _b(s: Optional[str]) -> Optional[bytes]:
     return None if s is None else s.encode("utf-8")
 
 
+def _buf(value: Any, what: str) -> bytes:
+    """Caller-given binary input as bytes. ``bytes(5)`` would be five zero bytes, so an int
+    (or bool) is refused instead of silently becoming a buffer of that many zeros."""
+    if isinstance(value, int):
+        raise TypeError(f"{what} must be bytes-like (bytes, bytearray, memoryview), "
+                        f"not {type(value).__name__}")
+    if isinstance(value, str):
+        raise TypeError(f"{what} must be bytes-like, not str (encode it first)")
+    return bytes(value)
+
+
 def version() -> str:
     """The loaded libfidius' version, "MAJOR.MINOR.PATCH"."""
     return _s(_lib.fidius_version())
@@ -370,14 +416,14 @@ class _Handle:
             self._users += 1
             return self._ptr
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         with self._lock:
             self._users -= 1
             last = self._closed and self._users == 0
         if last:
             self._release()
 
-    def close(self):
+    def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
@@ -445,7 +491,7 @@ def _egress_trampoline(user_data, request):
             pass
         return int(Verdict.DENY)
     finally:
-        req._ptr = None
+        req._invalidate()
 
 
 @_LOG_FN
@@ -533,7 +579,8 @@ class LoadOptions:
             raise MemoryError("fidius_load_options_new")
         try:
             if self.config is not None:
-                _check(_lib.fidius_load_options_set_config, opts, bytes(self.config), len(self.config))
+                config = _buf(self.config, "LoadOptions.config")
+                _check(_lib.fidius_load_options_set_config, opts, config, len(config))
             if self.interface_hash:
                 _check(_lib.fidius_load_options_set_interface_hash, opts, self.interface_hash)
             if self.egress is not None:
@@ -561,7 +608,7 @@ class LoadOptions:
             if self.schema is not None and self.schema_file is not None:
                 raise FidiusError(Status.INVALID_ARGUMENT, "LoadOptions: set schema or schema_file, not both")
             if self.schema is not None:
-                wit = _b(self.schema) if isinstance(self.schema, str) else bytes(self.schema)
+                wit = _b(self.schema) if isinstance(self.schema, str) else _buf(self.schema, "LoadOptions.schema")
                 _check(_lib.fidius_load_options_set_schema, opts, wit, len(wit))
             if self.schema_file is not None:
                 _check(_lib.fidius_load_options_set_schema_file, opts, _b(os.fspath(self.schema_file)))
@@ -613,93 +660,115 @@ class EgressPolicy:
         with self._h as p:
             _check(_lib.fidius_egress_policy_set_allow_private_ranges, p, bool(allow))
 
-    def close(self):
+    def close(self) -> None:
         """Release the caller's reference."""
         self._h.close()
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
 
 class HttpRequest:
-    """One outbound HTTP request; valid only during its egress callback."""
+    """One outbound HTTP request; valid only during its egress callback.
+
+    The borrowed C pointer is guarded by a lock: a method called from another thread
+    (or after the callback returned) either runs before the callback ends, holding the
+    request valid, or raises ClosedError; it never reads a pointer libfidius freed."""
 
     def __init__(self, ptr):
         self._ptr = ptr
+        self._lock = threading.Lock()
 
+    def _invalidate(self):
+        """End of the callback: waits for methods in flight, then makes the request unusable."""
+        with self._lock:
+            self._ptr = None
+
+    @contextlib.contextmanager
     def _p(self):
-        if not self._ptr:
-            raise ClosedError("an HttpRequest is valid only during its egress callback")
-        return self._ptr
+        with self._lock:
+            if not self._ptr:
+                raise ClosedError("an HttpRequest is valid only during its egress callback")
+            yield self._ptr
+
+    def _str(self, fn) -> str:
+        with self._p() as p:
+            return _s(fn(p))
 
     @property
     def method(self) -> str:
-        return _s(_lib.fidius_http_request_method(self._p()))
+        return self._str(_lib.fidius_http_request_method)
 
     @property
     def scheme(self) -> str:
-        return _s(_lib.fidius_http_request_scheme(self._p()))
+        return self._str(_lib.fidius_http_request_scheme)
 
     @property
     def authority(self) -> str:
         """The authority as the guest wrote it, "host" or "host:port" (see host, addresses)."""
-        return _s(_lib.fidius_http_request_authority(self._p()))
+        return self._str(_lib.fidius_http_request_authority)
 
     @property
     def host(self) -> str:
         """The destination host, canonical: an IP address in standard form ("127.0.0.1",
         whatever spelling the guest used) or a lower-case DNS name without a final dot."""
-        return _s(_lib.fidius_http_request_host(self._p()))
+        return self._str(_lib.fidius_http_request_host)
 
     @property
     def port(self) -> int:
         """The destination port (the scheme's default when the authority has none)."""
-        return _lib.fidius_http_request_port(self._p())
+        with self._p() as p:
+            return int(_lib.fidius_http_request_port(p))
 
     @property
     def addresses(self) -> List[str]:
         """The addresses the request will be sent to (and only to those), in the order tried."""
-        p = self._p()
-        return [_s(_lib.fidius_http_request_address(p, i)) for i in range(_lib.fidius_http_request_address_count(p))]
+        with self._p() as p:
+            return [_s(_lib.fidius_http_request_address(p, i))
+                    for i in range(_lib.fidius_http_request_address_count(p))]
 
     @property
     def path_and_query(self) -> str:
-        return _s(_lib.fidius_http_request_path_and_query(self._p()))
+        return self._str(_lib.fidius_http_request_path_and_query)
 
     @property
     def plugin(self) -> str:
         """The name of the plugin making the request."""
-        return _s(_lib.fidius_http_request_plugin(self._p()))
+        return self._str(_lib.fidius_http_request_plugin)
 
     @property
     def headers(self) -> List[Tuple[str, bytes]]:
         """(lowercase name, value bytes as the guest sent them), one per value."""
-        p = self._p()
         out = []
-        for i in range(_lib.fidius_http_request_header_count(p)):
-            name, value, length = c_char_p(), POINTER(c_uint8)(), c_size_t()
-            _check(_lib.fidius_http_request_header, p, i, byref(name), byref(value), byref(length))
-            out.append((_s(name.value), ctypes.string_at(value, length.value) if length.value else b""))
+        with self._p() as p:
+            for i in range(_lib.fidius_http_request_header_count(p)):
+                name, value, length = c_char_p(), POINTER(c_uint8)(), c_size_t()
+                _check(_lib.fidius_http_request_header, p, i, byref(name), byref(value), byref(length))
+                out.append((_s(name.value), ctypes.string_at(value, length.value) if length.value else b""))
         return out
 
-    def set_header(self, name: str, value) -> None:
+    def set_header(self, name: str, value: Union[str, bytes]) -> None:
         """Set a header, replacing every existing value (e.g. inject Authorization)."""
-        v = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-        _check(_lib.fidius_http_request_set_header, self._p(), _b(name), v, len(v))
+        v = value.encode("utf-8") if isinstance(value, str) else _buf(value, "header value")
+        with self._p() as p:
+            _check(_lib.fidius_http_request_set_header, p, _b(name), v, len(v))
 
-    def add_header(self, name: str, value) -> None:
-        v = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-        _check(_lib.fidius_http_request_add_header, self._p(), _b(name), v, len(v))
+    def add_header(self, name: str, value: Union[str, bytes]) -> None:
+        v = value.encode("utf-8") if isinstance(value, str) else _buf(value, "header value")
+        with self._p() as p:
+            _check(_lib.fidius_http_request_add_header, p, _b(name), v, len(v))
 
     def remove_header(self, name: str) -> None:
-        _check(_lib.fidius_http_request_remove_header, self._p(), _b(name))
+        with self._p() as p:
+            _check(_lib.fidius_http_request_remove_header, p, _b(name))
 
     def set_deny_reason(self, reason: str) -> None:
         """The reason for denying; reaches the host (error, log), never the guest."""
-        _check(_lib.fidius_http_request_set_deny_reason, self._p(), _b(reason))
+        with self._p() as p:
+            _check(_lib.fidius_http_request_set_deny_reason, p, _b(reason))
 
 
 class Host:
@@ -752,13 +821,14 @@ class Host:
             for pattern in allow_capabilities:
                 _check(_lib.fidius_host_builder_allow_capability, b, _b(pattern))
             for key in trusted_keys:
-                _check(_lib.fidius_host_builder_add_trusted_key, b, bytes(key), len(key))
+                key = _buf(key, "trusted key")
+                _check(_lib.fidius_host_builder_add_trusted_key, b, key, len(key))
             for path in trusted_key_files:
                 _check(_lib.fidius_host_builder_add_trusted_key_file, b, _b(os.fspath(path)))
             if isinstance(schemas, (str, bytes)):
                 raise TypeError("schemas must be a sequence of WIT texts, not one")
             for wit in schemas:
-                wit = _b(wit) if isinstance(wit, str) else bytes(wit)
+                wit = _b(wit) if isinstance(wit, str) else _buf(wit, "schema")
                 _check(_lib.fidius_host_builder_add_schema, b, wit, len(wit))
             if isinstance(schema_files, (str, bytes)):
                 raise TypeError("schema_files must be a sequence of paths, not a str")
@@ -772,10 +842,13 @@ class Host:
                 with egress._h as p:
                     _check(_lib.fidius_host_builder_set_egress_policy, b, p)
             if log is not None:
-                # On failure the entry stays registered: whether libfidius ran
-                # destroy then is not documented; a leak beats a double release.
-                _check(_lib.fidius_host_builder_set_log_callback, b, _log_trampoline, _register(log),
-                       _destroy_trampoline)
+                key = _register(log)
+                try:
+                    _check(_lib.fidius_host_builder_set_log_callback, b, _log_trampoline, key,
+                           _destroy_trampoline)
+                except BaseException:
+                    _unregister(key)  # documented: on failure destroy is not called
+                    raise
             out = c_void_p()
             _check(_lib.fidius_host_builder_build, b, byref(out))
         finally:
@@ -783,13 +856,13 @@ class Host:
         self._h = _Handle(out.value, _lib.fidius_host_free)
         self._finalizer = weakref.finalize(self, self._h.close)
 
-    def close(self):
+    def close(self) -> None:
         self._h.close()
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
     def discover(self) -> Discovery:
@@ -854,9 +927,10 @@ class Host:
 
     def precompile_component(self, component: bytes) -> bytes:
         """Ahead-of-time compile component bytes into .cwasm bytes."""
+        component = _buf(component, "component")
         out = _Bytes()
         with self._h as h:
-            _check(_lib.fidius_host_precompile_component, h, bytes(component), len(component), byref(out))
+            _check(_lib.fidius_host_precompile_component, h, component, len(component), byref(out))
         return _take_bytes(out)
 
 
@@ -869,13 +943,13 @@ class Plugin:
         with self._h as p:
             self.info = PluginInfo._from(_lib.fidius_plugin_get_info(p))  #: copied; valid after close()
 
-    def close(self):
+    def close(self) -> None:
         self._h.close()
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
     def call(self, method: int, fmt: Format, data: bytes = b"", *, cancel: Optional["Cancel"] = None) -> bytes:
@@ -884,7 +958,7 @@ class Plugin:
         ``cancel``: a Cancel token; once triggered (from any thread) the call stops with
         Status.CANCELLED: a WASM call wherever it is, a native call only if the token was
         triggered before it started."""
-        data = bytes(data)
+        data = _buf(data, "call input")
         out = _Bytes()
         with self._h as p:
             if cancel is None:
@@ -1019,13 +1093,13 @@ class Cancel:
         with self._h as c:
             return bool(_lib.fidius_cancel_is_triggered(c))
 
-    def close(self):
+    def close(self) -> None:
         self._h.close()
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
 
