@@ -28,6 +28,36 @@
 #define FIDIUS_VERSION_PATCH 0
 #define FIDIUS_VERSION_STRING "0.1.0"
 
+#define OK 0
+
+#define SERIALIZATION_ERROR -2
+
+#define PLUGIN_ERROR -3
+
+#define PANIC -4
+
+#define INVALID_INDEX -6
+
+/**
+ * WASM only: no interface of that name is provided.
+ */
+#define NOT_BOUND -7
+
+/**
+ * WASM only: payload bincode `(u32 plugin expects, u32 host provides)`.
+ */
+#define VERSION_MISMATCH -8
+
+/**
+ * WASM only: payload bincode `(u64 plugin expects, u64 host provides)`.
+ */
+#define HASH_MISMATCH -9
+
+/**
+ * WASM: the index that only checks the interface's identity.
+ */
+#define PROBE_INDEX UINT32_MAX
+
 /**
  * Nesting deeper than this is refused rather than risking the host's stack.
  */
@@ -205,6 +235,13 @@ typedef enum fidius_status {
    * wherever it was; a native call only before it started).
    */
   FIDIUS_STATUS_CANCELLED = 63,
+  /**
+   * A host interface a native plugin imports could not be bound: the
+   * plugin was built against another version or signature hash of it,
+   * it refused the host's table, or the library is already bound to
+   * another live implementation (the message names both sides).
+   */
+  FIDIUS_STATUS_HOST_INTERFACE = 64,
 } fidius_status;
 
 /**
@@ -385,6 +422,21 @@ typedef struct fidius_host fidius_host;
 typedef struct fidius_host_builder fidius_host_builder;
 
 /**
+ * One host function call in progress, as its callback sees it. Borrowed:
+ * valid only during the callback.
+ */
+typedef struct fidius_host_call fidius_host_call;
+
+/**
+ * A host interface: the identity plugins were built against and the C
+ * callback implementing it. Created by `fidius_host_interface_new`; the
+ * caller's reference is released with `fidius_host_interface_free`.
+ * Builders, load options and plugins hold their own references, so it may
+ * be freed right after registering it. Thread-safe.
+ */
+typedef struct fidius_host_interface fidius_host_interface;
+
+/**
  * One outbound HTTP request, as seen by an egress callback. Borrowed: valid
  * only during the callback it was passed to.
  */
@@ -473,6 +525,36 @@ typedef void (*fidius_destroy_fn)(void *user_data);
 typedef void (*fidius_log_fn)(void *user_data,
                               uint32_t level,
                               const char *message);
+
+/**
+ * A host function callback: one per interface, dispatching on `index`
+ * (the function's position in the `#[host_interface]` trait, from 0).
+ * `input` (`input_len` bytes, never NULL) is the wire encoding of the
+ * function's arguments as a tuple; `call` is valid only during the
+ * callback. The callback answers through `call`: with
+ * `fidius_host_call_set_output` (the wire bytes of the return value; a
+ * function returning `()` or `Result<(), _>` answers nothing, which is
+ * the empty output), `fidius_host_call_set_error` (the plugin sees the
+ * function's `PluginError`), or `fidius_host_call_set_failure` (the
+ * plugin sees the host panicking). libfidius answers an index past
+ * `fn_count` itself, without calling.
+ *
+ * It runs on the thread that is running the plugin's code: for a WASM
+ * plugin, the thread that called `fidius_plugin_call`; for a native
+ * plugin, whichever thread the plugin calls from (the caller's, or one it
+ * started). So it runs concurrently when several threads call plugins,
+ * and must not hold a lock across a plugin call that a host function
+ * may need. It may call plugins itself, including the one calling it
+ * (host → plugin → host → plugin): WASM plugins with a reused instance
+ * are the exception, their instance is busy until the outer call returns
+ * (use fresh instances for plugins that re-enter). A WASM call's timeout
+ * counts the callback's time but does not interrupt it.
+ */
+typedef void (*fidius_host_fn)(void *user_data,
+                               uint32_t index,
+                               const uint8_t *input,
+                               size_t input_len,
+                               struct fidius_host_call *call);
 
 #ifdef __cplusplus
 extern "C" {
@@ -1248,6 +1330,96 @@ enum fidius_status fidius_host_load_path(const struct fidius_host *host,
                                          struct fidius_error **error);
 
 /**
+ * Make a host interface. `name` is the `#[host_interface]` trait's name
+ * (e.g. "Kv"), and `hash`, `version` and `fn_count` the constants the
+ * macro generates for it (`Kv_HOST_INTERFACE_HASH`, `..._VERSION`,
+ * `Kv_HOST_FN_COUNT`); a native plugin's expectations are also listed by
+ * `fidius_plugin_describe` ("host_imports"). `user_data` is passed to
+ * every call of `callback` and must be usable from any thread; `destroy`
+ * (may be NULL) is called exactly once with it, when no builder, host,
+ * options or plugin references the interface any more. On failure,
+ * `destroy` is not called. Errors: NULL_ARGUMENT, INVALID_UTF8,
+ * INVALID_ARGUMENT (an empty name).
+ *
+ * How plugins see it. Native: when a plugin whose library imports an
+ * interface of this name is loaded, its version and hash are checked
+ * (a mismatch fails the load with HOST_INTERFACE, naming both) and the
+ * library is bound to it; binding is once per library in the process, so
+ * a library bound to an interface still in use cannot be loaded with
+ * another implementation of it (HOST_INTERFACE) until the first is
+ * released. An import nothing provides is left unbound: the plugin's calls
+ * fail with fidius' "not bound" error. WASM: every component may import
+ * `fidius:host-call/host@0.1.0`; each call names the interface and the
+ * version and hash it was built against, checked on every call: an
+ * interface not provided answers "not bound" (-7), a version mismatch -8
+ * and a hash mismatch -9, which the plugin's client reports as errors.
+ */
+enum fidius_status fidius_host_interface_new(const char *name,
+                                             uint64_t hash,
+                                             uint32_t version,
+                                             uint32_t fn_count,
+                                             fidius_host_fn callback,
+                                             void *user_data,
+                                             fidius_destroy_fn destroy,
+                                             struct fidius_host_interface **interface,
+                                             struct fidius_error **error);
+
+/**
+ * Release the caller's reference to a host interface. NULL is ignored.
+ */
+void fidius_host_interface_free(struct fidius_host_interface *interface);
+
+/**
+ * Offer a host interface to every plugin the host loads (one of the same
+ * name registered before is replaced). The builder takes its own
+ * reference. Errors: NULL_ARGUMENT, INVALID_HANDLE.
+ */
+enum fidius_status fidius_host_builder_add_host_interface(struct fidius_host_builder *builder,
+                                                          const struct fidius_host_interface *interface,
+                                                          struct fidius_error **error);
+
+/**
+ * Offer a host interface to the plugin loaded with these options, before
+ * the host's interface of the same name (one of the same name added
+ * before to the options is replaced). The options take their own
+ * reference. Errors: NULL_ARGUMENT, INVALID_HANDLE.
+ */
+enum fidius_status fidius_load_options_add_host_interface(struct fidius_load_options *options,
+                                                          const struct fidius_host_interface *interface,
+                                                          struct fidius_error **error);
+
+/**
+ * Answer a host function call with the wire bytes of its return value
+ * (copied). Replaces an earlier answer. Errors: NULL_ARGUMENT, INVALID_HANDLE.
+ */
+enum fidius_status fidius_host_call_set_output(struct fidius_host_call *call,
+                                               const uint8_t *output,
+                                               size_t output_len,
+                                               struct fidius_error **error);
+
+/**
+ * Answer a host function call with an error: the plugin sees a
+ * `PluginError` with this code, message and details (a JSON document, or
+ * NULL), as it would from a host function returning `Err`. Copied.
+ * Replaces an earlier answer. Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_HANDLE.
+ */
+enum fidius_status fidius_host_call_set_error(struct fidius_host_call *call,
+                                              const char *code,
+                                              const char *message,
+                                              const char *details,
+                                              struct fidius_error **error);
+
+/**
+ * Answer a host function call with a failure outside its contract (what
+ * the bindings do with an exception): the plugin sees the host function
+ * panicking, with this message (copied). Replaces an earlier answer.
+ * Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_HANDLE.
+ */
+enum fidius_status fidius_host_call_set_failure(struct fidius_host_call *call,
+                                                const char *message,
+                                                struct fidius_error **error);
+
+/**
  * Release a plugin: destroys its instance (fidius 0.5) and unloads its
  * library once no other plugin uses it. NULL is ignored.
  */
@@ -1374,6 +1546,9 @@ const char *fidius_plugin_warning(const struct fidius_plugin *plugin,
  *   "capability_bits": 3 | null        (native: bit N = optional method N present),
  *   "capabilities": ["stdout", ...] | null (packages: the capabilities granted),
  *   "types_from": "component" | "<schema origin>" | null (null: types unknown),
+ *   "host_imports": [ {"name": "Kv", "hash": "0x...", "version": 1, "bound": true} ] | null
+ *     (native: the host interfaces its library imports and whether one was
+ *     bound; null for packages, whose components name them on each call),
  *   "metadata": {"key": "value", ...}  (trait metadata),
  *   "methods": [ { "index": 0, "name": "add" | null,
  *       "params": [{"name": "a", "type": "s64"}, ...] | null,

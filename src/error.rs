@@ -100,11 +100,16 @@ pub enum Status {
     /// The call was cancelled through its `fidius_cancel` token (a WASM call
     /// wherever it was; a native call only before it started).
     Cancelled = 63,
+    /// A host interface a native plugin imports could not be bound: the
+    /// plugin was built against another version or signature hash of it,
+    /// it refused the host's table, or the library is already bound to
+    /// another live implementation (the message names both sides).
+    HostInterface = 64,
 }
 
 impl Status {
     /// Every status, for lookups by number.
-    pub const ALL: [Status; 39] = {
+    pub const ALL: [Status; 40] = {
         use Status::*;
         [
             Ok, NullArgument, InvalidUtf8, InvalidArgument, InvalidHandle, InternalPanic, Io, Unsupported,
@@ -113,6 +118,7 @@ impl Status {
             SignatureRequired, SignatureInvalid, InvalidManifest, MethodIndex, NotImplemented, PluginError,
             PluginPanic, Serialization, UnknownStatus, BufferTooSmall, Capability, Timeout, MemoryLimit,
             FuelExhausted, Trap, StackOverflow, Archive, FileRefused, SchemaMismatch, Cancelled,
+            HostInterface,
         ]
     };
 
@@ -159,6 +165,7 @@ impl Status {
             FileRefused => c"file refused",
             SchemaMismatch => c"schema mismatch",
             Cancelled => c"cancelled",
+            HostInterface => c"host interface mismatch",
         }
     }
 }

@@ -12,6 +12,7 @@ pub use crate::options::{LoadOptions, LogHook, LogLevel};
 use crate::error::{fail, Error, Result, Status};
 use crate::native::{self, NativeLibrary, NativePlugin};
 use crate::fid::Archive;
+use crate::host_fn::{HostInterface, HostInterfaces};
 use crate::files;
 use crate::package::{Manifest, PackageFiles, MANIFEST};
 use crate::plugin::{BufferStrategy, Plugin, PluginInfo, Runtime};
@@ -44,6 +45,7 @@ pub struct HostBuilder {
     capabilities: CapabilityPolicy,
     trust_precompiled: bool,
     schemas: Vec<Arc<Schema>>,
+    host_interfaces: HostInterfaces,
 }
 
 impl HostBuilder {
@@ -103,6 +105,14 @@ impl HostBuilder {
     /// (matched by name), where no load option or `<library>.wit` gives one.
     pub fn schema(&mut self, schema: Schema) -> &mut Self {
         self.schemas.push(Arc::new(schema));
+        self
+    }
+
+    /// Offer a host interface to every plugin (a later one of the same name
+    /// replaces it).
+    pub fn host_interface(&mut self, interface: Arc<HostInterface>) -> &mut Self {
+        self.host_interfaces.0.retain(|i| i.name != interface.name);
+        self.host_interfaces.0.push(interface);
         self
     }
 
@@ -258,7 +268,10 @@ impl Host {
                 .and_then(|()| check_hash(&entry.info, options.interface_hash))
                 .and_then(|()| self.schema_for(&lib.path, &entry.info, options))
                 .and_then(|schema| {
-                    let native = NativePlugin::new(lib.library.clone(), entry.clone(), options.config.as_deref())?;
+                    let imports = lib.host_imports.as_ref().map_err(Error::clone)?;
+                    let offered = options.host_interfaces.over(&self.config.host_interfaces);
+                    let host = native::host_imports::bind(imports, &offered)?;
+                    let native = NativePlugin::new(lib.library.clone(), entry.clone(), options.config.as_deref(), host)?;
                     Plugin::native(native, schema)
                 })
                 .map_err(in_file);
@@ -315,6 +328,7 @@ impl Host {
             log: self.config.log.clone(),
             capabilities: self.config.capabilities.clone(),
             trust_precompiled: self.config.trust_precompiled,
+            host_interfaces: options.host_interfaces.over(&self.config.host_interfaces),
             load: options.clone(),
         };
         let loaded = wasm::load_package(runtime, files, manifest, options)?;

@@ -13,6 +13,7 @@ pub mod error;
 pub mod fid;
 pub mod files;
 pub mod host;
+pub mod host_fn;
 pub mod info;
 pub mod native;
 pub mod net;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::schema::Schema;
 use crate::egress::EgressPolicy;
+use crate::host_fn::HostInterfaces;
 
 /// How much a log line matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,5 +61,7 @@ pub struct LoadOptions {
     /// Native plugins: the interface schema (WIT) describing the plugin's
     /// methods; it overrides a `<library>.wit` and the host's schemas.
     pub schema: Option<Arc<Schema>>,
+    /// Host interfaces offered to this plugin, before the host's.
+    pub host_interfaces: HostInterfaces,
 }
 

@@ -249,6 +249,27 @@ impl Plugin {
         &self.warnings
     }
 
+    /// A native plugin's host imports (null for other runtimes: a
+    /// component names the interface on each call).
+    fn host_imports(&self) -> serde_json::Value {
+        match &self.backend {
+            Backend::Native(p) => p
+                .host()
+                .imports
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "name": i.name,
+                        "hash": format!("0x{:016x}", i.hash),
+                        "version": i.version,
+                        "bound": p.host().is_bound(&i.name),
+                    })
+                })
+                .collect(),
+            Backend::Wasm(_) => serde_json::Value::Null,
+        }
+    }
+
     /// The plugin's self-description (the document `fidius_plugin_describe`
     /// returns; its shape is in the header docs).
     pub fn describe(&self) -> serde_json::Value {
@@ -300,6 +321,7 @@ impl Plugin {
             "capabilities": (info.runtime != Runtime::Native).then_some(&self.capabilities),
             "types_from": self.types_from,
             "metadata": pairs(&self.trait_metadata),
+            "host_imports": self.host_imports(),
             "methods": methods,
             "types": named.iter().map(|n| n.describe()).collect::<Vec<_>>(),
         })

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 /// Calls that open with `catch_unwind` (directly or through a helper that does).
-const GUARDS: [&str; 7] = ["guard(", "guard_value(", "with_builder(", "with_info(", "with_options(", "with_request(", "edit("];
+const GUARDS: [&str; 8] = ["guard(", "guard_value(", "with_builder(", "with_info(", "with_options(", "with_request(", "edit(", "answer("];
 
 /// An exported function definition (not a callback type alias).
 fn is_entry_point(line: &str) -> bool {

@@ -231,14 +231,7 @@ fn wrong_stale_and_malformed_schemas_are_refused_with_the_difference() {
 }
 
 fn describe(plugin: &TestPlugin) -> Value {
-    unsafe {
-        let mut out = fidius_bytes { data: std::ptr::null_mut(), len: 0, release: std::ptr::null_mut() };
-        let mut err = std::ptr::null_mut();
-        check(fidius_plugin_describe(plugin.0, &mut out, &mut err), err).unwrap();
-        let doc = serde_json::from_slice(std::slice::from_raw_parts(out.data, out.len)).unwrap();
-        fidius_bytes_free(&mut out);
-        doc
-    }
+    plugin.describe()
 }
 
 #[test]

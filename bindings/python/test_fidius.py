@@ -553,6 +553,86 @@ def pack_fid(package_dir, fid_path, top="calc-0.1.0"):
         tar.add(package_dir, arcname=top)
 
 
+
+class TestHostFunctions(Base):
+    """Plugins (native KvUserImpl and WASM hostfn, fidius 0.5.9) calling a Kv host
+    interface written in Python: get(key) -> Option<String> (0), put(key, value) (1)."""
+    FETCH, STORE, COPY, HOST_HASH, HOST_VERSION = range(5)
+
+    @staticmethod
+    def wire_option_string(v):
+        return b"\x00" if v is None else b"\x01" + wire_string(v)
+
+    @staticmethod
+    def read_option_string(b):
+        return None if b[0] == 0 else read_wire_string(b[1:])
+
+    def kv(self, identity, store):
+        def function(index, args):
+            (n,) = struct.unpack_from("<Q", args)
+            key = args[8:8 + n].decode()
+            if index == 0:
+                if key == "explode":
+                    raise RuntimeError("kv exploded")
+                return self.wire_option_string(store.get(key))
+            value = read_wire_string(args[8 + n:])
+            if key == "forbidden":
+                raise fidius.HostFunctionError("DENIED", "that key is not yours", '{"key":"forbidden"}')
+            store[key] = value
+            return None
+        return fidius.HostInterface("Kv", identity[0], identity[1], 2, function)
+
+    def identity(self, name):
+        with new_host() as host, host.load(name) as p:
+            with self.assertRaises(PluginError) as cm:
+                p.call_wire(self.FETCH, wire_string("k"))
+            self.assertEqual(cm.exception.code, "HOST_NOT_BOUND")
+            return (struct.unpack("<Q", p.call_wire(self.HOST_HASH))[0],
+                    struct.unpack("<I", p.call_wire(self.HOST_VERSION))[0])
+
+    def exercise(self, p, store):
+        p.call_wire(self.STORE, wire_string("k") + wire_string("from python"))
+        self.assertEqual(store["k"], "from python")
+        store["h"] = "set by the host"
+        self.assertEqual(self.read_option_string(p.call_wire(self.FETCH, wire_string("h"))), "set by the host")
+        self.assertIsNone(self.read_option_string(p.call_wire(self.FETCH, wire_string("missing"))))
+        with self.assertRaises(PluginError) as cm:
+            p.call_wire(self.STORE, wire_string("forbidden") + wire_string("x"))
+        self.assertEqual((cm.exception.code, cm.exception.plugin_message, cm.exception.details),
+                         ("DENIED", "that key is not yours", '{"key":"forbidden"}'))
+        with self.assertRaises(PluginError) as cm:
+            p.call_wire(self.FETCH, wire_string("explode"))
+        self.assertEqual(cm.exception.code, "HOST_PANIC")
+        self.assertIn("kv exploded", cm.exception.plugin_message)
+        self.assertEqual(self.read_option_string(p.call_wire(self.FETCH, wire_string("k"))), "from python")
+
+    def test_native_and_wasm(self):
+        before = fidius._live_callbacks()
+        for name in ("KvUserImpl", "hostfn"):
+            identity = self.identity(name)
+            store = {}
+            kv = self.kv(identity, store)
+            with new_host(host_interfaces=[kv]) as host:
+                kv.close()  # the host holds its own reference
+                with host.load(name) as p:
+                    self.exercise(p, store)
+                    if name == "KvUserImpl":
+                        self.assertEqual(p.describe()["host_imports"],
+                                         [{"name": "Kv", "hash": f"0x{identity[0]:016x}", "version": 1, "bound": True}])
+            gc.collect()
+            self.assertEqual(fidius._live_callbacks(), before, f"{name}: released with the host and plugin")
+
+    def test_per_load_and_mismatch(self):
+        identity = self.identity("hostfn")
+        with self.kv((identity[0] ^ 1, identity[1]), {}) as wrong, new_host() as host:
+            with host.load("hostfn", fidius.LoadOptions(host_interfaces=[wrong])) as p:
+                with self.assertRaises(PluginError) as cm:
+                    p.call_wire(self.FETCH, wire_string("k"))
+                self.assertEqual(cm.exception.code, "HOST_HASH_MISMATCH")
+        self.assertEqual(Status(64), Status.HOST_INTERFACE)
+        with self.assertRaises(TypeError):
+            fidius.HostInterface("Kv", 1, 1, 2, None)
+
 class TestFid(Base):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="fidius-py-")

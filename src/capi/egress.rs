@@ -59,9 +59,9 @@ pub type fidius_log_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, lev
 
 /// A C callback with its user data; the destructor runs exactly once, when
 /// the last reference (builder, host, load options, plugin, store) is gone.
-struct UserData {
-    data: *mut c_void,
-    destroy: fidius_destroy_fn,
+pub(crate) struct UserData {
+    pub(crate) data: *mut c_void,
+    pub(crate) destroy: fidius_destroy_fn,
 }
 
 // The embedder promises (see the docs) that its user data may be used from any thread.
@@ -70,7 +70,7 @@ unsafe impl Sync for UserData {}
 
 impl UserData {
     /// (A method, so closures capture the whole `UserData`, which is Send + Sync.)
-    fn get(&self) -> *mut c_void {
+    pub(crate) fn get(&self) -> *mut c_void {
         self.data
     }
 }

@@ -86,7 +86,7 @@ pub unsafe extern "C" fn fidius_host_builder_free(builder: *mut fidius_host_buil
     })
 }
 
-fn with_builder(
+pub(crate) fn with_builder(
     builder: *mut fidius_host_builder,
     error: *mut *mut fidius_error,
     body: impl FnOnce(&mut HostBuilder) -> Result<()>,
@@ -400,7 +400,7 @@ pub unsafe extern "C" fn fidius_load_options_set_config(
     })
 }
 
-fn with_options(
+pub(crate) fn with_options(
     options: *mut fidius_load_options,
     error: *mut *mut fidius_error,
     body: impl FnOnce(&mut LoadOptions) -> Result<()>,

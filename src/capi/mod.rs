@@ -22,6 +22,7 @@ pub mod discovery;
 pub mod egress;
 pub mod error;
 pub mod host;
+pub mod host_fn;
 pub mod plugin;
 
 pub use archive::*;
@@ -30,6 +31,7 @@ pub use discovery::*;
 pub use egress::*;
 pub use error::*;
 pub use host::*;
+pub use host_fn::*;
 pub use plugin::*;
 
 /// The box behind every opaque handle. The tag comes first so that a handle

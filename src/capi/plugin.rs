@@ -348,6 +348,9 @@ pub unsafe extern "C" fn fidius_plugin_warning(plugin: *const fidius_plugin, ind
 ///   "capability_bits": 3 | null        (native: bit N = optional method N present),
 ///   "capabilities": ["stdout", ...] | null (packages: the capabilities granted),
 ///   "types_from": "component" | "<schema origin>" | null (null: types unknown),
+///   "host_imports": [ {"name": "Kv", "hash": "0x...", "version": 1, "bound": true} ] | null
+///     (native: the host interfaces its library imports and whether one was
+///     bound; null for packages, whose components name them on each call),
 ///   "metadata": {"key": "value", ...}  (trait metadata),
 ///   "methods": [ { "index": 0, "name": "add" | null,
 ///       "params": [{"name": "a", "type": "s64"}, ...] | null,

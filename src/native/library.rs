@@ -11,6 +11,7 @@ use libloading::Library;
 
 use super::abi::{self, PluginDescriptor, PluginRegistry};
 use super::arch;
+use super::host_imports::{self, HostImport};
 use crate::error::{fail, Error, Result, Status};
 use crate::info::{BufferStrategy, Meta, PluginInfo, Runtime};
 
@@ -22,6 +23,9 @@ pub struct NativeLibrary {
     pub library: Arc<Library>,
     /// One result per descriptor: a bad descriptor does not hide its neighbours.
     pub entries: Vec<Result<Arc<NativeEntry>, BadEntry>>,
+    /// The host interfaces it imports (`fidius_get_host_imports`); an
+    /// unreadable registry fails the loads, not discovery.
+    pub host_imports: Result<Vec<HostImport>>,
 }
 
 /// A descriptor that failed validation.
@@ -97,7 +101,8 @@ pub fn open(path: &Path, source: Source<'_>) -> Result<NativeLibrary> {
             })
         })
         .collect();
-    Ok(NativeLibrary { path: path.to_path_buf(), library, entries })
+    let host_imports = host_imports::read(&library);
+    Ok(NativeLibrary { path: path.to_path_buf(), library, entries, host_imports })
 }
 
 /// The pre-dlopen checks, reading only the parts of the file they need.

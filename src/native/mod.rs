@@ -2,6 +2,7 @@
 
 pub mod abi;
 pub mod arch;
+pub mod host_imports;
 pub mod library;
 pub mod plugin;
 

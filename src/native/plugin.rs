@@ -10,6 +10,7 @@ use libloading::Library;
 use super::abi;
 use super::library::NativeEntry;
 use crate::error::{fail, Error, Result, Status};
+use super::host_imports::Bound;
 use crate::info::BufferStrategy;
 use crate::output::{Output, PluginBuffer};
 use crate::wire;
@@ -30,6 +31,9 @@ thread_local! {
 pub struct NativePlugin {
     entry: Arc<NativeEntry>,
     instance: *mut c_void,
+    /// Its library's host imports, and the interfaces bound for them (kept
+    /// alive while it lives).
+    host: Bound,
     // Declared last: dropped after `instance` is destroyed.
     _library: Arc<Library>,
 }
@@ -42,7 +46,14 @@ unsafe impl Sync for NativePlugin {}
 impl NativePlugin {
     /// Construct an instance. `config` is the bincode of the plugin's config
     /// type (fidius 0.5 `config = C`), or `None` for a plain plugin.
-    pub fn new(library: Arc<Library>, entry: Arc<NativeEntry>, config: Option<&[u8]>) -> Result<Self> {
+    /// `host`: the host interfaces bound into its library
+    /// (`host_imports::bind`), which must outlive the instance.
+    pub fn new(
+        library: Arc<Library>,
+        entry: Arc<NativeEntry>,
+        config: Option<&[u8]>,
+        host: Bound,
+    ) -> Result<Self> {
         let name = &entry.info.name;
         let instance = match (entry.info.abi_version, config) {
             (abi::ABI_400, Some(_)) => {
@@ -71,11 +82,16 @@ impl NativePlugin {
                 instance
             }
         };
-        Ok(NativePlugin { entry, instance, _library: library })
+        Ok(NativePlugin { entry, instance, host, _library: library })
     }
 
     pub fn entry(&self) -> &NativeEntry {
         &self.entry
+    }
+
+    /// Its library's host imports and what is bound for them.
+    pub fn host(&self) -> &Bound {
+        &self.host
     }
 
     /// Whether method `index` exists and its vtable slot is filled.

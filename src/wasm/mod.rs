@@ -2,6 +2,7 @@
 //! deny-all wasmtime sandbox opened by the package's capability list.
 
 pub mod egress;
+mod host_call;
 mod plugin;
 mod runtime;
 pub mod sandbox;

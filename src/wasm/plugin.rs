@@ -12,6 +12,7 @@ use super::egress::{Denials, EgressHooks, EgressPolicy};
 use super::runtime::WasmRuntime;
 use crate::info::Signature;
 use crate::options::{LoadOptions, LogHook};
+use crate::host_fn::HostInterfaces;
 use super::sandbox::{Capabilities, MemoryLimitExceeded, StoreState};
 use super::types::Types;
 use super::wire;
@@ -35,6 +36,8 @@ pub struct WasmOptions {
     pub capabilities: CapabilityPolicy,
     /// Deserialize a `.cwasm` no trusted signature covers.
     pub trust_precompiled: bool,
+    /// What the `fidius:host-call` import dispatches to (the load's, then the host's).
+    pub host_interfaces: HostInterfaces,
     pub load: LoadOptions,
 }
 
@@ -77,6 +80,7 @@ pub struct WasmPlugin {
     options: WasmOptions,
     configure: Option<ComponentExportIndex>,
     mode: Mode,
+    host_interfaces: Arc<HostInterfaces>,
 }
 
 impl WasmPlugin {
@@ -147,6 +151,7 @@ impl WasmPlugin {
             interface_export,
             interface_hash: 0,
             granted: Vec::new(),
+            host_interfaces: Arc::new(options.host_interfaces.clone()),
             options,
             configure,
             mode,
@@ -225,7 +230,7 @@ impl WasmPlugin {
             log: self.options.log.clone(),
             denials: Denials::default(),
         });
-        let mut store = Store::new(&self.runtime.engine, StoreState::new(&self.caps, self.options.load.memory_limit, egress));
+        let mut store = Store::new(&self.runtime.engine, StoreState::new(&self.caps, self.options.load.memory_limit, egress, self.host_interfaces.clone()));
         store.limiter(|s| &mut s.limiter);
         self.arm(&mut store, budget)?;
         Ok(store)
@@ -297,6 +302,18 @@ impl WasmPlugin {
                 with_denials(result, store.data())
             }),
             Mode::Reused(slot) => {
+                // A host function calling back into this plugin on the thread
+                // its call runs on would wait for itself.
+                let _busy = ReentryGuard::enter(slot as *const _ as usize).ok_or_else(|| {
+                    Error::new(
+                        Status::Unsupported,
+                        format!(
+                            "{}: re-entrant call: this plugin's reused instance is busy with a call on this thread \
+                             (a host function called back into it); load it with fresh instances to re-enter it",
+                            method.name
+                        ),
+                    )
+                })?;
                 let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
                 // Taken out for the call: a call stopped at its deadline drops
                 // the instance with it, and the next call starts afresh.
@@ -324,17 +341,83 @@ impl WasmPlugin {
     }
 }
 
+thread_local! {
+    /// The reused instances with a call running on this thread.
+    static BUSY: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Marks a reused instance busy on this thread for the length of a call.
+struct ReentryGuard(usize);
+
+impl ReentryGuard {
+    fn enter(instance: usize) -> Option<ReentryGuard> {
+        BUSY.with(|b| {
+            let mut busy = b.borrow_mut();
+            (!busy.contains(&instance)).then(|| {
+                busy.push(instance);
+                ReentryGuard(instance)
+            })
+        })
+    }
+}
+
+impl Drop for ReentryGuard {
+    fn drop(&mut self) {
+        BUSY.with(|b| b.borrow_mut().retain(|&i| i != self.0));
+    }
+}
+
 /// Run a call's future on this thread. Most calls never wait on anything
-/// (no host call blocks): one poll in the runtime's context finishes them,
-/// without the cost of a `block_on`; a call that does wait is handed to
-/// the runtime to be driven to the end.
+/// (no host call blocks): one poll finishes them, without the cost of a
+/// `block_on`; a call that does wait parks this thread between polls while
+/// the I/O runtime's workers drive its timers and sockets. Parking, unlike
+/// tokio's `block_on`, nests: a host function may call a plugin that waits
+/// while the outer call is itself being driven on this thread.
 fn drive<F: std::future::Future>(future: F) -> F::Output {
-    let mut future = Box::pin(future);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    if let std::task::Poll::Ready(out) = wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| future.as_mut().poll(&mut cx)) {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark()
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark()
+        }
+    }
+    let Some(runtime) = io_runtime() else {
+        return wasmtime_wasi::runtime::in_tokio(future);
+    };
+    let _entered = runtime.enter();
+    let mut future = std::pin::pin!(future);
+    if let Poll::Ready(out) = future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         return out;
     }
-    wasmtime_wasi::runtime::in_tokio(future)
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
+/// The runtime whose workers drive WASM calls' timers and I/O (None if its
+/// threads could not be started: then wasmtime-wasi's runtime is used,
+/// without nesting).
+fn io_runtime() -> Option<&'static tokio::runtime::Runtime> {
+    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("fidius-io")
+                .enable_time()
+                .enable_io()
+                .build()
+                .ok()
+        })
+        .as_ref()
 }
 
 /// A failed call says which of its requests the egress policy denied.

@@ -13,6 +13,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::egress::{Denials, EgressHooks};
 use crate::egress::DenyAll;
+use crate::host_fn::HostInterfaces;
 
 use crate::error::{fail, Result, Status};
 
@@ -115,11 +116,19 @@ pub struct StoreState {
     http: WasiHttpCtx,
     hooks: EgressHooks,
     pub(crate) limiter: MemoryLimiter,
+    /// What the `fidius:host-call` import dispatches to. Shared (cheap to
+    /// clone per call, so no lock is held while a host function runs).
+    pub(crate) host_interfaces: Arc<HostInterfaces>,
 }
 
 impl StoreState {
     /// `egress`: the hooks for brokered HTTP, when wasi:http is linked.
-    pub fn new(caps: &Capabilities, memory_limit: Option<usize>, egress: Option<EgressHooks>) -> Self {
+    pub fn new(
+        caps: &Capabilities,
+        memory_limit: Option<usize>,
+        egress: Option<EgressHooks>,
+        host_interfaces: Arc<HostInterfaces>,
+    ) -> Self {
         let hooks = egress.unwrap_or_else(|| EgressHooks {
             policy: Arc::new(DenyAll),
             plugin: String::new(),
@@ -132,6 +141,7 @@ impl StoreState {
             http: WasiHttpCtx::new(),
             hooks,
             limiter: MemoryLimiter { limit: memory_limit, total: 0 },
+            host_interfaces,
         }
     }
 

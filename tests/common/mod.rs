@@ -387,6 +387,18 @@ impl TestPlugin {
         }
     }
 
+    /// The `fidius_plugin_describe` document.
+    pub fn describe(&self) -> serde_json::Value {
+        unsafe {
+            let mut out = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
+            let mut err = ptr::null_mut();
+            check(fidius_plugin_describe(self.0, &mut out, &mut err), err).unwrap();
+            let doc = serde_json::from_slice(std::slice::from_raw_parts(out.data, out.len)).unwrap();
+            fidius_bytes_free(&mut out);
+            doc
+        }
+    }
+
     pub fn warnings(&self) -> Vec<String> {
         unsafe {
             (0..fidius_plugin_warning_count(self.0)).map(|i| opt_str(fidius_plugin_warning(self.0, i)).unwrap()).collect()

@@ -52,6 +52,7 @@ __all__ = [
     "FidiusError", "PluginError", "ClosedError",
     "PluginInfo", "Skipped", "Discovery", "LoadOptions",
     "Host", "Plugin", "EgressPolicy", "HttpRequest", "Cancel", "version", "library_path",
+    "HostInterface", "HostFunctionError",
 ]
 
 
@@ -119,6 +120,7 @@ class Status(_OpenEnum):
     FILE_REFUSED = 61
     SCHEMA_MISMATCH = 62
     CANCELLED = 63
+    HOST_INTERFACE = 64
 
 
 class Format(_OpenEnum):
@@ -188,6 +190,7 @@ class _Bytes(Structure):
 _EGRESS_FN = CFUNCTYPE(c_uint32, c_void_p, c_void_p)
 _DESTROY_FN = CFUNCTYPE(None, c_void_p)
 _LOG_FN = CFUNCTYPE(None, c_void_p, c_uint32, c_char_p)
+_HOST_FN = CFUNCTYPE(None, c_void_p, c_uint32, c_void_p, c_size_t, c_void_p)
 
 _P = c_void_p            # any opaque handle
 _E = POINTER(c_void_p)   # fidius_error **
@@ -285,6 +288,14 @@ _SIGNATURES = {
     "fidius_egress_policy_new": (_S, [_EGRESS_FN, c_void_p, _DESTROY_FN, POINTER(c_void_p), _E]),
     "fidius_egress_policy_set_allow_private_ranges": (_S, [_P, c_bool, _E]),
     "fidius_egress_policy_free": (None, [_P]),
+    "fidius_host_interface_new": (_S, [c_char_p, c_uint64, c_uint32, c_uint32, _HOST_FN, c_void_p, _DESTROY_FN,
+                                       POINTER(c_void_p), _E]),
+    "fidius_host_interface_free": (None, [_P]),
+    "fidius_host_builder_add_host_interface": (_S, [_P, _P, _E]),
+    "fidius_load_options_add_host_interface": (_S, [_P, _P, _E]),
+    "fidius_host_call_set_output": (_S, [_P, c_char_p, c_size_t, _E]),
+    "fidius_host_call_set_error": (_S, [_P, c_char_p, c_char_p, c_char_p, _E]),
+    "fidius_host_call_set_failure": (_S, [_P, c_char_p, _E]),
     "fidius_http_request_method": (c_char_p, [_P]),
     "fidius_http_request_scheme": (c_char_p, [_P]),
     "fidius_http_request_authority": (c_char_p, [_P]),
@@ -350,6 +361,17 @@ class FidiusError(Exception):
     def __str__(self):
         name = self.status.name if isinstance(self.status, Status) else str(self.status)
         return f"{name}: {self.message}"
+
+
+class HostFunctionError(Exception):
+    """Raised by a host function: the calling plugin sees its ``PluginError`` with this
+    code, message and details (JSON text, or None)."""
+
+    def __init__(self, code: str, message: str, details: Optional[str] = None):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.details = details
 
 
 class PluginError(FidiusError):
@@ -494,6 +516,24 @@ def _egress_trampoline(user_data, request):
         req._invalidate()
 
 
+@_HOST_FN
+def _host_fn_trampoline(user_data, index, data, length, call):
+    # Runs on the thread running the plugin's code; nothing may escape it.
+    try:
+        try:
+            with _callbacks_lock:
+                fn = _callbacks[user_data]
+            out = fn(int(index), ctypes.string_at(data, length) if length else b"")
+            out = b"" if out is None else _buf(out, "host function result")
+            _lib.fidius_host_call_set_output(call, out, len(out), None)
+        except HostFunctionError as e:
+            _lib.fidius_host_call_set_error(call, _b(e.code), _b(e.message), _b(e.details), None)
+        except BaseException as e:
+            _lib.fidius_host_call_set_failure(call, _b(f"host function raised {type(e).__name__}: {e}"), None)
+    except BaseException:
+        pass
+
+
 @_LOG_FN
 def _log_trampoline(user_data, level, message):
     try:
@@ -572,6 +612,8 @@ class LoadOptions:
     #: (else Status.SCHEMA_MISMATCH). Ignored for WASM plugins.
     schema: Optional[Union[str, bytes]] = None
     schema_file: Optional[str] = None
+    #: host interfaces offered to this plugin, before the host's of the same name
+    host_interfaces: Sequence["HostInterface"] = ()
 
     def _build(self) -> int:
         opts = _lib.fidius_load_options_new()
@@ -612,6 +654,9 @@ class LoadOptions:
                 _check(_lib.fidius_load_options_set_schema, opts, wit, len(wit))
             if self.schema_file is not None:
                 _check(_lib.fidius_load_options_set_schema_file, opts, _b(os.fspath(self.schema_file)))
+            for interface in self.host_interfaces or ():
+                with interface._h as p:
+                    _check(_lib.fidius_load_options_add_host_interface, opts, p)
             return opts
         except BaseException:
             _lib.fidius_load_options_free(opts)
@@ -619,6 +664,52 @@ class LoadOptions:
 
 
 # ---------------------------------------------------------------- objects
+
+class HostInterface:
+    """A host interface plugins call (fidius ``#[host_interface]``), implemented in Python.
+
+    ``name``, ``hash``, ``version`` and ``fn_count`` are the identity the plugins were built
+    against: the trait's name and the ``<Trait>_HOST_INTERFACE_HASH`` / ``_VERSION`` /
+    ``<Trait>_HOST_FN_COUNT`` constants the macro generates (a native plugin's are listed by
+    ``Plugin.describe()["host_imports"]``). ``function(index, args)`` gets the function's
+    index in the trait and the wire bytes of its arguments (a tuple), and returns the wire
+    bytes of its result (None for ``()``); raising HostFunctionError gives the plugin that
+    PluginError, any other exception reaches it as the host panicking.
+
+    It runs on the thread running the plugin's code (for WASM, the thread that called the
+    plugin, holding the GIL only while Python runs), possibly concurrently, and may call
+    plugins, even the one calling it (not a WASM plugin with a reused instance). Native: a
+    version or hash mismatch fails the load (Status.HOST_INTERFACE), and a library is bound
+    to one live implementation of an interface per process. WASM: checked on every call.
+    Hosts, load options and plugins using it hold their own references: close() it whenever.
+    """
+
+    def __init__(self, name: str, hash: int, version: int, fn_count: int,
+                 function: Callable[[int, bytes], Optional[bytes]]):
+        if not callable(function):
+            raise TypeError("function must be callable")
+        key = _register(function)
+        out = c_void_p()
+        try:
+            _check(_lib.fidius_host_interface_new, _b(name), hash, version, fn_count, _host_fn_trampoline, key,
+                   _destroy_trampoline, byref(out))
+        except BaseException:
+            _unregister(key)  # documented: destroy is not called on failure
+            raise
+        self.name = name
+        self._h = _Handle(out.value, _lib.fidius_host_interface_free)
+        self._finalizer = weakref.finalize(self, self._h.close)
+
+    def close(self) -> None:
+        """Release the caller's reference."""
+        self._h.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
 
 class EgressPolicy:
     """An egress policy for WASM plugins' outbound HTTP.
@@ -783,7 +874,8 @@ class Host:
                  trust_precompiled: bool = False,
                  allow_capabilities: Sequence[str] = (),
                  schemas: Sequence[Union[str, bytes]] = (),
-                 schema_files: Sequence[str] = ()):
+                 schema_files: Sequence[str] = (),
+                 host_interfaces: Sequence[HostInterface] = ()):
         """``log(level, message)`` (1 error, 2 warning, 3 info) runs on any thread, concurrently.
 
         ``trust_precompiled``: deserialize a package's ``.cwasm`` even when no trusted key's
@@ -803,6 +895,8 @@ class Host:
         WIT interface ``price-engine``) get method names and types from it, so they can be
         called by name, with JSON and invoke(), and described; unless their load options or a
         ``<library>.wit`` beside the library give one. Not valid WIT: Status.INVALID_ARGUMENT.
+
+        ``host_interfaces``: HostInterface objects offered to every plugin loaded.
         """
         b = _lib.fidius_host_builder_new()
         if not b:
@@ -834,6 +928,9 @@ class Host:
                 raise TypeError("schema_files must be a sequence of paths, not a str")
             for path in schema_files:
                 _check(_lib.fidius_host_builder_add_schema_file, b, _b(os.fspath(path)))
+            for interface in host_interfaces:
+                with interface._h as p:
+                    _check(_lib.fidius_host_builder_add_host_interface, b, p)
             if interface_hash:
                 _check(_lib.fidius_host_builder_set_interface_hash, b, interface_hash)
             if buffer_strategy != BufferStrategy.NONE:
