@@ -483,6 +483,17 @@ def _unregister(key: int):
         _callbacks.pop(key, None)
 
 
+def _with_callback(fn: Callable, create: Callable[[int], None]) -> None:
+    """Register ``fn`` and hand its key to ``create`` (a C call taking _destroy_trampoline);
+    if that fails, libfidius does not call destroy (documented), so unregister here."""
+    key = _register(fn)
+    try:
+        create(key)
+    except BaseException:
+        _unregister(key)
+        raise
+
+
 def _live_callbacks() -> int:
     with _callbacks_lock:
         return len(_callbacks)
@@ -542,6 +553,25 @@ def _log_trampoline(user_data, level, message):
         fn(int(level), _s(message))
     except BaseException:
         pass
+
+
+class _Owner:
+    """Owns one libfidius handle: close() releases it (also at garbage collection), and
+    the object is its own context manager."""
+
+    def _own(self, ptr: int, free) -> None:
+        self._h = _Handle(ptr, free)
+        self._finalizer = weakref.finalize(self, self._h.close)
+
+    def close(self) -> None:
+        """Release the caller's reference."""
+        self._h.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 # ---------------------------------------------------------------- values
@@ -665,7 +695,7 @@ class LoadOptions:
 
 # ---------------------------------------------------------------- objects
 
-class HostInterface:
+class HostInterface(_Owner):
     """A host interface plugins call (fidius ``#[host_interface]``), implemented in Python.
 
     ``name``, ``hash``, ``version`` and ``fn_count`` are the identity the plugins were built
@@ -688,30 +718,15 @@ class HostInterface:
                  function: Callable[[int, bytes], Optional[bytes]]):
         if not callable(function):
             raise TypeError("function must be callable")
-        key = _register(function)
         out = c_void_p()
-        try:
-            _check(_lib.fidius_host_interface_new, _b(name), hash, version, fn_count, _host_fn_trampoline, key,
-                   _destroy_trampoline, byref(out))
-        except BaseException:
-            _unregister(key)  # documented: destroy is not called on failure
-            raise
+        _with_callback(function, lambda key: _check(
+            _lib.fidius_host_interface_new, _b(name), hash, version, fn_count, _host_fn_trampoline, key,
+            _destroy_trampoline, byref(out)))
         self.name = name
-        self._h = _Handle(out.value, _lib.fidius_host_interface_free)
-        self._finalizer = weakref.finalize(self, self._h.close)
-
-    def close(self) -> None:
-        """Release the caller's reference."""
-        self._h.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+        self._own(out.value, _lib.fidius_host_interface_free)
 
 
-class EgressPolicy:
+class EgressPolicy(_Owner):
     """An egress policy for WASM plugins' outbound HTTP.
 
     ``callback(request: HttpRequest)`` runs before each request is sent, on a
@@ -732,15 +747,10 @@ class EgressPolicy:
     def __init__(self, callback: Callable[["HttpRequest"], Verdict], *, allow_private_ranges: bool = False):
         if not callable(callback):
             raise TypeError("callback must be callable")
-        key = _register(callback)
         out = c_void_p()
-        try:
-            _check(_lib.fidius_egress_policy_new, _egress_trampoline, key, _destroy_trampoline, byref(out))
-        except BaseException:
-            _unregister(key)  # documented: destroy is not called on failure
-            raise
-        self._h = _Handle(out.value, _lib.fidius_egress_policy_free)
-        self._finalizer = weakref.finalize(self, self._h.close)
+        _with_callback(callback, lambda key: _check(
+            _lib.fidius_egress_policy_new, _egress_trampoline, key, _destroy_trampoline, byref(out)))
+        self._own(out.value, _lib.fidius_egress_policy_free)
         if allow_private_ranges:
             self.set_allow_private_ranges(True)
 
@@ -750,16 +760,6 @@ class EgressPolicy:
         Applies to requests decided afterwards, wherever the policy is registered."""
         with self._h as p:
             _check(_lib.fidius_egress_policy_set_allow_private_ranges, p, bool(allow))
-
-    def close(self) -> None:
-        """Release the caller's reference."""
-        self._h.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 class HttpRequest:
@@ -862,7 +862,7 @@ class HttpRequest:
             _check(_lib.fidius_http_request_set_deny_reason, p, _b(reason))
 
 
-class Host:
+class Host(_Owner):
     """Finds and loads plugins. Thread-safe. Plugins outlive the host they came from."""
 
     def __init__(self, search_paths: Sequence[str] = (), *, load_policy: LoadPolicy = LoadPolicy.LENIENT,
@@ -939,28 +939,13 @@ class Host:
                 with egress._h as p:
                     _check(_lib.fidius_host_builder_set_egress_policy, b, p)
             if log is not None:
-                key = _register(log)
-                try:
-                    _check(_lib.fidius_host_builder_set_log_callback, b, _log_trampoline, key,
-                           _destroy_trampoline)
-                except BaseException:
-                    _unregister(key)  # documented: on failure destroy is not called
-                    raise
+                _with_callback(log, lambda key: _check(
+                    _lib.fidius_host_builder_set_log_callback, b, _log_trampoline, key, _destroy_trampoline))
             out = c_void_p()
             _check(_lib.fidius_host_builder_build, b, byref(out))
         finally:
             _lib.fidius_host_builder_free(b)
-        self._h = _Handle(out.value, _lib.fidius_host_free)
-        self._finalizer = weakref.finalize(self, self._h.close)
-
-    def close(self) -> None:
-        self._h.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+        self._own(out.value, _lib.fidius_host_free)
 
     def discover(self) -> Discovery:
         """Scan the search paths; problems with single files are entries in .skipped."""
@@ -1031,23 +1016,13 @@ class Host:
         return _take_bytes(out)
 
 
-class Plugin:
+class Plugin(_Owner):
     """A loaded plugin instance. Thread-safe; close() waits for calls in flight."""
 
     def __init__(self, ptr: int):
-        self._h = _Handle(ptr, _lib.fidius_plugin_free)
-        self._finalizer = weakref.finalize(self, self._h.close)
+        self._own(ptr, _lib.fidius_plugin_free)
         with self._h as p:
             self.info = PluginInfo._from(_lib.fidius_plugin_get_info(p))  #: copied; valid after close()
-
-    def close(self) -> None:
-        self._h.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def call(self, method: int, fmt: Format, data: bytes = b"", *, cancel: Optional["Cancel"] = None) -> bytes:
         """Call ``method`` (its index, in declaration order) with ``data`` encoded as ``fmt``.
@@ -1159,7 +1134,7 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-class Cancel:
+class Cancel(_Owner):
     """A cancel token: ``cancel()`` (from any thread, any number of times) stops every call
     given it as ``cancel=`` with Status.CANCELLED, now and later:
 
@@ -1176,8 +1151,7 @@ class Cancel:
         ptr = _lib.fidius_cancel_new()
         if not ptr:
             raise MemoryError("fidius_cancel_new")
-        self._h = _Handle(ptr, _lib.fidius_cancel_free)
-        self._finalizer = weakref.finalize(self, self._h.close)
+        self._own(ptr, _lib.fidius_cancel_free)
 
     def cancel(self) -> None:
         """Trigger the token."""
@@ -1189,15 +1163,6 @@ class Cancel:
         """Whether cancel() was called."""
         with self._h as c:
             return bool(_lib.fidius_cancel_is_triggered(c))
-
-    def close(self) -> None:
-        self._h.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 async def _in_executor(call, cancel: Optional[Cancel]):
