@@ -1017,8 +1017,16 @@ enum fidius_status fidius_host_builder_set_trust_precompiled(struct fidius_host_
  * a capability the host does not allow fails to load with
  * FIDIUS_STATUS_CAPABILITY naming it. By default (no pattern added) every
  * capability is allowed except `env:*` (host environment variables, often
- * secrets), `args` (the host's command line) and `network` (`sockets`: raw
- * sockets, still behind the SSRF floor), which must be allowed explicitly.
+ * secrets), `args` (the host's command line), `network` (`sockets`: raw
+ * sockets, still behind the SSRF floor) and `fs:*` (host directories,
+ * `fs:ro:/PATH` read-only or `fs:rw:/PATH` read-write, preopened at the
+ * same path in the guest), which must be allowed explicitly: allow
+ * `fs:ro:/srv/data` for exactly that directory read-only, or
+ * `fs:ro:/srv/data/*` for any directory below it. A package's `fs:` paths
+ * must be absolute, without `.`, `..` or `//`, so the pattern that matched
+ * is the directory granted; the directory is opened without following a
+ * symbolic link anywhere on its path, and a missing one is not preopened
+ * (a plugin warning says so).
  * The first pattern added replaces that default: from then on only what
  * some pattern matches is allowed (add `stdout`, `http`, ... as needed);
  * the pattern `@default` stands for the default allowance, so `@default`

@@ -5,9 +5,9 @@
 use crate::error::{fail, Result, Status};
 
 /// Capabilities a package never gets unless the host allows them by name:
-/// they hand it host secrets (`env:*`), the host's command line (`args`) or
-/// raw sockets (`network`).
-pub const NOT_BY_DEFAULT: &str = "env:*, args, network";
+/// they hand it host secrets (`env:*`), the host's command line (`args`),
+/// raw sockets (`network`) or host directories (`fs:*`).
+pub const NOT_BY_DEFAULT: &str = "env:*, args, network, fs:*";
 
 /// The pattern that stands for the default allowance, so an allow-list can
 /// extend it: `@default` and `env:LOG_*`.
@@ -37,7 +37,11 @@ impl CapabilityPolicy {
     pub fn allows(&self, capability: &str) -> bool {
         // `sockets` is fidius' other name for `network`.
         let canonical = if capability == "sockets" { "network" } else { capability };
-        let by_default = !(canonical.starts_with("env:") || canonical == "env" || canonical == "args" || canonical == "network");
+        let by_default = !(canonical.starts_with("env:")
+            || canonical == "env"
+            || canonical == "args"
+            || canonical == "network"
+            || canonical.starts_with("fs"));
         match &self.allowed {
             None => by_default,
             Some(patterns) => patterns
@@ -94,7 +98,7 @@ mod tests {
         for yes in ["stdout", "stderr", "stdin", "clocks", "random", "http"] {
             assert!(p.allows(yes), "{yes}");
         }
-        for no in ["env:AWS_SECRET_ACCESS_KEY", "args", "network", "sockets"] {
+        for no in ["env:AWS_SECRET_ACCESS_KEY", "args", "network", "sockets", "fs:ro:/", "fs:rw:/home"] {
             assert!(!p.allows(no), "{no}");
         }
         let e = p.check("calc", &["stdout".into(), "env:HOME".into()]).unwrap_err();

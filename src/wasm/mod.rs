@@ -46,7 +46,7 @@ pub fn load_package(runtime: Arc<WasmRuntime>, files: &PackageFiles, manifest: &
         Some(p) => Some(files.resolve(p, "[wasm].precompiled").map_err(in_pkg)?),
         None => Some(component_path.with_extension("cwasm")).filter(|p| files.exists(p)),
     };
-    let mut warnings = Vec::new();
+    let mut warnings = caps.warnings();
     let mut component = None;
     match &precompiled {
         // A .cwasm is machine code that runs unchecked in the host: only

@@ -19,7 +19,7 @@ use crate::error::{fail, Result, Status};
 
 /// What the manifest may ask for.
 pub const ALLOWED: &str =
-    "args, stdin, stdout, stderr, clocks, random, network (or sockets), http, env:NAME";
+    "args, stdin, stdout, stderr, clocks, random, network (or sockets), http, env:NAME, fs:ro:/PATH, fs:rw:/PATH";
 
 /// A parsed capability list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,6 +34,15 @@ pub struct Capabilities {
     pub http: bool,
     /// Host environment variables exposed one by one: (name, value when set at load).
     pub env: Vec<(String, Option<String>)>,
+    /// Host directories preopened at the same path in the guest.
+    pub dirs: Vec<Preopen>,
+}
+
+/// `fs:ro:<path>` or `fs:rw:<path>`: one host directory, at the same path in the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    pub path: std::path::PathBuf,
+    pub writable: bool,
 }
 
 impl Capabilities {
@@ -59,9 +68,12 @@ impl Capabilities {
                     let name = &other[4..];
                     caps.env.push((name.to_string(), std::env::var(name).ok()));
                 }
+                other if other == "fs" || other == "filesystem" || other.starts_with("fs:") => {
+                    caps.dirs.push(Preopen::parse(other)?);
+                }
                 other => {
-                    let hint = if other.starts_with("fs") || other == "tcp" || other == "udp" {
-                        " (fidius 0.5's filesystem and policy-gated tcp/udp capabilities are not supported by libfidius)"
+                    let hint = if other == "tcp" || other == "udp" {
+                        " (fidius 0.5's policy-gated tcp/udp capabilities are not supported by libfidius yet)"
                     } else {
                         ""
                     };
@@ -103,7 +115,97 @@ impl Capabilities {
             });
         }
         // Without `network`, the builder's default check denies every address.
+        for dir in &self.dirs {
+            // A directory that cannot be opened without following a link
+            // (missing, or swapped for a symlink since the load) is not
+            // preopened: the guest finds nothing there.
+            let _ = dir.preopen(&mut b);
+        }
         b.build()
+    }
+
+    /// What a load should warn about: preopened directories that do not exist.
+    pub fn warnings(&self) -> Vec<String> {
+        self.dirs
+            .iter()
+            .filter_map(|d| {
+                d.open().err().map(|e| format!("{}: not preopened ({e})", d.capability()))
+            })
+            .collect()
+    }
+}
+
+impl Preopen {
+    fn parse(cap: &str) -> Result<Preopen> {
+        let bad = |why: &str| {
+            fail(
+                Status::InvalidManifest,
+                format!("capability \"{cap}\" {why}: fs:ro:/PATH or fs:rw:/PATH (allowed: {ALLOWED})"),
+            )
+        };
+        let (writable, path) = match (cap.strip_prefix("fs:ro:"), cap.strip_prefix("fs:rw:")) {
+            (Some(p), _) => (false, p),
+            (_, Some(p)) => (true, p),
+            _ => return bad("must say read-only or read-write and name a directory"),
+        };
+        if path.is_empty() {
+            return bad("names no directory");
+        }
+        // Only plain absolute paths: what an allow-list pattern matched is
+        // then the directory granted (no "/data/../etc", no cwd-relative path).
+        let plain = path.starts_with('/')
+            && (path == "/" || !path.ends_with('/'))
+            && path[1..].split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+            || path == "/";
+        if !plain {
+            return bad("must name an absolute path without \".\", \"..\", \"//\" or a final \"/\"");
+        }
+        Ok(Preopen { path: path.into(), writable })
+    }
+
+    fn capability(&self) -> String {
+        format!("fs:{}:{}", if self.writable { "rw" } else { "ro" }, self.path.display())
+    }
+
+    /// Open the directory without following a symbolic link anywhere on its
+    /// path, one component at a time.
+    fn open(&self) -> std::io::Result<std::fs::File> {
+        use std::os::fd::FromRawFd;
+        let flags = libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_RDONLY;
+        let root = unsafe { libc::open(c"/".as_ptr(), flags) };
+        if root < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut dir = unsafe { std::fs::File::from_raw_fd(root) };
+        for component in self.path.iter().skip(1) {
+            let name = std::ffi::CString::new(component.as_encoded_bytes())
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
+            let fd = unsafe { libc::openat(std::os::fd::AsRawFd::as_raw_fd(&dir), name.as_ptr(), flags) };
+            if fd < 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(match e.raw_os_error() {
+                    Some(libc::ELOOP) | Some(libc::ENOTDIR) => std::io::Error::new(
+                        e.kind(),
+                        format!("{} is a symbolic link or not a directory", component.to_string_lossy()),
+                    ),
+                    _ => e,
+                });
+            }
+            dir = unsafe { std::fs::File::from_raw_fd(fd) };
+        }
+        Ok(dir)
+    }
+
+    /// Preopen the directory just opened, by its descriptor, so what the
+    /// guest gets is the directory checked, whatever the path names by now.
+    fn preopen(&self, b: &mut WasiCtxBuilder) -> std::result::Result<(), String> {
+        use wasmtime_wasi::{DirPerms, FilePerms};
+        let dir = self.open().map_err(|e| e.to_string())?;
+        let by_fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dir));
+        let (dirs, files) =
+            if self.writable { (DirPerms::all(), FilePerms::all()) } else { (DirPerms::READ, FilePerms::READ) };
+        b.preopened_dir(by_fd, self.path.to_string_lossy(), dirs, files).map_err(|e| e.to_string())?;
+        Ok(())
     }
 }
 
@@ -217,7 +319,12 @@ mod tests {
     fn capability_names() {
         let caps = Capabilities::parse(&["stdout".into(), "env:HOME".into(), "clocks".into()]).unwrap();
         assert!(caps.stdout && !caps.stdin && caps.env.len() == 1);
-        for bad in ["env", "env:", "fs:ro:/tmp", "tcp", "filesystem", "gpu"] {
+        let caps = Capabilities::parse(&["fs:ro:/tmp".into(), "fs:rw:/".into()]).unwrap();
+        assert_eq!(caps.dirs, vec![Preopen { path: "/tmp".into(), writable: false }, Preopen { path: "/".into(), writable: true }]);
+        for bad in [
+            "env", "env:", "tcp", "filesystem", "fs", "fs:", "fs:ro:", "fs:rw", "fs:xx:/tmp", "fs:ro:tmp", "fs:ro:./tmp",
+            "fs:ro:/tmp/../etc", "fs:ro:/tmp/./x", "fs:ro://tmp", "fs:ro:/tmp/", "gpu",
+        ] {
             let e = Capabilities::parse(&[bad.into()]).unwrap_err();
             assert_eq!(e.status, Status::InvalidManifest);
             assert!(e.message.contains("allowed"), "{}", e.message);

@@ -885,7 +885,7 @@ class Host(_Owner):
 
         ``allow_capabilities``: the capabilities packages may have, as names or patterns
         where ``*`` matches any run of characters (``"env:LOG_*"``, ``"stdout"``). Empty
-        (the default) allows everything but ``env:*``, ``args`` and ``network``; any pattern
+        (the default) allows everything but ``env:*``, ``args``, ``network`` and ``fs:*``; any pattern
         replaces that default (``"@default"`` stands for it: ``["@default", "env:LOG_*"]``
         extends it). A package asking for more fails to load (Status.CAPABILITY).
 
