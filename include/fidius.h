@@ -1021,8 +1021,8 @@ enum fidius_status fidius_host_builder_set_trust_precompiled(struct fidius_host_
  * sockets, still behind the SSRF floor) and `fs:*` (host directories,
  * `fs:ro:/PATH` read-only or `fs:rw:/PATH` read-write, preopened at the
  * same path in the guest), which must be allowed explicitly: allow
- * `fs:ro:/srv/data` for exactly that directory read-only, or
- * `fs:ro:/srv/data/*` for any directory below it. A package's `fs:` paths
+ * `fs:ro:/srv/data` for exactly that directory read-only (a `*` after
+ * its trailing slash allows any directory below it). A package's `fs:` paths
  * must be absolute, without `.`, `..` or `//`, so the pattern that matched
  * is the directory granted; the directory is opened without following a
  * symbolic link anywhere on its path, and a missing one is not preopened
