@@ -50,7 +50,11 @@ unsafe extern "C" fn kv_call(user: *mut c_void, index: u32, input: *const u8, le
     let status = match (index, bincode::deserialize::<(String,)>(input)) {
         (_, Err(e)) => fidius_host_call_set_failure(call, cstr(&format!("kv: undecodable arguments: {e}")).as_ptr(), &mut err),
         (0, Ok((key,))) => {
-            if key == "explode" {
+            if key == "sleep" {
+                std::thread::sleep(Duration::from_secs(3));
+                let bytes = wire(&Some("slept".to_string()));
+                fidius_host_call_set_output(call, bytes.as_ptr(), bytes.len(), &mut err)
+            } else if key == "explode" {
                 fidius_host_call_set_failure(call, cstr("kv exploded").as_ptr(), &mut err)
             } else if let Some(inner) = key.strip_prefix("reenter:") {
                 // host -> plugin -> host -> plugin -> host, on this thread.
@@ -177,8 +181,10 @@ fn native_copy(name: &str) -> PathBuf {
     search_path(name, &[&fixture_target().join("debug/libfixture_hostfn.so")])
 }
 
-/// The calls every runtime must get right with a bound Kv.
-fn exercise(plugin: &Arc<TestPlugin>, kv: &KvInterface) {
+/// The calls every runtime must get right with a bound Kv. Native host
+/// functions run on the thread running the plugin (here the caller's);
+/// WASM ones on a thread of their own, off the guest's fiber stack.
+fn exercise(plugin: &Arc<TestPlugin>, kv: &KvInterface, native: bool) {
     // Values flow both ways.
     store(plugin, "k", "v").unwrap();
     assert_eq!(kv.kv().map.lock().unwrap().get("k").map(String::as_str), Some("v"));
@@ -198,12 +204,18 @@ fn exercise(plugin: &Arc<TestPlugin>, kv: &KvInterface) {
     let (code, message) = plugin_code(fetch(plugin, "explode"));
     assert_eq!(code, "HOST_PANIC");
     assert!(message.contains("kv exploded"), "{message}");
-    // Re-entrant host -> plugin -> host, on the calling thread.
+    // Re-entrant host -> plugin -> host.
     kv.kv().plugin.store(plugin.0, Ordering::SeqCst);
     kv.kv().threads.lock().unwrap().clear();
     assert_eq!(fetch(plugin, "reenter:k").unwrap().as_deref(), Some("re:v"));
     let threads = kv.kv().threads.lock().unwrap().clone();
-    assert_eq!(threads, vec![std::thread::current().id(); 2], "both host calls ran on the caller's thread");
+    assert_eq!(threads.len(), 2);
+    let me = std::thread::current().id();
+    if native {
+        assert_eq!(threads, vec![me; 2], "both host calls ran on the caller's thread");
+    } else {
+        assert!(threads.iter().all(|t| *t != me), "WASM host calls run off the caller's (fiber) stack");
+    }
     // 8 threads calling plugins that call host functions, every result checked.
     let workers: Vec<_> = (0..8)
         .map(|t| {
@@ -253,7 +265,7 @@ fn native_plugins_call_host_functions() {
     kv.release(); // the builder and host keep it
     let plugin = Arc::new(host.load("KvUserImpl").unwrap());
     assert_eq!(plugin.describe()["host_imports"][0]["bound"], true);
-    exercise(&plugin, &kv);
+    exercise(&plugin, &kv, true);
     // Another implementation cannot take the library while this one is bound and alive.
     let mut other = KvInterface::new(hash, version);
     let other_host = host_with(&[&dir], Some(&other));
@@ -321,7 +333,7 @@ fn wasm_plugins_call_host_functions() {
             });
             assert_eq!(got.unwrap(), None, "the inner call failed, the outer one carried on");
         } else {
-            exercise(&plugin, &kv);
+            exercise(&plugin, &kv, false);
         }
         // Given for this load only: the plugin held the last reference.
         drop(plugin);
@@ -329,6 +341,39 @@ fn wasm_plugins_call_host_functions() {
         drop(host);
         assert_eq!(kv.destroyed.load(Ordering::SeqCst), 1, "exactly once");
     }
+}
+
+#[test]
+fn a_wasm_call_waiting_on_a_host_function_is_stopped_by_its_timeout_and_cancel() {
+    let dir = wasm_search_path("hostfn_wasm_timeout", &["hostfn"], |_, t| t.to_string());
+    let (hash, version) = identity(&host_with(&[&dir], None).load("hostfn").unwrap());
+    let mut kv = KvInterface::new(hash, version);
+    let host = host_with(&[&dir], Some(&kv));
+    kv.release();
+    let opts = TestOptions::new().set(|o, e| unsafe { fidius_load_options_set_timeout_ms(o, 200, e) });
+    let plugin = host.load_opts("hostfn", Some(&opts)).unwrap();
+    // The host function sleeps 3 s; the call's 200 ms timeout stops the guest waiting for it.
+    let f = fetch(&plugin, "sleep").unwrap_err();
+    assert_eq!(f.status, Status::Timeout, "{}", f.message);
+    store(&plugin, "k", "v").unwrap();
+    assert_eq!(fetch(&plugin, "k").unwrap().as_deref(), Some("v"), "serves the next call");
+    // And a cancel token, with no timeout.
+    let plugin = Arc::new(host.load("hostfn").unwrap());
+    let token = unsafe { fidius_cancel_new() } as usize;
+    let p = plugin.clone();
+    let waiting = std::thread::spawn(move || unsafe {
+        let key = wire(&("sleep".to_string(),));
+        let mut out = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
+        let mut err = ptr::null_mut();
+        let s = fidius_plugin_call_cancellable(p.0, FETCH, 0, key.as_ptr(), key.len(), token as *const fidius_cancel, &mut out, &mut err);
+        check(s, err).map(|()| fidius_bytes_free(&mut out))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    unsafe { fidius_cancel_trigger(token as *mut fidius_cancel) };
+    let r = within(Duration::from_secs(60), "a cancelled call", move || waiting.join().unwrap());
+    assert_eq!(r.unwrap_err().status, Status::Cancelled);
+    unsafe { fidius_cancel_free(token as *mut fidius_cancel) };
+    assert_eq!(fetch(&plugin, "k").unwrap().as_deref(), Some("v"));
 }
 
 #[test]

@@ -23,16 +23,18 @@ use crate::host_fn::{HostFnResult, HostFunctions, HostInterface};
 /// plugin sees the host panicking). libfidius answers an index past
 /// `fn_count` itself, without calling.
 ///
-/// It runs on the thread that is running the plugin's code: for a WASM
-/// plugin, the thread that called `fidius_plugin_call`; for a native
-/// plugin, whichever thread the plugin calls from (the caller's, or one it
-/// started). So it runs concurrently when several threads call plugins,
-/// and must not hold a lock across a plugin call that a host function
-/// may need. It may call plugins itself, including the one calling it
-/// (host → plugin → host → plugin): WASM plugins with a reused instance
-/// are the exception, their instance is busy until the outer call returns
-/// (use fresh instances for plugins that re-enter). A WASM call's timeout
-/// counts the callback's time but does not interrupt it.
+/// Native plugins call it on whichever thread runs the plugin's code (the
+/// caller's, or one the plugin started). WASM plugins call it on a thread
+/// libfidius starts for that call, which ends when the callback returns,
+/// while the guest waits: never on the guest's own (fiber) stack, which
+/// managed runtimes cannot scan; and a WASM call's timeout or cancel token
+/// stops the guest waiting for it (the callback itself runs on to its
+/// end). So it runs concurrently when several threads call plugins, and
+/// must not hold a lock across a plugin call that a host function may
+/// need. It may call plugins itself, including the one calling it (host ->
+/// plugin -> host -> plugin); a WASM plugin with a reused instance is busy
+/// during its own call, so re-entering it fails with UNSUPPORTED (use fresh
+/// instances for plugins that re-enter).
 pub type fidius_host_fn = Option<
     unsafe extern "C" fn(user_data: *mut c_void, index: u32, input: *const u8, input_len: usize, call: *mut fidius_host_call),
 >;

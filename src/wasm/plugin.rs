@@ -346,8 +346,9 @@ thread_local! {
     static BUSY: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Marks a reused instance busy on this thread for the length of a call.
-struct ReentryGuard(usize);
+/// Marks reused instances busy on this thread (and the host-function
+/// threads it waits on) for the length of a call.
+pub(super) struct ReentryGuard(Vec<usize>);
 
 impl ReentryGuard {
     fn enter(instance: usize) -> Option<ReentryGuard> {
@@ -355,15 +356,26 @@ impl ReentryGuard {
             let mut busy = b.borrow_mut();
             (!busy.contains(&instance)).then(|| {
                 busy.push(instance);
-                ReentryGuard(instance)
+                ReentryGuard(vec![instance])
             })
         })
+    }
+
+    /// The instances busy on this thread.
+    pub(super) fn snapshot() -> Vec<usize> {
+        BUSY.with(|b| b.borrow().clone())
+    }
+
+    /// Mark `instances` busy on this (new) thread too.
+    pub(super) fn inherit(instances: Vec<usize>) -> ReentryGuard {
+        BUSY.with(|b| b.borrow_mut().extend(&instances));
+        ReentryGuard(instances)
     }
 }
 
 impl Drop for ReentryGuard {
     fn drop(&mut self) {
-        BUSY.with(|b| b.borrow_mut().retain(|&i| i != self.0));
+        BUSY.with(|b| b.borrow_mut().retain(|i| !self.0.contains(i)));
     }
 }
 
