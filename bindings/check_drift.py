@@ -7,6 +7,9 @@ for every `fidius_*` function and every enum value:
           calls that pass Go callbacks), values named as `C.FIDIUS_X`;
   C#      functions declared `extern ... fidius_x(`, values `PascalCase = N`;
   Python  functions in the signature table as `"fidius_x":`, values `SUFFIX = N`.
+It also checks the version each binding was written for against the header's
+FIDIUS_VERSION_STRING: C#'s `BindingVersion = "X.Y.Z"` and Python's
+`BINDING_VERSION = "X.Y.Z"` (Go compiles against the header's macros).
 
   python3 bindings/check_drift.py [HEADER]     (exit 1 and a list on drift)
 """
@@ -31,13 +34,24 @@ def header_surface(text):
     return functions, values
 
 
+def header_version(text):
+    m = re.search(r'^#define FIDIUS_VERSION_STRING "([^"]*)"', text, re.M)
+    return m.group(1) if m else None
+
+
+def binding_version(text, name):
+    m = re.search(rf'\b{name}\s*=\s*"([^"]*)"', text)
+    return m.group(1) if m else None
+
+
 def pascal(suffix):
     return "".join(w.capitalize() for w in suffix.split("_"))
 
 
 def main():
     header = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "include/fidius.h"
-    functions, values = header_surface(header.read_text())
+    header_text = header.read_text()
+    functions, values = header_surface(header_text)
     go = read(p for p in (ROOT / "bindings/go").glob("*.go") if not p.name.endswith("_test.go"))
     go_shims = read((ROOT / "bindings/go").glob("*.c"))
     cs = read([ROOT / "bindings/csharp/Fidius.cs"])
@@ -57,12 +71,25 @@ def main():
             missing.append(f"C#: {enum} value {pascal(suffix)} = {number}")
         if not re.search(rf"\b{suffix} = {number}\b", py):
             missing.append(f"Python: {enum} value {suffix} = {number}")
-    if missing:
-        print(f"bindings drift from {header}: {len(missing)} unbound")
-        for m in missing:
+    stale = []  # binding versions that are not the header's
+    version = header_version(header_text)
+    if version is None:
+        stale.append("header: no FIDIUS_VERSION_STRING")
+    else:
+        for lang, text, name in (("C#", cs, "BindingVersion"), ("Python", py, "BINDING_VERSION")):
+            bound = binding_version(text, name)
+            if bound != version:
+                found = "missing" if bound is None else f'"{bound}"'
+                stale.append(f'{lang}: {name} is {found}, header FIDIUS_VERSION_STRING is "{version}"')
+    if missing or stale:
+        counts = [f"{len(missing)} unbound"] if missing else []
+        counts += [f"{len(stale)} stale version{'s' if len(stale) > 1 else ''}"] if stale else []
+        print(f"bindings drift from {header}: {', '.join(counts)}")
+        for m in missing + stale:
             print("  " + m)
         return 1
-    print(f"bindings match {header.name}: {len(functions)} functions and {len(values)} enum values bound in Go, C# and Python")
+    print(f"bindings match {header.name}: {len(functions)} functions and {len(values)} enum values bound in Go, C# and Python; "
+          f"C# and Python written for version {version}")
     return 0
 
 

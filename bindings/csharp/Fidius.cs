@@ -3,7 +3,7 @@
 // Ownership: every C handle lives in a SafeHandle (HostHandle, PluginHandle,
 // ...), so it is released exactly once, by Dispose or by the runtime's
 // critical finalizer, and never while a P/Invoke using it is in flight.
-// Host, Plugin and EgressPolicy are IDisposable. Everything else (PluginInfo,
+// Host, Plugin, EgressPolicy and HostInterface are IDisposable. Everything else (PluginInfo,
 // Discovery, call outputs, exceptions) is copied into managed memory.
 //
 // Errors: a failed call throws FidiusException (with its Status), or
@@ -28,6 +28,7 @@ using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Text.RegularExpressions;
 using System.Threading;
 
 [assembly: InternalsVisibleTo("FidiusTests")]
@@ -76,6 +77,7 @@ namespace Fidius
         FileRefused = 61,
         SchemaMismatch = 62,
         Cancelled = 63,
+        HostInterface = 64,
     }
 
     /// <summary>The encoding of a call's input and output.</summary>
@@ -121,6 +123,37 @@ namespace Fidius
             PluginMessage = pluginMessage;
             Details = details;
         }
+
+        /// <summary>A plugin error for a HostFunction to throw: the calling plugin sees a PluginError with
+        /// this code, message and details (a JSON document, or null).</summary>
+        public PluginException(string code, string message, string details = null)
+            : this(code + ": " + message, code, message, details) { }
+    }
+
+    /// <summary>The libfidius loaded is not compatible with the version this binding was written
+    /// for (Library.BindingVersion): its C structs and functions may differ, so the binding
+    /// refuses to call it rather than corrupt memory. Thrown by Library.CheckVersion(); any other
+    /// use of libfidius throws a TypeInitializationException whose InnerException is this.</summary>
+    public class LibraryVersionException : Exception
+    {
+        /// <summary>The loaded library's version (fidius_version()), "" if it gave none.</summary>
+        public string LibraryVersion { get; private set; }
+        /// <summary>Library.BindingVersion.</summary>
+        public string BindingVersion { get; private set; }
+        /// <summary>The file the library was loaded from, or null if not known.</summary>
+        public string LibraryPath { get; private set; }
+        /// <summary>Why the versions are incompatible.</summary>
+        public string Reason { get; private set; }
+
+        public LibraryVersionException(string libraryVersion, string bindingVersion, string libraryPath, string reason)
+            : base("libfidius " + libraryVersion + (libraryPath == null ? "" : " (" + libraryPath + ")") +
+                   " is not compatible with this Fidius binding, written for libfidius " + bindingVersion + ": " + reason)
+        {
+            LibraryVersion = libraryVersion;
+            BindingVersion = bindingVersion;
+            LibraryPath = libraryPath;
+            Reason = reason;
+        }
     }
 
     // ---------------------------------------------------------------- handles
@@ -162,6 +195,11 @@ namespace Fidius
         protected override bool ReleaseHandle() { Native.fidius_egress_policy_free(handle); return true; }
     }
 
+    internal sealed class HostInterfaceHandle : FidiusHandle
+    {
+        protected override bool ReleaseHandle() { Native.fidius_host_interface_free(handle); return true; }
+    }
+
     internal sealed class CancelHandle : FidiusHandle
     {
         protected override bool ReleaseHandle() { Native.fidius_cancel_free(handle); return true; }
@@ -183,6 +221,9 @@ namespace Fidius
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void LogFn(IntPtr userData, uint level, IntPtr message);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate void HostFn(IntPtr userData, uint index, IntPtr input, UIntPtr inputLen, IntPtr call);
 
     /// <summary>Where libfidius comes from under .NET (Core 3.0+, 5+): a DllImport resolver for
     /// this assembly that tries the runtime's own probe for "fidius" (the app directory, a NuGet
@@ -250,7 +291,16 @@ namespace Fidius
     {
         const string Lib = "fidius"; // libfidius.so (NativeResolver: also libfidius.so.0 under .NET)
 
-        static Native() { NativeResolver.Install(); }
+        // Every use of libfidius goes through this class, so its initialization is the load-time
+        // version check: a mismatched library makes every later use throw a
+        // TypeInitializationException wrapping the LibraryVersionException.
+        static Native()
+        {
+            NativeResolver.Install();
+            LibraryVersionException mismatch = Library.CheckLoadedVersion();
+            if (mismatch != null)
+                throw mismatch;
+        }
 
         // errors
         [DllImport(Lib)] public static extern Status fidius_error_status(IntPtr error);
@@ -351,6 +401,15 @@ namespace Fidius
         [DllImport(Lib)] public static extern Status fidius_egress_policy_new(EgressFn callback, IntPtr userData, DestroyFn destroy, out EgressPolicyHandle policy, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_egress_policy_set_allow_private_ranges(EgressPolicyHandle policy, [MarshalAs(UnmanagedType.U1)] bool allow, out IntPtr error);
         [DllImport(Lib)] public static extern void fidius_egress_policy_free(IntPtr policy);
+
+        // host functions
+        [DllImport(Lib)] public static extern Status fidius_host_interface_new(byte[] name, ulong hash, uint version, uint fnCount, HostFn callback, IntPtr userData, DestroyFn destroy, out HostInterfaceHandle iface, out IntPtr error);
+        [DllImport(Lib)] public static extern void fidius_host_interface_free(IntPtr iface);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_add_host_interface(HostBuilderHandle b, HostInterfaceHandle iface, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_load_options_add_host_interface(LoadOptionsHandle o, HostInterfaceHandle iface, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_call_set_output(IntPtr call, byte[] output, UIntPtr len, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_call_set_error(IntPtr call, byte[] code, byte[] message, byte[] details, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_call_set_failure(IntPtr call, byte[] message, out IntPtr error);
         [DllImport(Lib)] public static extern IntPtr fidius_http_request_method(IntPtr request);
         [DllImport(Lib)] public static extern IntPtr fidius_http_request_scheme(IntPtr request);
         [DllImport(Lib)] public static extern IntPtr fidius_http_request_authority(IntPtr request);
@@ -468,6 +527,7 @@ namespace Fidius
         public static readonly EgressFn EgressThunk = OnEgress;
         public static readonly LogFn LogThunk = OnLog;
         public static readonly DestroyFn DestroyThunk = OnDestroy;
+        public static readonly HostFn HostFnThunk = OnHostFn;
 
         static int liveCallbacks;
 
@@ -513,6 +573,56 @@ namespace Fidius
             }
         }
 
+        /// <summary>A host function call: the delegate gets a copy of the input; its answer (or
+        /// exception) is handed to libfidius. Nothing escapes into native code.</summary>
+        static void OnHostFn(IntPtr userData, uint index, IntPtr input, UIntPtr inputLen, IntPtr call)
+        {
+            try
+            {
+                byte[] output;
+                try
+                {
+                    HostFunction function = (HostFunction)GCHandle.FromIntPtr(userData).Target;
+                    ulong len = inputLen.ToUInt64();
+                    if (len > (ulong)MaxManagedBytes)
+                        throw new FidiusException(Status.BufferTooSmall,
+                            "host function input of " + len + " bytes is larger than a .NET byte[] can hold");
+                    byte[] args = new byte[(int)len];
+                    if (len > 0) Marshal.Copy(input, args, 0, (int)len);
+                    output = function(index, args);
+                }
+                catch (PluginException e)
+                {
+                    IntPtr err;
+                    Status st = fidius_host_call_set_error(call, Utf8z(e.Code ?? ""), Utf8z(e.PluginMessage ?? ""), Utf8z(e.Details), out err);
+                    if (err != IntPtr.Zero) fidius_error_free(err);
+                    if (st != Status.Ok)
+                        HostCallFail(call, "host function threw PluginException " + e.Code + " (not passed on: " + StatusName(st) + ")");
+                    return;
+                }
+                catch (Exception e)
+                {
+                    HostCallFail(call, "host function threw " + e.GetType().Name + ": " + e.Message);
+                    return;
+                }
+                if (output != null && output.Length > 0)
+                {
+                    IntPtr err;
+                    Status st = fidius_host_call_set_output(call, output, (UIntPtr)output.Length, out err);
+                    if (err != IntPtr.Zero) fidius_error_free(err);
+                    if (st != Status.Ok) HostCallFail(call, "host function output refused: " + StatusName(st));
+                }
+            }
+            catch { /* never unwind into libfidius */ }
+        }
+
+        static void HostCallFail(IntPtr call, string message)
+        {
+            IntPtr err;
+            fidius_host_call_set_failure(call, Utf8z(message), out err);
+            if (err != IntPtr.Zero) fidius_error_free(err);
+        }
+
         static void OnLog(IntPtr userData, uint level, IntPtr message)
         {
             try
@@ -533,6 +643,109 @@ namespace Fidius
 
         /// <summary>libfidius' description of a status ("plugin error", ...).</summary>
         public static string StatusName(Status status) { return Native.StatusName(status); }
+
+        /// <summary>The libfidius version this binding was written for: include/fidius.h's
+        /// FIDIUS_VERSION_STRING (bindings/check_drift.py fails when they differ).</summary>
+        public const string BindingVersion = "0.1.0";
+
+        /// <summary>Why a libfidius of version <paramref name="library"/> cannot be used by a
+        /// binding written for <paramref name="binding"/> (both "MAJOR.MINOR.PATCH"; a semver
+        /// pre-release or build suffix is ignored), or null when it can: same MAJOR and, while
+        /// MAJOR is 0, same MINOR (before 1.0 a minor release may change the C structs and
+        /// functions); the PATCH may differ either way.</summary>
+        public static string VersionMismatch(string library, string binding)
+        {
+            int[] lib = ParseVersion(library), bind = ParseVersion(binding);
+            if (lib == null)
+                return "library version \"" + library + "\" is not MAJOR.MINOR.PATCH";
+            if (bind == null)
+                return "binding version \"" + binding + "\" is not MAJOR.MINOR.PATCH";
+            if (lib[0] != bind[0])
+                return "major versions differ (" + lib[0] + ", " + bind[0] + ")";
+            if (lib[0] == 0 && lib[1] != bind[1])
+                return "minor versions differ (" + lib[1] + ", " + bind[1] + ") before 1.0";
+            return null;
+        }
+
+        /// <summary>Throws LibraryVersionException unless the libfidius loaded is compatible with
+        /// BindingVersion. The Host, EgressPolicy and HostInterface constructors call it first;
+        /// any other use of a mismatched library (Library.Version, ...) throws a
+        /// TypeInitializationException wrapping the LibraryVersionException, as the check runs
+        /// when the native class is first used. (A missing library throws DllNotFoundException
+        /// as usual.)</summary>
+        public static void CheckVersion()
+        {
+            try
+            {
+                RuntimeHelpers.RunClassConstructor(typeof(Native).TypeHandle);
+            }
+            catch (TypeInitializationException e)
+            {
+                LibraryVersionException mismatch = e.InnerException as LibraryVersionException;
+                if (mismatch == null)
+                    throw;
+                throw new LibraryVersionException(mismatch.LibraryVersion, mismatch.BindingVersion, mismatch.LibraryPath, mismatch.Reason);
+            }
+        }
+
+        static readonly Regex VersionPattern = new Regex(@"^([0-9]+)\.([0-9]+)\.([0-9]+)(?:[-+][0-9A-Za-z.+-]+)?$");
+
+        static int[] ParseVersion(string version)
+        {
+            Match m = VersionPattern.Match(version ?? "");
+            if (!m.Success || m.Value != version)
+                return null;
+            int[] parts = new int[3];
+            for (int i = 0; i < 3; i++)
+                if (!int.TryParse(m.Groups[i + 1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out parts[i]))
+                    return null;
+            return parts;
+        }
+
+        /// <summary>Native's static constructor: null when the library loaded is compatible, else
+        /// the exception to refuse it with. A library that cannot be found is left to the call
+        /// that needs it (DllNotFoundException, as without this check).</summary>
+        internal static LibraryVersionException CheckLoadedVersion()
+        {
+            string found;
+            try
+            {
+                found = Native.Str(Native.fidius_version()) ?? "";
+            }
+            catch (DllNotFoundException)
+            {
+                return null;
+            }
+            catch (EntryPointNotFoundException)
+            {
+                return new LibraryVersionException("(none)", BindingVersion, LoadedLibraryPath(),
+                                                   "the library has no fidius_version: not libfidius");
+            }
+            string reason = VersionMismatch(found, BindingVersion);
+            return reason == null ? null : new LibraryVersionException(found, BindingVersion, LoadedLibraryPath(), reason);
+        }
+
+        /// <summary>The libfidius file mapped into this process (Linux: /proc/self/maps), or null.</summary>
+        static string LoadedLibraryPath()
+        {
+            try
+            {
+                foreach (string line in System.IO.File.ReadAllLines("/proc/self/maps"))
+                {
+                    int slash = line.IndexOf('/');
+                    if (slash < 0)
+                        continue;
+                    string path = line.Substring(slash);
+                    if (System.IO.Path.GetFileName(path).StartsWith("libfidius", StringComparison.Ordinal))
+                        return path;
+                }
+            }
+            catch (Exception)
+            {
+                // not Linux, or /proc unavailable: the message goes without the path
+            }
+            return null;
+        }
     }
 
     /// <summary>What a plugin is (a copy of a fidius_plugin_info).</summary>
@@ -603,7 +816,7 @@ namespace Fidius
         public bool TrustPrecompiled;
         /// <summary>The capabilities packages may have: names ("stdout", "env:HOME") or patterns where
         /// * matches any run of characters ("env:LOG_*"). Empty (the default) allows everything but
-        /// env:*, args and network; any pattern replaces that default ("@default" stands for it:
+        /// env:*, args, network and fs:*; any pattern replaces that default ("@default" stands for it:
         /// { "@default", "env:LOG_*" } extends it). A package asking for more
         /// fails to load with Status.Capability; an empty pattern is Status.InvalidArgument.</summary>
         public List<string> AllowCapabilities = new List<string>();
@@ -621,6 +834,9 @@ namespace Fidius
         public BufferStrategy BufferStrategy = BufferStrategy.None;
         /// <summary>The default egress policy of WASM plugins (null: no outbound HTTP).</summary>
         public EgressPolicy Egress;
+        /// <summary>Host interfaces (host functions) offered to every plugin the host loads; one
+        /// named like an earlier one replaces it.</summary>
+        public List<HostInterface> HostInterfaces = new List<HostInterface>();
         /// <summary>Receives log lines (level 1 error, 2 warning, 3 info) on any thread, concurrently.</summary>
         public Action<int, string> Log;
     }
@@ -634,6 +850,9 @@ namespace Fidius
         public ulong InterfaceHash;
         /// <summary>Overrides the host's egress policy for this WASM plugin.</summary>
         public EgressPolicy Egress;
+        /// <summary>Host interfaces (host functions) offered to this plugin, before the host's
+        /// interfaces of the same name.</summary>
+        public List<HostInterface> HostInterfaces = new List<HostInterface>();
         /// <summary>The component's exported interface to use (WASM).</summary>
         public string InterfaceExport;
         /// <summary>Stops WASM calls that run longer (zero: none); rounded up to milliseconds.</summary>
@@ -669,6 +888,11 @@ namespace Fidius
                     Native.Check(Native.fidius_load_options_set_interface_hash(o, InterfaceHash, out err), err);
                 if (Egress != null)
                     Native.Check(Native.fidius_load_options_set_egress_policy(o, Egress.Handle, out err), err);
+                foreach (HostInterface hi in HostInterfaces)
+                {
+                    if (hi == null) throw new ArgumentNullException("HostInterfaces", "a null host interface");
+                    Native.Check(Native.fidius_load_options_add_host_interface(o, hi.Handle, out err), err);
+                }
                 if (InterfaceExport != null)
                     Native.Check(Native.fidius_load_options_set_interface_export(o, Native.Utf8z(InterfaceExport), out err), err);
                 if (Timeout > TimeSpan.Zero)
@@ -734,8 +958,11 @@ namespace Fidius
     {
         readonly HostHandle handle;
 
+        /// <summary>Builds a host. Throws LibraryVersionException when the libfidius loaded is not
+        /// compatible with Library.BindingVersion.</summary>
         public Host(HostConfig config)
         {
+            Library.CheckVersion();
             using (HostBuilderHandle b = Native.fidius_host_builder_new())
             {
                 if (b.IsInvalid) throw new OutOfMemoryException("fidius_host_builder_new");
@@ -771,6 +998,11 @@ namespace Fidius
                     Native.Check(Native.fidius_host_builder_set_buffer_strategy(b, (uint)config.BufferStrategy, out err), err);
                 if (config.Egress != null)
                     Native.Check(Native.fidius_host_builder_set_egress_policy(b, config.Egress.Handle, out err), err);
+                foreach (HostInterface hi in config.HostInterfaces)
+                {
+                    if (hi == null) throw new ArgumentNullException("HostInterfaces", "a null host interface");
+                    Native.Check(Native.fidius_host_builder_add_host_interface(b, hi.Handle, out err), err);
+                }
                 if (config.Log != null)
                 {
                     IntPtr state = Native.Pin(config.Log);
@@ -1063,6 +1295,66 @@ namespace Fidius
     /// An exception denies.</summary>
     public delegate EgressVerdict EgressCallback(HttpRequest request);
 
+    /// <summary>Implements a host interface (fidius #[host_interface]) plugins call back into: one
+    /// delegate for the whole interface, dispatching on index (the function's position in the trait,
+    /// from 0). input is the wire encoding (bincode) of the function's arguments as a tuple (a copy:
+    /// it may be kept); the result is the wire bytes of the return value (null or empty for a
+    /// function returning () or Result&lt;(), _&gt;). Throwing a PluginException makes the plugin
+    /// see a PluginError with its Code, PluginMessage and Details; any other exception makes it see
+    /// the host function panicking, with the exception's type and message. No exception reaches
+    /// native code. A native plugin calls it on whichever thread runs the plugin's code (the
+    /// caller's, or one the plugin started); a WASM plugin on a thread libfidius starts for the call,
+    /// which ends when it returns, while the guest waits (the call's timeout or CancellationToken
+    /// stops the waiting guest; the delegate runs on to its end). It runs concurrently when several
+    /// threads call plugins, and may call plugins itself (re-entering a WASM plugin loaded with
+    /// ReuseInstance from within its own call fails with Status.Unsupported). An index past the
+    /// function count is answered by libfidius, without calling.</summary>
+    public delegate byte[] HostFunction(uint index, byte[] input);
+
+    /// <summary>A host interface: the identity plugins were built against (name, hash, version and
+    /// function count: the constants #[host_interface] generates, Kv_HOST_INTERFACE_HASH, ...;
+    /// Describe() lists a native plugin's under "host_imports") and the HostFunction implementing
+    /// it, for HostConfig.HostInterfaces or LoadOptions.HostInterfaces. Hosts, load options and
+    /// plugins using it hold their own references: it may be disposed right after registering it,
+    /// and the delegate stays alive until libfidius releases its last reference.
+    /// Native plugins: a library importing the interface is bound to it when loaded (a version or
+    /// hash mismatch fails the load with Status.HostInterface); binding is once per library in the
+    /// process, so while one implementation is in use, loading the library with another fails with
+    /// Status.HostInterface. WASM plugins: each call names the interface, version and hash, checked
+    /// on every call.</summary>
+    public sealed class HostInterface : IDisposable
+    {
+        internal readonly HostInterfaceHandle Handle;
+
+        public string Name { get; private set; }
+        public ulong Hash { get; private set; }
+        public uint Version { get; private set; }
+        public uint FunctionCount { get; private set; }
+
+        public HostInterface(string name, ulong hash, uint version, uint fnCount, HostFunction function)
+        {
+            Library.CheckVersion();
+            if (name == null) throw new ArgumentNullException("name");
+            if (function == null) throw new ArgumentNullException("function");
+            Name = name;
+            Hash = hash;
+            Version = version;
+            FunctionCount = fnCount;
+            IntPtr state = Native.Pin(function);
+            IntPtr err;
+            Status st = Native.fidius_host_interface_new(Native.Utf8z(name), hash, version, fnCount, Native.HostFnThunk,
+                                                         state, Native.DestroyThunk, out Handle, out err);
+            if (st != Status.Ok)
+            {
+                Native.Unpin(state); // documented: destroy is not called on failure
+                throw Native.TakeException(st, err);
+            }
+        }
+
+        /// <summary>Release the caller's reference.</summary>
+        public void Dispose() { Handle.Dispose(); }
+    }
+
     /// <summary>An egress policy. Hosts, load options and plugins using it hold their own
     /// references: it may be disposed right after registering it, and the callback stays alive
     /// until libfidius releases its last reference (its destroy callback).
@@ -1085,6 +1377,7 @@ namespace Fidius
 
         public EgressPolicy(EgressCallback callback)
         {
+            Library.CheckVersion();
             if (callback == null) throw new ArgumentNullException("callback");
             IntPtr state = Native.Pin(callback);
             IntPtr err;

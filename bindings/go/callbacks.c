@@ -9,6 +9,11 @@ static void log_trampoline(void *user_data, uint32_t level, const char *message)
     fidiusGoLog((uintptr_t)user_data, level, (char *)message);
 }
 
+static void host_fn_trampoline(void *user_data, uint32_t index, const uint8_t *input, size_t input_len,
+                               fidius_host_call *call) {
+    fidiusGoHostFn((uintptr_t)user_data, index, (uint8_t *)input, input_len, call);
+}
+
 static void release_trampoline(void *user_data) {
     fidiusGoRelease((uintptr_t)user_data);
 }
@@ -21,4 +26,10 @@ fidius_status fidiusgo_set_log_callback(fidius_host_builder *builder, uintptr_t 
     /* null_callback: tests force the registration to fail (NULL_ARGUMENT). */
     return fidius_host_builder_set_log_callback(builder, null_callback ? NULL : log_trampoline, (void *)handle,
                                                 release_trampoline, error);
+}
+
+fidius_status fidiusgo_host_interface_new(const char *name, uint64_t hash, uint32_t version, uint32_t fn_count,
+                                         uintptr_t handle, fidius_host_interface **interface, fidius_error **error) {
+    return fidius_host_interface_new(name, hash, version, fn_count, host_fn_trampoline, (void *)handle,
+                                     release_trampoline, interface, error);
 }

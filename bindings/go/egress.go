@@ -53,6 +53,9 @@ type EgressPolicy struct {
 
 // NewEgressPolicy wraps fn as a policy, for HostConfig.Egress or LoadOptions.Egress.
 func NewEgressPolicy(fn EgressFunc) (*EgressPolicy, error) {
+	if err := CheckLibrary(); err != nil {
+		return nil, err
+	}
 	if fn == nil {
 		return nil, &Error{Status: StatusNullArgument, Message: "nil egress function"}
 	}

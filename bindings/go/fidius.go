@@ -1,7 +1,7 @@
 // Package fidius hosts Fidius plugins (native cdylibs and sandboxed WASM
 // components) from Go, through libfidius' C API (fidius.h).
 //
-// Ownership: Host, Plugin and EgressPolicy wrap a C handle each. Close
+// Ownership: Host, Plugin, EgressPolicy and HostInterface wrap a C handle each. Close
 // releases it; a finalizer releases it too if Close was never called, but
 // finalizers run late or not at all, so call Close. Everything else
 // (PluginInfo, Discovery, errors) is copied into Go values and needs no
@@ -85,6 +85,7 @@ const (
 	StatusFileRefused           Status = C.FIDIUS_STATUS_FILE_REFUSED
 	StatusSchemaMismatch        Status = C.FIDIUS_STATUS_SCHEMA_MISMATCH
 	StatusCancelled             Status = C.FIDIUS_STATUS_CANCELLED
+	StatusHostInterface         Status = C.FIDIUS_STATUS_HOST_INTERFACE
 )
 
 // String is libfidius' description of the status ("plugin error", ...).

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -111,6 +113,44 @@ func checkDivZero(t *testing.T, err error) {
 func TestVersion(t *testing.T) {
 	if Version() != HeaderVersion {
 		t.Fatalf("library %s, header %s", Version(), HeaderVersion)
+	}
+}
+
+// The rule a binding applies at load: same MAJOR and, before 1.0, same MINOR.
+func TestCompatibleVersions(t *testing.T) {
+	for _, c := range []struct {
+		library, binding string
+		ok               bool
+	}{
+		{"0.1.0", "0.1.0", true},
+		{"0.1.7", "0.1.0", true},      // patch difference
+		{"0.1.0", "0.1.3", true},      // either way
+		{"1.4.2", "1.2.0", true},      // minor difference after 1.0
+		{"0.1.0-rc.1", "0.1.0", true}, // a semver pre-release suffix is ignored
+		{"0.2.0", "0.1.0", false},     // minor difference before 1.0
+		{"0.1.0", "0.2.0", false},
+		{"1.0.0", "0.1.0", false}, // major difference
+		{"2.0.0", "1.9.9", false},
+		{"", "0.1.0", false}, // malformed
+		{"0.1", "0.1.0", false},
+		{"0.1.0.0", "0.1.0", false},
+		{"0.x.0", "0.1.0", false},
+		{"v0.1.0", "0.1.0", false},
+		{"0.1.0-", "0.1.0", false},
+		{"0.1.0", "garbage", false},
+	} {
+		err := CompatibleVersions(c.library, c.binding)
+		if (err == nil) != c.ok {
+			t.Errorf("CompatibleVersions(%q, %q) = %v, want compatible %v", c.library, c.binding, err, c.ok)
+		}
+	}
+	if err := CheckLibrary(); err != nil {
+		t.Fatalf("the library under test is refused: %v", err)
+	}
+	ve := &VersionError{Library: "0.2.0", Binding: "0.1.0", Path: "/x/libfidius.so", Reason: "minor versions differ"}
+	if !errors.Is(ve, ErrVersionMismatch) || !strings.Contains(ve.Error(), "0.2.0") ||
+		!strings.Contains(ve.Error(), "0.1.0") || !strings.Contains(ve.Error(), "/x/libfidius.so") {
+		t.Errorf("VersionError: %v", ve)
 	}
 }
 
@@ -1130,6 +1170,43 @@ func TestCancel(t *testing.T) {
 	}
 }
 
+// A WASM call looping in guest code (caps.spin: never calls the host), with
+// no timeout, stops when its context is cancelled from another goroutine,
+// and the plugin serves the next call.
+func TestCancelSpinningCall(t *testing.T) {
+	caps := loadCaps(t)
+	spin, err := caps.MethodIndex("spin")
+	if err != nil || spin != 7 {
+		t.Fatalf("spin: %d, %v", spin, err)
+	}
+	for _, via := range []string{"InvokeContext", "CallContext"} {
+		ctx, cancelledAt := cancelAfter(context.Background())
+		errs := make(chan error, 1)
+		go func() {
+			switch via {
+			case "InvokeContext":
+				errs <- caps.InvokeContext(ctx, "spin", nil, uint64(math.MaxUint64))
+			case "CallContext":
+				_, err := caps.CallContext(ctx, spin, FormatWire, binary.LittleEndian.AppendUint64(nil, math.MaxUint64))
+				errs <- err
+			}
+		}()
+		select {
+		case err := <-errs:
+			var fe *Error
+			if !errors.As(err, &fe) || fe.Status != StatusCancelled || !errors.Is(err, context.Canceled) {
+				t.Fatalf("%s: spin(u64::MAX) cancelled: %v", via, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: spin(u64::MAX) still running 10 s after the start (cancelled at %v)", via, cancelledAt())
+		}
+		var rounds uint64 // the plugin serves the next call
+		if err := caps.InvokeContext(context.Background(), "spin", &rounds, 1000); err != nil || rounds != 1000 {
+			t.Errorf("%s: spin(1000) after a cancelled spin: %d, %v", via, rounds, err)
+		}
+	}
+}
+
 func TestCloseCancelsBlockedCalls(t *testing.T) {
 	caps := loadCaps(t)
 	// Calls blocked for good (no timeout; no context, or one never
@@ -1178,5 +1255,348 @@ func TestCloseCancelsBlockedCalls(t *testing.T) {
 	}
 	if err := caps.InvokeContext(ctx, "sleep_ms", nil, 1); err != ErrClosed {
 		t.Errorf("InvokeContext after Close: %v", err)
+	}
+}
+
+// --- host functions -------------------------------------------------------------
+
+// KvUser method indices (tests/fixtures/{native,wasm}/hostfn: KvUserImpl and
+// the package hostfn), which call back into the host interface Kv: index 0
+// get(key) -> Option<String>, 1 put(key, value) -> Result<(), PluginError>.
+const (
+	kvFetch       = 0
+	kvStore       = 1
+	kvCopy        = 2
+	kvHostHash    = 3
+	kvHostVersion = 4
+)
+
+func wireStrings(ss ...string) []byte {
+	var out []byte
+	for _, s := range ss {
+		out = append(out, wireString(s)...)
+	}
+	return out
+}
+
+// readWireString decodes a wire string at the start of b; the rest follows it.
+func readWireString(b []byte) (s string, rest []byte, ok bool) {
+	if len(b) < 8 {
+		return "", nil, false
+	}
+	n := binary.LittleEndian.Uint64(b)
+	if uint64(len(b)-8) < n {
+		return "", nil, false
+	}
+	return string(b[8 : 8+n]), b[8+n:], true
+}
+
+// kvStoreImpl is a Kv host interface over a Go map.
+type kvStoreImpl struct {
+	mu    sync.Mutex
+	data  map[string]string
+	calls int
+}
+
+func (kv *kvStoreImpl) fn(index uint32, input []byte) ([]byte, error) {
+	key, rest, ok := readWireString(input)
+	if !ok {
+		return nil, errors.New("kv: malformed key")
+	}
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	kv.calls++
+	switch index {
+	case 0: // get(key) -> Option<String>
+		v, found := kv.data[key]
+		if !found {
+			return []byte{0}, nil
+		}
+		return append([]byte{1}, wireString(v)...), nil
+	case 1: // put(key, value) -> Result<(), PluginError>
+		value, _, ok := readWireString(rest)
+		if !ok {
+			return nil, errors.New("kv: malformed value")
+		}
+		switch key {
+		case "forbidden":
+			return nil, &PluginError{Code: "DENIED", Message: "that key is not yours", Details: `{"key":"forbidden"}`, HasDetails: true}
+		case "wrapped":
+			return nil, fmt.Errorf("kv: %w", &PluginError{Code: "WRAPPED", Message: "found through errors.As"})
+		case "fail":
+			return nil, errors.New("disk on fire")
+		case "panic":
+			panic("kv exploded")
+		case "gc":
+			runtime.GC() // a collection inside a host function
+		}
+		kv.data[key] = value
+		return nil, nil // (): nothing to answer
+	}
+	return nil, fmt.Errorf("kv: no function %d", index)
+}
+
+func (kv *kvStoreImpl) get(key string) (string, bool) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	v, ok := kv.data[key]
+	return v, ok
+}
+
+func kvFetchCall(p *Plugin, key string) (value string, found bool, err error) {
+	out, err := p.CallWire(kvFetch, wireString(key))
+	if err != nil {
+		return "", false, err
+	}
+	if len(out) == 1 && out[0] == 0 {
+		return "", false, nil
+	}
+	if len(out) < 1 || out[0] != 1 {
+		return "", false, fmt.Errorf("fetch: bad output %q", out)
+	}
+	v, rest, ok := readWireString(out[1:])
+	if !ok || len(rest) != 0 {
+		return "", false, fmt.Errorf("fetch: bad output %q", out)
+	}
+	return v, true, nil
+}
+
+func wantPluginCode(t *testing.T, label string, err error, code string) *PluginError {
+	t.Helper()
+	var pe *PluginError
+	if !errors.As(err, &pe) {
+		t.Errorf("%s: want a *PluginError %s, got %T %v", label, code, err, err)
+		return nil
+	}
+	if pe.Code != code {
+		t.Errorf("%s: code %q (message %q), want %s", label, pe.Code, pe.Message, code)
+	}
+	return pe
+}
+
+// exerciseKv runs the KvUser methods of p against kv (registered for p).
+func exerciseKv(t *testing.T, p *Plugin, kv *kvStoreImpl, runtime string) {
+	t.Helper()
+	key, value := "greeting-"+runtime, "hello from the "+runtime+" plugin, ünïcode"
+	if _, err := p.CallWire(kvStore, wireStrings(key, value)); err != nil {
+		t.Fatalf("%s store: %v", runtime, err)
+	}
+	if got, ok := kv.get(key); !ok || got != value {
+		t.Errorf("%s store: the Go map has %q (%v)", runtime, got, ok)
+	}
+	if got, found, err := kvFetchCall(p, key); err != nil || !found || got != value {
+		t.Errorf("%s fetch: %q %v %v", runtime, got, found, err)
+	}
+	if _, found, err := kvFetchCall(p, "missing"); err != nil || found {
+		t.Errorf("%s fetch(missing): found %v, %v", runtime, found, err)
+	}
+	// copy: two host calls in one plugin call.
+	if out, err := p.CallWire(kvCopy, wireStrings(key, key+"-copy")); err != nil || len(out) != 1 || out[0] != 1 {
+		t.Errorf("%s copy: %q %v", runtime, out, err)
+	}
+	if got, _ := kv.get(key + "-copy"); got != value {
+		t.Errorf("%s copy: the Go map has %q", runtime, got)
+	}
+	if _, err := p.CallWire(kvStore, wireStrings("gc", "collected")); err != nil {
+		t.Errorf("%s store(gc): %v", runtime, err)
+	}
+
+	// A *PluginError from the host function reaches the plugin, which returns it unchanged.
+	_, err := p.CallWire(kvStore, wireStrings("forbidden", "x"))
+	if pe := wantPluginCode(t, runtime+" store(forbidden)", err, "DENIED"); pe != nil {
+		if pe.Message != "that key is not yours" || !pe.HasDetails || strings.ReplaceAll(pe.Details, " ", "") != `{"key":"forbidden"}` {
+			t.Errorf("%s store(forbidden): message %q details %q (%v)", runtime, pe.Message, pe.Details, pe.HasDetails)
+		}
+		if !errors.Is(err, StatusPluginError) {
+			t.Errorf("%s store(forbidden): not StatusPluginError", runtime)
+		}
+	}
+	_, err = p.CallWire(kvStore, wireStrings("wrapped", "x"))
+	if pe := wantPluginCode(t, runtime+" store(wrapped)", err, "WRAPPED"); pe != nil && pe.HasDetails {
+		t.Errorf("%s store(wrapped): details %q", runtime, pe.Details)
+	}
+	// Any other error, or a panic, is a host failure: the plugin sees the host panicking.
+	_, err = p.CallWire(kvStore, wireStrings("fail", "x"))
+	if pe := wantPluginCode(t, runtime+" store(fail)", err, "HOST_PANIC"); pe != nil && !strings.Contains(pe.Message, "disk on fire") {
+		t.Errorf("%s store(fail): message %q", runtime, pe.Message)
+	}
+	_, err = p.CallWire(kvStore, wireStrings("panic", "x"))
+	if pe := wantPluginCode(t, runtime+" store(panic)", err, "HOST_PANIC"); pe != nil &&
+		(!strings.Contains(pe.Message, "host function panicked") || !strings.Contains(pe.Message, "kv exploded")) {
+		t.Errorf("%s store(panic): message %q", runtime, pe.Message)
+	}
+	// ... and the plugin keeps serving.
+	if got, found, err := kvFetchCall(p, key); err != nil || !found || got != value {
+		t.Errorf("%s fetch after the panic: %q %v %v", runtime, got, found, err)
+	}
+}
+
+// TestHostFunctions has every native assertion: a native library is bound to
+// one implementation of an interface per process at a time (and, once bound,
+// no longer answers "not bound" without one: that check comes first).
+func TestHostFunctions(t *testing.T) {
+	before := atomicLive()
+
+	// Without Kv: read the identity the plugins were built against; their
+	// host calls fail with fidius' "not bound".
+	var hash uint64
+	var version uint32
+	func() {
+		h := newHost(t, HostConfig{})
+		for _, name := range []string{"KvUserImpl", "hostfn"} {
+			p := load(t, h, name, nil)
+			out, err := p.CallWire(kvHostHash, nil)
+			if err != nil || len(out) != 8 {
+				t.Fatalf("%s host_hash: %q %v", name, out, err)
+			}
+			if got := binary.LittleEndian.Uint64(out); hash == 0 {
+				hash = got
+			} else if got != hash {
+				t.Errorf("native and WASM Kv hashes differ: %#x, %#x", hash, got)
+			}
+			out, err = p.CallWire(kvHostVersion, nil)
+			if err != nil || len(out) != 4 {
+				t.Fatalf("%s host_version: %q %v", name, out, err)
+			}
+			version = binary.LittleEndian.Uint32(out)
+			_, err = p.CallWire(kvFetch, wireString("k"))
+			wantPluginCode(t, name+" fetch without Kv", err, "HOST_NOT_BOUND")
+			p.Close()
+		}
+		h.Close()
+	}()
+	if version != 1 || hash == 0 {
+		t.Fatalf("Kv identity: version %d hash %#x", version, hash)
+	}
+
+	if _, err := NewHostInterface("Kv", hash, version, 2, nil); !errors.Is(err, StatusNullArgument) {
+		t.Errorf("nil HostFunc: %v", err)
+	}
+	if _, err := NewHostInterface("", hash, version, 2, (&kvStoreImpl{}).fn); !errors.Is(err, StatusInvalidArgument) {
+		t.Errorf("empty name: %v", err)
+	}
+	if live := atomicLive(); live != before {
+		t.Errorf("refused interfaces left %d handles", live-before)
+	}
+
+	// Kv on the host: both plugins store into the Go map.
+	kv := &kvStoreImpl{data: map[string]string{}}
+	iface, err := NewHostInterface("Kv", hash, version, 2, kv.fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iface.Name() != "Kv" {
+		t.Errorf("Name() = %q", iface.Name())
+	}
+	h, err := NewHost(HostConfig{SearchPaths: []string{pluginDir(t)}, HostInterfaces: []*HostInterface{iface}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iface.Close() // the host holds its own reference
+	iface.Close()
+	native, err := h.Load("KvUserImpl", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wasm, err := h.Load("hostfn", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC() // the HostFunc stays reachable through its handle
+	exerciseKv(t, native, kv, "native")
+	exerciseKv(t, wasm, kv, "wasm")
+	// Concurrent calls, each calling Kv (a WASM plugin's host calls run on a thread started for them).
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 5; i++ {
+				key := fmt.Sprintf("g%d-%d", g, i)
+				if _, err := wasm.CallWire(kvStore, wireStrings(key, "v")); err != nil {
+					t.Errorf("concurrent store %s: %v", key, err)
+				} else if got, found, err := kvFetchCall(native, key); err != nil || !found || got != "v" {
+					t.Errorf("concurrent fetch %s (native): %q %v %v", key, got, found, err)
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	if desc, err := native.DescribeJSON(); err != nil || !strings.Contains(string(desc), `"host_imports"`) {
+		t.Errorf("describe: %s %v", desc, err)
+	} else {
+		var d struct {
+			HostImports []struct {
+				Name    string `json:"name"`
+				Version uint32 `json:"version"`
+				Bound   bool   `json:"bound"`
+			} `json:"host_imports"`
+		}
+		if err := json.Unmarshal(desc, &d); err != nil || len(d.HostImports) != 1 || d.HostImports[0].Name != "Kv" ||
+			d.HostImports[0].Version != version || !d.HostImports[0].Bound {
+			t.Errorf("describe host_imports: %+v %v", d.HostImports, err)
+		}
+	}
+
+	// A second, different implementation: the WASM plugin takes it through its
+	// load options; the native library, bound to a live one, refuses it.
+	other := &kvStoreImpl{data: map[string]string{}}
+	otherIface, err := NewHostInterface("Kv", hash, version, 2, other.fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer otherIface.Close()
+	wasm2, err := h.Load("hostfn", &LoadOptions{HostInterfaces: []*HostInterface{otherIface}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wasm2.CallWire(kvStore, wireStrings("only-other", "2")); err != nil {
+		t.Errorf("store through the load options' Kv: %v", err)
+	}
+	if _, ok := other.get("only-other"); !ok {
+		t.Errorf("the load options' Kv did not get the store")
+	}
+	if _, ok := kv.get("only-other"); ok {
+		t.Errorf("the host's Kv got a store meant for the load options' one")
+	}
+	wasm2.Close()
+	if _, err := h.Load("KvUserImpl", &LoadOptions{HostInterfaces: []*HostInterface{otherIface}}); !errors.Is(err, StatusHostInterface) {
+		t.Errorf("native library bound to a live implementation, loaded with another: %v", err)
+	}
+	// A mismatched identity fails a native load.
+	badIface, err := NewHostInterface("Kv", hash^1, version, 2, other.fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Load("KvUserImpl", &LoadOptions{HostInterfaces: []*HostInterface{badIface}}); !errors.Is(err, StatusHostInterface) {
+		t.Errorf("native load with a mismatched hash: %v", err)
+	}
+	badIface.Close()
+
+	// The plugins keep the interface after the host is closed.
+	h.Close()
+	if atomicLive() == before {
+		t.Errorf("Kv released while plugins use it")
+	}
+	if _, found, err := kvFetchCall(native, "greeting-native"); err != nil || !found {
+		t.Errorf("native fetch after the host closed: %v %v", found, err)
+	}
+	native.Close()
+	wasm.Close()
+
+	// The first implementation is gone: the library binds to the other one.
+	h2 := newHost(t, HostConfig{})
+	native2 := load(t, h2, "KvUserImpl", &LoadOptions{HostInterfaces: []*HostInterface{otherIface}})
+	if _, err := native2.CallWire(kvStore, wireStrings("native-other", "3")); err != nil {
+		t.Errorf("store through the rebound native library: %v", err)
+	}
+	if _, ok := other.get("native-other"); !ok {
+		t.Errorf("the rebound native library did not reach the other Kv")
+	}
+	native2.Close()
+	h2.Close()
+	otherIface.Close()
+	if live := atomicLive(); live != before {
+		t.Errorf("%d callback handles still live after closing everything", live-before)
 	}
 }

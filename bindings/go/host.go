@@ -38,7 +38,7 @@ type HostConfig struct {
 	// AllowCapabilities is the host's allow-list of package capabilities:
 	// names ("stdout", "http", "env:HOME") or patterns where * matches any
 	// run of characters ("env:LOG_*", "*"). Empty (the default) allows every
-	// capability except "env:*", "args" and "network"; any pattern replaces
+	// capability except "env:*", "args", "network" and "fs:*"; any pattern replaces
 	// that default, so list everything packages may have ("@default" stands
 	// for the default allowance: {"@default", "env:LOG_*"} extends it). A package asking
 	// for a capability the host does not allow fails to load with
@@ -62,6 +62,9 @@ type HostConfig struct {
 	// Egress is the default egress policy of WASM plugins (nil: no
 	// outbound HTTP; packages declaring the "http" capability fail to load).
 	Egress *EgressPolicy
+	// HostInterfaces are offered to every plugin the host loads (host
+	// functions, see HostInterface); one named like an earlier one replaces it.
+	HostInterfaces []*HostInterface
 	// Log receives the host's log lines (level 1 error, 2 warning, 3 info):
 	// egress denials, load warnings. It is called on any thread,
 	// concurrently, and must not block for long.
@@ -75,8 +78,13 @@ type Host struct {
 	ptr *C.fidius_host
 }
 
-// NewHost builds a host from cfg.
+// NewHost builds a host from cfg. It fails with a *VersionError
+// (errors.Is(err, ErrVersionMismatch)) when the libfidius loaded is not
+// compatible with the fidius.h this package was compiled against.
 func NewHost(cfg HostConfig) (*Host, error) {
+	if err := CheckLibrary(); err != nil {
+		return nil, err
+	}
 	b := C.fidius_host_builder_new()
 	if b == nil {
 		return nil, &Error{Status: StatusInternalPanic, Message: "fidius_host_builder_new returned NULL (out of memory)"}
@@ -163,6 +171,16 @@ func NewHost(cfg HostConfig) (*Host, error) {
 			return nil, err
 		}
 	}
+	for _, hi := range cfg.HostInterfaces {
+		if hi == nil {
+			return nil, &Error{Status: StatusNullArgument, Message: "HostConfig.HostInterfaces: nil interface"}
+		}
+		if err := hi.use(func(p *C.fidius_host_interface) error {
+			return takeError(C.fidius_host_builder_add_host_interface(b, p, &cerr), cerr)
+		}); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Log != nil {
 		h := newCallbackHandle(cfg.Log)
 		if err := takeError(C.fidiusgo_set_log_callback(b, C.uintptr_t(h), C.bool(failLogRegistration), &cerr), cerr); err != nil {
@@ -245,6 +263,9 @@ type LoadOptions struct {
 	InterfaceHash uint64
 	// Egress overrides the host's egress policy for this WASM plugin.
 	Egress *EgressPolicy
+	// HostInterfaces are offered to this plugin before the host's interfaces
+	// of the same name (host functions, see HostInterface).
+	HostInterfaces []*HostInterface
 	// InterfaceExport picks the component's exported interface (WASM).
 	InterfaceExport string
 	// Timeout stops WASM calls that run longer (0: none). Rounded up to whole milliseconds.
@@ -302,6 +323,16 @@ func (o *LoadOptions) build() (*C.fidius_load_options, error) {
 	if o.Egress != nil {
 		if err := o.Egress.use(func(p *C.fidius_egress_policy) error {
 			return takeError(C.fidius_load_options_set_egress_policy(opts, p, &cerr), cerr)
+		}); err != nil {
+			return fail(err)
+		}
+	}
+	for _, hi := range o.HostInterfaces {
+		if hi == nil {
+			return fail(&Error{Status: StatusNullArgument, Message: "LoadOptions.HostInterfaces: nil interface"})
+		}
+		if err := hi.use(func(p *C.fidius_host_interface) error {
+			return takeError(C.fidius_load_options_add_host_interface(opts, p, &cerr), cerr)
 		}); err != nil {
 			return fail(err)
 		}

@@ -130,6 +130,54 @@ class TestHost(Base):
         self.assertNotIsInstance(cm.exception, PluginError)
 
 
+class TestVersionCheck(unittest.TestCase):
+    """import fidius refuses a libfidius whose version says its C API may differ."""
+
+    def test_version_mismatch(self):
+        ok = [("0.1.0", "0.1.0"), ("0.1.7", "0.1.0"), ("0.1.0", "0.1.3"),  # patch either way
+              ("1.4.2", "1.2.0"),                                          # minor after 1.0
+              ("0.1.0-rc.1", "0.1.0"), ("0.1.0+build.5", "0.1.0")]         # semver suffixes
+        for library, binding in ok:
+            self.assertIsNone(fidius.version_mismatch(library, binding), (library, binding))
+        refused = [("0.2.0", "0.1.0", "minor"), ("0.1.0", "0.2.0", "minor"),
+                   ("1.0.0", "0.1.0", "major"), ("2.0.0", "1.9.9", "major"),
+                   ("", "0.1.0", "not MAJOR.MINOR.PATCH"), ("0.1", "0.1.0", "not MAJOR"),
+                   ("0.1.0.0", "0.1.0", "not MAJOR"), ("0.x.0", "0.1.0", "not MAJOR"),
+                   ("v0.1.0", "0.1.0", "not MAJOR"), ("0.1.0-", "0.1.0", "not MAJOR"),
+                   ("0.1.0", "garbage", "binding version")]
+        for library, binding, why in refused:
+            reason = fidius.version_mismatch(library, binding)
+            self.assertIsNotNone(reason, (library, binding))
+            self.assertIn(why, reason)
+
+    def test_the_loaded_library_is_accepted(self):
+        self.assertRegex(fidius.BINDING_VERSION, r"^\d+\.\d+\.\d+$")
+        self.assertIsNone(fidius.version_mismatch(fidius.version()))
+
+    def test_import_refuses_a_mismatched_library(self):
+        # A stand-in library with nothing but fidius_version(), loaded through $FIDIUS_LIBRARY
+        # by a fresh interpreter: the import must fail naming both versions and the file.
+        import subprocess
+        import sys
+        cc = shutil.which("cc")
+        if cc is None:
+            self.skipTest("no C compiler")
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fidius.__file__)))
+        with tempfile.TemporaryDirectory() as tmp:
+            for fake in ("0.2.0", "1.1.0", "0.1"):
+                src, lib = os.path.join(tmp, "fake.c"), os.path.join(tmp, f"libfake-{fake}.so")
+                with open(src, "w") as f:
+                    f.write(f'const char *fidius_version(void) {{ return "{fake}"; }}\n')
+                subprocess.run([cc, "-shared", "-fPIC", "-o", lib, src], check=True)
+                env = dict(os.environ, FIDIUS_LIBRARY=lib)
+                code = f"import sys; sys.path.insert(0, {package_parent!r}); import fidius"
+                run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+                self.assertNotEqual(run.returncode, 0, f"{fake}: imported")
+                self.assertIn("ImportError", run.stderr)
+                for needle in (f"libfidius {fake} ", fidius.BINDING_VERSION, lib):
+                    self.assertIn(needle, run.stderr, f"{fake}: {run.stderr}")
+
+
 @unittest.skipUnless(os.environ.get("FIDIUS_TEST_INSTALLED"), "the installed wheel's checks (make test-python)")
 class TestInstalledPackage(Base):
     def test_loads_the_bundled_library(self):
@@ -455,6 +503,8 @@ def caps_host():
 class TestCancel(Base):
     SLEEP = 5      # caps sleep_ms(ms: u64) -> u64: blocks in a host call (wasi:clocks)
     FOREVER = 10**12
+    SPIN = 7       # caps spin(rounds: u64) -> u64: loops in guest code, never calling the host
+    SPIN_FOREVER = 2**64 - 1
 
     def setUp(self):
         self.host = caps_host()
@@ -505,6 +555,36 @@ class TestCancel(Base):
         with self.assertRaises(fidius.ClosedError):
             closed.cancel()
 
+    def test_cancel_spinning_call(self):
+        # A WASM call looping in guest code with no timeout, cancelled from another thread,
+        # stops (10 s is a bound against a hang, not a timing check), and the plugin serves
+        # the next call.
+        self.assertEqual(self.caps.method_index("spin"), self.SPIN)
+        calls = [
+            lambda c: self.caps.invoke("spin", self.SPIN_FOREVER, cancel=c),
+            lambda c: self.caps.call_wire(self.SPIN, struct.pack("<Q", self.SPIN_FOREVER), cancel=c),
+        ]
+        for call in calls:
+            with fidius.Cancel() as token:
+                outcome = []
+
+                def run():
+                    try:
+                        outcome.append(call(token))
+                    except BaseException as e:
+                        outcome.append(e)
+
+                worker = threading.Thread(target=run, daemon=True)
+                worker.start()
+                canceller, _ = self.cancel_later(token)
+                worker.join(10.0)
+                canceller.join()
+                self.assertFalse(worker.is_alive(), "spin(u64::MAX) still running 10 s after the cancel")
+                self.assertIsInstance(outcome[0], FidiusError, outcome)
+                self.assertEqual(outcome[0].status, Status.CANCELLED)
+            self.assertEqual(self.caps.invoke("spin", 1000), 1000)
+            self.assertEqual(self.caps.call_wire(self.SPIN, struct.pack("<Q", 1000)), struct.pack("<Q", 1000))
+
     def test_native_observes_a_triggered_token(self):
         with new_host() as host, host.load("BasicCalc") as basic, fidius.Cancel() as token:
             self.assertEqual(struct.unpack("<q", basic.call_wire(CALC_ADD, wire_i64_pair(2, 3), cancel=token))[0], 5)
@@ -545,6 +625,37 @@ class TestCancel(Base):
             return await caps.invoke_async("sleep_ms", 1)
 
         self.assertEqual(asyncio.run(main()), 1)
+
+    def test_async_spin(self):
+        # Cancelling the task awaiting a spinning WASM call stops the call. The loop runs on a
+        # thread of its own, so a call that never stops fails the test instead of hanging it
+        # (asyncio.run would wait for the cancelled task forever).
+        caps, result = self.caps, []
+
+        async def main():
+            task = asyncio.ensure_future(caps.invoke_async("spin", self.SPIN_FOREVER))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=10.0)
+            self.assertIn(task, done, "spin(u64::MAX) still running 10 s after the task was cancelled")
+            self.assertTrue(task.cancelled())
+            result.append(await caps.invoke_async("spin", 1000))
+
+        failed = []
+
+        def run():
+            try:
+                asyncio.run(main())
+            except BaseException as e:
+                failed.append(e)
+
+        loop_thread = threading.Thread(target=run, daemon=True)
+        loop_thread.start()
+        loop_thread.join(20.0)
+        self.assertFalse(loop_thread.is_alive(), "the event loop did not finish")
+        if failed:
+            raise failed[0]
+        self.assertEqual(result, [1000])
 
 
 def pack_fid(package_dir, fid_path, top="calc-0.1.0"):

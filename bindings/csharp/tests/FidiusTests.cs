@@ -106,6 +106,38 @@ static class FidiusTests
         Check(Library.StatusName(Status.PluginError) == "plugin error", "status name: " + Library.StatusName(Status.PluginError));
     }
 
+    // The rule the binding applies when it loads libfidius: same MAJOR and, before 1.0, same MINOR.
+    static void TestVersionCheck()
+    {
+        string[][] accepted = {
+            new[] { "0.1.0", "0.1.0" }, new[] { "0.1.7", "0.1.0" }, new[] { "0.1.0", "0.1.3" }, // patch either way
+            new[] { "1.4.2", "1.2.0" },                                                         // minor after 1.0
+            new[] { "0.1.0-rc.1", "0.1.0" }, new[] { "0.1.0+build.5", "0.1.0" },                // semver suffixes
+        };
+        foreach (string[] c in accepted)
+            Check(Library.VersionMismatch(c[0], c[1]) == null, "library " + c[0] + ", binding " + c[1] + ": accepted");
+        string[][] refused = {
+            new[] { "0.2.0", "0.1.0", "minor" }, new[] { "0.1.0", "0.2.0", "minor" },
+            new[] { "1.0.0", "0.1.0", "major" }, new[] { "2.0.0", "1.9.9", "major" },
+            new[] { "", "0.1.0", "not MAJOR.MINOR.PATCH" }, new[] { null, "0.1.0", "not MAJOR" },
+            new[] { "0.1", "0.1.0", "not MAJOR" }, new[] { "0.1.0.0", "0.1.0", "not MAJOR" },
+            new[] { "0.x.0", "0.1.0", "not MAJOR" }, new[] { "v0.1.0", "0.1.0", "not MAJOR" },
+            new[] { "0.1.0-", "0.1.0", "not MAJOR" }, new[] { "0.1.0\n", "0.1.0", "not MAJOR" },
+            new[] { "0.1.0", "garbage", "binding version" },
+        };
+        foreach (string[] c in refused)
+        {
+            string reason = Library.VersionMismatch(c[0], c[1]);
+            Check(reason != null && reason.Contains(c[2]), ("library " + (c[0] ?? "null") + ", binding " + c[1] + ": refused (" + reason + ")").Replace("\n", "\\n"));
+        }
+        Check(Library.VersionMismatch(Library.Version, Library.BindingVersion) == null,
+              "the library loaded (" + Library.Version + ") is accepted by the binding (" + Library.BindingVersion + ")");
+        Library.CheckVersion(); // throws on a mismatch
+        LibraryVersionException e = new LibraryVersionException("0.2.0", "0.1.0", "/x/libfidius.so", "minor versions differ");
+        Check(e.Message.Contains("0.2.0") && e.Message.Contains("0.1.0") && e.Message.Contains("/x/libfidius.so"),
+              "the exception names both versions and the file: " + e.Message);
+    }
+
     static void TestStatusNames()
     {
         Check((int)Status.FileRefused == 61 && Library.StatusName(Status.FileRefused) == "file refused",
@@ -845,6 +877,47 @@ static class FidiusTests
                 Check(caps.Invoke<ulong>("sleep_ms", live.Token, 2) == 2, "a token never cancelled changes nothing");
         }
 
+        // A WASM call looping in guest code (caps spin: never calls the host) with no timeout,
+        // cancelled from another thread, stops, and the plugin serves the next call. The call runs
+        // on a thread of its own so that one that never stops fails this check (10 s: a bound
+        // against a hang, not a timing check) instead of hanging the tests.
+        using (Host host = NewHost(config))
+        using (Plugin caps = host.Load("caps"))
+        {
+            uint spin = caps.MethodIndex("spin");
+            Check(spin == 7, "caps spin is method 7");
+            Dictionary<string, Action<CancellationToken>> calls = new Dictionary<string, Action<CancellationToken>>
+            {
+                { "Invoke", ct => caps.Invoke<ulong>("spin", ct, ulong.MaxValue) },
+                { "CallWire", ct => caps.CallWire(spin, BitConverter.GetBytes(ulong.MaxValue), ct) },
+            };
+            foreach (KeyValuePair<string, Action<CancellationToken>> call in calls)
+            {
+                using (CancellationTokenSource cts = new CancellationTokenSource())
+                {
+                    Exception thrown = null;
+                    bool returned = false;
+                    Thread worker = new Thread(() =>
+                    {
+                        try { call.Value(cts.Token); returned = true; }
+                        catch (Exception ex) { thrown = ex; }
+                    });
+                    worker.IsBackground = true;
+                    worker.Start();
+                    Thread canceller = new Thread(() => { Thread.Sleep(100); cts.Cancel(); });
+                    canceller.Start();
+                    bool stopped = worker.Join(10000);
+                    canceller.Join();
+                    Check(stopped, call.Key + ": spin(u64::MAX) stopped within 10 s of the start");
+                    FidiusException e = thrown as FidiusException;
+                    Check(e != null && e.Status == Status.Cancelled, call.Key + ": spin(u64::MAX) cancelled: " +
+                          (returned ? "returned" : thrown == null ? "?" : thrown.GetType().Name + ": " + thrown.Message));
+                }
+                Check(caps.Invoke<ulong>("spin", 1000UL) == 1000, call.Key + ": the plugin serves the next call: spin(1000) = 1000");
+                Check(BitConverter.ToUInt64(caps.CallWire(spin, BitConverter.GetBytes(1000UL)), 0) == 1000, call.Key + ": spin(1000) through the wire");
+            }
+        }
+
         using (Host host = NewHost())
         using (Plugin basic = host.Load("BasicCalc"))
         using (Plugin typed = host.Load("TypedImpl"))
@@ -917,6 +990,220 @@ static class FidiusTests
               "the DllImport resolver is installed where NativeLibrary exists (" + (netCore ? ".NET" : "Mono: no") + ")");
     }
 
+    // ---- host functions: the KvUser fixtures (native KvUserImpl, WASM package hostfn) call back
+    // into the host interface Kv: index 0 get(key) -> Option<String>, 1 put(key, value) -> Result<(), PluginError>.
+
+    const uint KvFetch = 0, KvStore = 1, KvCopy = 2, KvHostHash = 3, KvHostVersion = 4;
+
+    static byte[] WireStrings(params string[] strings)
+    {
+        List<byte> out_ = new List<byte>();
+        foreach (string s in strings) out_.AddRange(WireString(s));
+        return out_.ToArray();
+    }
+
+    /// <summary>Decode a wire string at b[at]; at moves past it.</summary>
+    static string ReadWireString(byte[] b, ref int at)
+    {
+        if (b.Length - at < 8) throw new FormatException("short string length");
+        ulong n = BitConverter.ToUInt64(b, at);
+        at += 8;
+        if ((ulong)(b.Length - at) < n) throw new FormatException("short string");
+        string s = Encoding.UTF8.GetString(b, at, (int)n);
+        at += (int)n;
+        return s;
+    }
+
+    /// <summary>Kv over a dictionary.</summary>
+    sealed class KvStoreImpl
+    {
+        public readonly Dictionary<string, string> Data = new Dictionary<string, string>();
+
+        public byte[] Call(uint index, byte[] input)
+        {
+            int at = 0;
+            string key = ReadWireString(input, ref at);
+            lock (Data)
+            {
+                if (index == 0) // get(key) -> Option<String>
+                {
+                    string v;
+                    if (!Data.TryGetValue(key, out v)) return new byte[] { 0 };
+                    List<byte> out_ = new List<byte> { 1 };
+                    out_.AddRange(WireString(v));
+                    return out_.ToArray();
+                }
+                if (index != 1) throw new ArgumentOutOfRangeException("index");
+                string value = ReadWireString(input, ref at); // put(key, value) -> Result<(), PluginError>
+                if (key == "forbidden") throw new PluginException("DENIED", "that key is not yours", "{\"key\":\"forbidden\"}");
+                if (key == "throw") throw new InvalidOperationException("kv exploded");
+                if (key == "gc")
+                {
+                    GC.Collect(); // a collection inside a host function (on a WASM plugin's call too)
+                    GC.WaitForPendingFinalizers();
+                }
+                Data[key] = value;
+                return null; // (): nothing to answer
+            }
+        }
+
+        public string Get(string key)
+        {
+            lock (Data) { string v; return Data.TryGetValue(key, out v) ? v : null; }
+        }
+    }
+
+    /// <summary>fetch(key): the value, or null for none.</summary>
+    static string KvFetchCall(Plugin p, string key)
+    {
+        byte[] out_ = p.CallWire(KvFetch, WireString(key));
+        if (out_.Length == 1 && out_[0] == 0) return null;
+        if (out_.Length < 1 || out_[0] != 1) throw new FormatException("fetch: bad output");
+        int at = 1;
+        string v = ReadWireString(out_, ref at);
+        if (at != out_.Length) throw new FormatException("fetch: trailing bytes");
+        return v;
+    }
+
+    static PluginException PluginErrorOf(Action call)
+    {
+        try { call(); }
+        catch (PluginException e) { return e; }
+        return null;
+    }
+
+    static void ExerciseKv(Plugin p, KvStoreImpl kv, string runtime)
+    {
+        string key = "greeting-" + runtime, value = "hello from the " + runtime + " plugin, ünïcode";
+        p.CallWire(KvStore, WireStrings(key, value));
+        Check(kv.Get(key) == value, runtime + ": store lands in the dictionary (" + kv.Get(key) + ")");
+        Check(KvFetchCall(p, key) == value, runtime + ": fetch returns it");
+        Check(KvFetchCall(p, "missing") == null, runtime + ": fetch(missing) is none");
+        byte[] copied = p.CallWire(KvCopy, WireStrings(key, key + "-copy"));
+        Check(copied.Length == 1 && copied[0] == 1 && kv.Get(key + "-copy") == value, runtime + ": copy (two host calls)");
+        p.CallWire(KvStore, WireStrings("gc", "collected"));
+        Check(kv.Get("gc") == "collected", runtime + ": a GC inside the host function");
+
+        PluginException e = PluginErrorOf(() => p.CallWire(KvStore, WireStrings("forbidden", "x")));
+        Check(e != null && e.Status == Status.PluginError && e.Code == "DENIED" && e.PluginMessage == "that key is not yours" &&
+              e.Details != null && e.Details.Replace(" ", "") == "{\"key\":\"forbidden\"}",
+              runtime + ": a PluginException from the host function arrives as is (" +
+              (e == null ? "none" : e.Code + ", " + e.PluginMessage + ", " + e.Details) + ")");
+        e = PluginErrorOf(() => p.CallWire(KvStore, WireStrings("throw", "x")));
+        Check(e != null && e.Code == "HOST_PANIC" && e.PluginMessage.Contains("InvalidOperationException") && e.PluginMessage.Contains("kv exploded"),
+              runtime + ": another exception is a host panic (" + (e == null ? "none" : e.Code + ": " + e.PluginMessage) + ")");
+        Check(KvFetchCall(p, key) == value, runtime + ": the plugin keeps serving");
+    }
+
+    static void TestHostFunctions()
+    {
+        int before = Native_LiveCallbacks();
+
+        // Without Kv: the identity the plugins were built against, and "not bound" from their host calls.
+        ulong hash = 0;
+        uint version = 0;
+        using (Host host = NewHost())
+        {
+            foreach (string name in new[] { "KvUserImpl", "hostfn" })
+            {
+                using (Plugin p = host.Load(name))
+                {
+                    ulong h = BitConverter.ToUInt64(p.CallWire(KvHostHash, new byte[0]), 0);
+                    Check(hash == 0 || h == hash, name + ": Kv hash 0x" + h.ToString("x16"));
+                    hash = h;
+                    version = BitConverter.ToUInt32(p.CallWire(KvHostVersion, new byte[0]), 0);
+                    PluginException e = PluginErrorOf(() => p.CallWire(KvFetch, WireString("k")));
+                    Check(e != null && e.Code == "HOST_NOT_BOUND", name + ": without Kv, HOST_NOT_BOUND (" + (e == null ? "none" : e.Code) + ")");
+                }
+            }
+        }
+        Check(version == 1 && hash != 0, "Kv version " + version);
+
+        FidiusException refused = Throws(() => new HostInterface("", hash, version, 2, (i, input) => null));
+        Check(refused != null && refused.Status == Status.InvalidArgument, "an empty name: InvalidArgument");
+        Check(Native_LiveCallbacks() == before, "a refused interface leaves nothing pinned");
+
+        KvStoreImpl kv = new KvStoreImpl();
+        HostInterface iface = new HostInterface("Kv", hash, version, 2, kv.Call);
+        Check(iface.Name == "Kv" && iface.Hash == hash && iface.Version == 1 && iface.FunctionCount == 2, "HostInterface properties");
+        HostConfig config = new HostConfig();
+        config.HostInterfaces.Add(iface);
+        Host kvHost = NewHost(config);
+        iface.Dispose(); // the host holds its own reference
+        iface = null;
+        Plugin native = kvHost.Load("KvUserImpl");
+        Plugin wasm = kvHost.Load("hostfn");
+        GC.Collect(); // libfidius' references keep the delegate alive
+        GC.WaitForPendingFinalizers();
+        ExerciseKv(native, kv, "native");
+        ExerciseKv(wasm, kv, "wasm");
+        IDictionary<string, object> desc = native.Describe();
+        List<object> imports = desc.ContainsKey("host_imports") ? desc["host_imports"] as List<object> : null;
+        IDictionary<string, object> import = imports != null && imports.Count == 1 ? imports[0] as IDictionary<string, object> : null;
+        Check(import != null && (string)import["name"] == "Kv" && Convert.ToInt64(import["version"]) == 1 && (bool)import["bound"],
+              "describe: host_imports lists Kv, bound");
+
+        // Threads: WASM calls from several threads at once, each calling Kv.
+        int errors = 0;
+        Thread[] threads = new Thread[4];
+        for (int t = 0; t < threads.Length; t++)
+        {
+            int n = t;
+            threads[t] = new Thread(() =>
+            {
+                try
+                {
+                    for (int i = 0; i < 5; i++)
+                    {
+                        wasm.CallWire(KvStore, WireStrings("t" + n + "-" + i, "v"));
+                        if (KvFetchCall(wasm, "t" + n + "-" + i) != "v") Interlocked.Increment(ref errors);
+                    }
+                }
+                catch (Exception) { Interlocked.Increment(ref errors); }
+            });
+            threads[t].Start();
+        }
+        foreach (Thread t in threads) t.Join();
+        Check(errors == 0, "concurrent WASM calls through Kv (" + errors + " errors)");
+
+        // A second implementation: the WASM plugin takes it through its load options; the native
+        // library, bound to a live one, refuses it.
+        KvStoreImpl other = new KvStoreImpl();
+        using (HostInterface otherIface = new HostInterface("Kv", hash, version, 2, other.Call))
+        {
+            LoadOptions withOther = new LoadOptions();
+            withOther.HostInterfaces.Add(otherIface);
+            using (Plugin wasm2 = kvHost.Load("hostfn", withOther))
+                wasm2.CallWire(KvStore, WireStrings("only-other", "2"));
+            Check(other.Get("only-other") == "2" && kv.Get("only-other") == null, "load options' Kv comes before the host's");
+            FidiusException e = Throws(() => kvHost.Load("KvUserImpl", withOther).Dispose());
+            Check(e != null && e.Status == Status.HostInterface,
+                  "native library bound to a live Kv, loaded with another: HostInterface (" + (e == null ? "none" : e.Message) + ")");
+            using (HostInterface bad = new HostInterface("Kv", hash ^ 1, version, 2, other.Call))
+            {
+                LoadOptions withBad = new LoadOptions();
+                withBad.HostInterfaces.Add(bad);
+                e = Throws(() => kvHost.Load("KvUserImpl", withBad).Dispose());
+                Check(e != null && e.Status == Status.HostInterface, "a mismatched hash fails the native load");
+            }
+
+            kvHost.Dispose();
+            Check(Native_LiveCallbacks() > before + 1, "Kv alive while plugins use it");
+            Check(KvFetchCall(native, "greeting-native") != null, "native plugin serves after the host is disposed");
+            native.Dispose();
+            wasm.Dispose();
+
+            // The first implementation is gone: the library binds to the other one.
+            using (Host h2 = NewHost())
+            using (Plugin native2 = h2.Load("KvUserImpl", withOther))
+            {
+                native2.CallWire(KvStore, WireStrings("native-other", "3"));
+                Check(other.Get("native-other") == "3", "the native library rebinds once the first Kv is released");
+            }
+        }
+        Check(Native_LiveCallbacks() == before, "every GCHandle freed after disposing everything (" + (Native_LiveCallbacks() - before) + " live)");
+    }
+
     static int Native_LiveCallbacks() { return Fidius.Native.LiveCallbacks; }
 
     static int Main(string[] args)
@@ -929,6 +1216,7 @@ static class FidiusTests
         }
         Console.WriteLine("libfidius " + Library.Version + " from C#");
         Run("version", TestVersion);
+        Run("version check", TestVersionCheck);
         Run("status names", TestStatusNames);
         Run("file refused", TestFileRefused);
         Run("discover", TestDiscover);
@@ -952,6 +1240,7 @@ static class FidiusTests
         Run("cancellation", TestCancel);
         Run("output over 2 GiB", TestHugeOutput);
         Run("log registration failure", TestLogRegistrationFailure);
+        Run("host functions", TestHostFunctions);
         Run("library from the package", TestLibraryLocation);
         Console.WriteLine("csharp: {0} passed, {1} failed", passed, failed);
         // Main returns: the egress and log callbacks ran on threads libfidius started for them,

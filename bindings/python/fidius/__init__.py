@@ -40,6 +40,7 @@ import enum
 import itertools
 import json as _json
 import os
+import re
 import threading
 import weakref
 from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_bool, c_char_p, c_int32, c_size_t,
@@ -52,7 +53,7 @@ __all__ = [
     "FidiusError", "PluginError", "ClosedError",
     "PluginInfo", "Skipped", "Discovery", "LoadOptions",
     "Host", "Plugin", "EgressPolicy", "HttpRequest", "Cancel", "version", "library_path",
-    "HostInterface", "HostFunctionError",
+    "HostInterface", "HostFunctionError", "BINDING_VERSION", "version_mismatch",
 ]
 
 
@@ -181,6 +182,52 @@ def _open_library() -> Tuple[ctypes.CDLL, str]:
 
 
 _lib, library_path = _open_library()
+
+#: The libfidius version this binding was written for: include/fidius.h's
+#: FIDIUS_VERSION_STRING (bindings/check_drift.py fails when they differ).
+BINDING_VERSION = "0.1.0"
+
+_VERSION = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)(?:[-+][0-9A-Za-z.+-]+)?")
+
+
+def version_mismatch(library: str, binding: str = BINDING_VERSION) -> Optional[str]:
+    """Why a libfidius of version ``library`` cannot be used by a binding written for
+    ``binding`` (both "MAJOR.MINOR.PATCH"; a semver pre-release or build suffix is ignored),
+    or None when it can: same MAJOR and, while MAJOR is 0, same MINOR (before 1.0 a minor
+    release may change the C structs and functions); the PATCH may differ either way."""
+    lib, bind = _VERSION.fullmatch(library or ""), _VERSION.fullmatch(binding or "")
+    if lib is None:
+        return f"library version {library!r} is not MAJOR.MINOR.PATCH"
+    if bind is None:
+        return f"binding version {binding!r} is not MAJOR.MINOR.PATCH"
+    (lmaj, lmin), (bmaj, bmin) = (int(lib[1]), int(lib[2])), (int(bind[1]), int(bind[2]))
+    if lmaj != bmaj:
+        return f"major versions differ ({lmaj}, {bmaj})"
+    if lmaj == 0 and lmin != bmin:
+        return f"minor versions differ ({lmin}, {bmin}) before 1.0"
+    return None
+
+
+def _check_library_version() -> None:
+    """Refuse (ImportError) a library whose version says its C API may differ from the one
+    this module declares: calling it with the wrong struct layouts would corrupt memory.
+    Runs before any other symbol is looked up, so even a library lacking some is named."""
+    try:
+        get = _lib.fidius_version
+    except AttributeError:
+        raise ImportError(f"{library_path} is not libfidius (it has no fidius_version)") from None
+    get.restype, get.argtypes = c_char_p, []
+    raw = get()
+    found = raw.decode("utf-8", "replace") if raw is not None else ""
+    why = version_mismatch(found, BINDING_VERSION)
+    if why is not None:
+        raise ImportError(f"libfidius {found} loaded from {library_path} is not compatible with "
+                          f"this fidius binding, written for libfidius {BINDING_VERSION}: {why} "
+                          f"(use the library the fidius package bundles, or point FIDIUS_LIBRARY "
+                          f"at a matching one)")
+
+
+_check_library_version()
 
 
 class _Bytes(Structure):
@@ -706,8 +753,9 @@ class HostInterface(_Owner):
     bytes of its result (None for ``()``); raising HostFunctionError gives the plugin that
     PluginError, any other exception reaches it as the host panicking.
 
-    It runs on the thread running the plugin's code (for WASM, the thread that called the
-    plugin, holding the GIL only while Python runs), possibly concurrently, and may call
+    It runs on the thread running the plugin's code (native) or on a thread libfidius starts
+    for the call (WASM), holding the GIL only while Python runs, possibly concurrently; a WASM
+    call's timeout or Cancel stops the guest waiting for it. It may call
     plugins, even the one calling it (not a WASM plugin with a reused instance). Native: a
     version or hash mismatch fails the load (Status.HOST_INTERFACE), and a library is bound
     to one live implementation of an interface per process. WASM: checked on every call.
