@@ -57,9 +57,20 @@ impl Schema {
             );
         }
         let mut resolve = Resolve::new();
-        let package = resolve
-            .push_str(origin, text)
-            .map_err(|e| Error::new(Status::InvalidArgument, format!("{origin}: not a valid WIT schema: {e:#}")))?;
+        // wit-parser 0.251 panics on some malformed input (found by fuzzing:
+        // an empty block doc comment `/**/` unwraps a None), so a panic in it
+        // is one more way for a schema to be invalid.
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| resolve.push_str(origin, text)))
+            .map_err(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Error::new(Status::InvalidArgument, format!("{origin}: not a valid WIT schema (the WIT parser failed: {what})"))
+            })?;
+        let package =
+            parsed.map_err(|e| Error::new(Status::InvalidArgument, format!("{origin}: not a valid WIT schema: {e:#}")))?;
         let mut types = TypeMap::default();
         let mut interfaces = Vec::new();
         for (name, id) in &resolve.packages[package].interfaces {
@@ -288,5 +299,20 @@ interface price-engine {
         let hidden = format!("package a:b;\ninterface x {{ f: func(a: {}u8{}); }}", "list<\n// >>>\n/* > /* > */ > */ -> ".repeat(100), ">".repeat(100));
         assert!(Schema::parse(&hidden, "hidden.wit").unwrap_err().message.contains("nest deeper"));
         assert_eq!(nesting(b"interface x { f: func(a: list<u8>) -> list<u8>; }"), 3);
+    }
+
+    #[test]
+    fn a_schema_the_wit_parser_panics_on_is_refused() {
+        // Found by the json_wire fuzz target (fuzz/corpus/json_wire/crash-wit-empty-doc).
+        let e = Schema::parse("package a:b;
+interface x {
+  record r {
+    /**/
+    a: u8,
+  }
+}
+", "doc.wit").unwrap_err();
+        assert_eq!(e.status, Status::InvalidArgument);
+        assert!(e.message.contains("doc.wit") && e.message.contains("WIT parser failed"), "{}", e.message);
     }
 }
