@@ -56,6 +56,14 @@ impl Schema {
                 format!("{origin}: not a valid WIT schema: brackets nest deeper than {MAX_NESTING} levels"),
             );
         }
+        // wit-parser 0.251 takes `/**/` for a doc comment and then unwraps a
+        // None on it (found by fuzzing): refused before it gets there.
+        if text.contains("/**/") {
+            return fail(
+                Status::InvalidArgument,
+                format!("{origin}: not a valid WIT schema: an empty block comment \"/**/\" (the WIT parser cannot read it)"),
+            );
+        }
         let mut resolve = Resolve::new();
         // wit-parser 0.251 panics on some malformed input (found by fuzzing:
         // an empty block doc comment `/**/` unwraps a None), so a panic in it
@@ -313,6 +321,6 @@ interface x {
 }
 ", "doc.wit").unwrap_err();
         assert_eq!(e.status, Status::InvalidArgument);
-        assert!(e.message.contains("doc.wit") && e.message.contains("WIT parser failed"), "{}", e.message);
+        assert!(e.message.contains("doc.wit") && e.message.contains("/**/"), "{}", e.message);
     }
 }
