@@ -361,6 +361,46 @@ typedef enum fidius_egress_verdict {
 } fidius_egress_verdict;
 
 /**
+ * What a socket request is about (`fidius_socket_request_use`).
+ */
+typedef enum fidius_socket_use {
+  /**
+   * An outgoing TCP connection. (TCP listen is never allowed, and never asked.)
+   */
+  FIDIUS_SOCKET_USE_TCP_CONNECT = 1,
+  /**
+   * Binding the local end of a UDP socket (typically 0.0.0.0 port 0).
+   */
+  FIDIUS_SOCKET_USE_UDP_BIND = 2,
+  /**
+   * A datagram to a peer: connecting a UDP socket, or one send_to.
+   */
+  FIDIUS_SOCKET_USE_UDP_SEND = 3,
+  /**
+   * Resolving a host name. A denial makes the lookup fail as a resolver
+   * failure; nothing is resolved.
+   */
+  FIDIUS_SOCKET_USE_DNS_LOOKUP = 4,
+} fidius_socket_use;
+
+/**
+ * What a response callback returns.
+ */
+typedef enum fidius_response_directive {
+  /**
+   * Hand the response to the guest. Zero, so a default value forwards.
+   */
+  FIDIUS_RESPONSE_DIRECTIVE_FORWARD = 0,
+  /**
+   * Discard the response and send the request again, once: the egress
+   * callback is asked again with a fresh copy of the request as the
+   * guest made it (so it can put in a new credential), and the body is
+   * replayed. Honoured only when `fidius_http_response_retry_available`.
+   */
+  FIDIUS_RESPONSE_DIRECTIVE_RETRY_ONCE = 1,
+} fidius_response_directive;
+
+/**
  * A cancel token. Any thread may trigger it (`fidius_cancel_trigger`);
  * every call given it (`fidius_plugin_call_cancellable`) then stops with
  * FIDIUS_STATUS_CANCELLED:
@@ -443,6 +483,12 @@ typedef struct fidius_host_interface fidius_host_interface;
 typedef struct fidius_http_request fidius_http_request;
 
 /**
+ * The head of an HTTP response, as seen by a response callback. Borrowed:
+ * valid only during the callback it was passed to.
+ */
+typedef struct fidius_http_response fidius_http_response;
+
+/**
  * Options for one load (plugin configuration, ...). Created by
  * `fidius_load_options_new`, owned by the caller, released with
  * `fidius_load_options_free`; a load copies what it needs, so options may
@@ -466,6 +512,12 @@ typedef struct fidius_plugin fidius_plugin;
  * thread-safe.
  */
 typedef struct fidius_plugin_info fidius_plugin_info;
+
+/**
+ * One socket operation, as seen by a socket callback. Borrowed: valid only
+ * during the callback it was passed to.
+ */
+typedef struct fidius_socket_request fidius_socket_request;
 
 /**
  * A byte buffer returned by libfidius and owned by the caller, who
@@ -557,6 +609,35 @@ typedef void (*fidius_host_fn)(void *user_data,
                                const uint8_t *input,
                                size_t input_len,
                                struct fidius_host_call *call);
+
+/**
+ * A response callback: called with the policy's `user_data` when the
+ * head of a response to a request the policy allowed arrives, before the
+ * guest sees it. `request` is the request as it was sent (read-only: the
+ * edit functions fail with INVALID_ARGUMENT), `response` its status and
+ * headers (never the body); both valid only during the call. Runs on a
+ * thread libfidius starts for it, as the egress callback does. Returns a
+ * `fidius_response_directive`; anything but RETRY_ONCE forwards. The
+ * response to a retry is shown too (retry unavailable) and always forwarded.
+ */
+typedef uint32_t (*fidius_response_fn)(void *user_data,
+                                       struct fidius_http_request *request,
+                                       const struct fidius_http_response *response);
+
+/**
+ * A socket callback: decides on one socket operation of a WASM plugin
+ * whose package has the `tcp` or `udp` capability. Called with the
+ * policy's `user_data` and a request valid only during the call, on a
+ * thread libfidius starts for it, as the egress callback is. Returns a
+ * `fidius_egress_verdict`: only FIDIUS_EGRESS_VERDICT_ALLOW (1) allows.
+ *
+ * Peers in private and special-purpose ranges are refused before the
+ * callback is asked unless the policy allows them
+ * (`fidius_egress_policy_set_allow_private_ranges`): the same SSRF floor
+ * as for HTTP (upstream fidius leaves this tier to the policy alone).
+ */
+typedef uint32_t (*fidius_socket_fn)(void *user_data,
+                                     struct fidius_socket_request *request);
 
 #ifdef __cplusplus
 extern "C" {
@@ -1584,6 +1665,102 @@ const char *fidius_plugin_warning(const struct fidius_plugin *plugin,
 enum fidius_status fidius_plugin_describe(const struct fidius_plugin *plugin,
                                           struct fidius_bytes *description,
                                           struct fidius_error **error);
+
+/**
+ * Have this policy see every HTTP response (status and headers) to the
+ * requests it allows, and choose to forward each or retry it once (for
+ * example, after a 401, with a refreshed credential). `callback` gets the
+ * policy's `user_data`; NULL removes it. Applies to requests made after
+ * the call. Errors: NULL_ARGUMENT, INVALID_HANDLE.
+ */
+enum fidius_status fidius_egress_policy_set_response_callback(struct fidius_egress_policy *policy,
+                                                              fidius_response_fn callback,
+                                                              struct fidius_error **error);
+
+/**
+ * The status code (e.g. 401); 0 for NULL.
+ */
+uint16_t fidius_http_response_status(const struct fidius_http_response *response);
+
+/**
+ * Whether returning RETRY_ONCE would retry: false for the response to a
+ * retry, and when the request body could not be kept for replay (over
+ * 64 KiB, cut short, or with trailers). False for NULL.
+ */
+bool fidius_http_response_retry_available(const struct fidius_http_response *response);
+
+/**
+ * Number of header fields (a name given several times counts each time); 0 for NULL.
+ */
+size_t fidius_http_response_header_count(const struct fidius_http_response *response);
+
+/**
+ * The `index`-th header: `*name` receives its lowercase name
+ * (NUL-terminated), `*value` and `*value_len` its value bytes (not
+ * NUL-terminated). Borrowed, valid during the callback. Errors:
+ * INVALID_ARGUMENT (index), NULL_ARGUMENT, INVALID_HANDLE.
+ */
+enum fidius_status fidius_http_response_header(const struct fidius_http_response *response,
+                                               size_t index,
+                                               const char **name,
+                                               const uint8_t **value,
+                                               size_t *value_len,
+                                               struct fidius_error **error);
+
+/**
+ * Make this policy decide on sockets: the second key of the `tcp` and
+ * `udp` capabilities. A package asking for them loads only under a policy
+ * with a socket callback (else FIDIUS_STATUS_CAPABILITY names the missing
+ * key); every TCP connect, UDP bind and send, and DNS lookup of its
+ * plugins is then asked. `callback` gets the policy's `user_data`. Set it
+ * before loading the plugins it is for; a later change applies to the
+ * decisions made after it. NULL removes it (plugins already loaded then
+ * have every socket denied). Errors: NULL_ARGUMENT, INVALID_HANDLE.
+ */
+enum fidius_status fidius_egress_policy_set_socket_callback(struct fidius_egress_policy *policy,
+                                                            fidius_socket_fn callback,
+                                                            struct fidius_error **error);
+
+/**
+ * What the request is about: a `fidius_socket_use` value; 0 for NULL.
+ */
+uint32_t fidius_socket_request_use(const struct fidius_socket_request *request);
+
+/**
+ * The host name: for a lookup, the name looked up (lower case, no final
+ * dot); for a connect or send, the name this plugin instance looked up
+ * that resolved to the address (the most recent one, if several did), or
+ * NULL when the guest used an address it did not get from a lookup (so a
+ * name-keyed policy should deny NULL); NULL for a bind. Borrowed.
+ */
+const char *fidius_socket_request_host(const struct fidius_socket_request *request);
+
+/**
+ * The address, as text ("127.0.0.1", "::1"; IPv4-mapped IPv6 addresses
+ * are given as IPv4): the peer of a connect or send, the local address of
+ * a bind; NULL for a lookup. Borrowed.
+ */
+const char *fidius_socket_request_address(const struct fidius_socket_request *request);
+
+/**
+ * The port that goes with the address; 0 for a lookup or NULL.
+ */
+uint16_t fidius_socket_request_port(const struct fidius_socket_request *request);
+
+/**
+ * The name of the plugin asking. Borrowed.
+ */
+const char *fidius_socket_request_plugin(const struct fidius_socket_request *request);
+
+/**
+ * Give the reason for denying this operation (copied); used when the
+ * callback returns DENY. It reaches the host (the log callback, and the
+ * error of a call that fails), never the guest, which sees its socket
+ * operation fail. Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_HANDLE.
+ */
+enum fidius_status fidius_socket_request_set_deny_reason(struct fidius_socket_request *request,
+                                                         const char *reason,
+                                                         struct fidius_error **error);
 
 #ifdef __cplusplus
 }  // extern "C"

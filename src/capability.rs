@@ -6,7 +6,9 @@ use crate::error::{fail, Result, Status};
 
 /// Capabilities a package never gets unless the host allows them by name:
 /// they hand it host secrets (`env:*`), the host's command line (`args`),
-/// raw sockets (`network`) or host directories (`fs:*`).
+/// raw sockets (`network`) or host directories (`fs:*`). (`http`, `tcp` and
+/// `udp` are allowed by default because they open nothing by themselves:
+/// their second key is the host's egress policy.)
 pub const NOT_BY_DEFAULT: &str = "env:*, args, network, fs:*";
 
 /// The pattern that stands for the default allowance, so an allow-list can
@@ -95,7 +97,7 @@ mod tests {
     #[test]
     fn default_refuses_secrets_args_and_sockets() {
         let p = CapabilityPolicy::default();
-        for yes in ["stdout", "stderr", "stdin", "clocks", "random", "http"] {
+        for yes in ["stdout", "stderr", "stdin", "clocks", "random", "http", "tcp", "udp"] {
             assert!(p.allows(yes), "{yes}");
         }
         for no in ["env:AWS_SECRET_ACCESS_KEY", "args", "network", "sockets", "fs:ro:/", "fs:rw:/home"] {

@@ -3,12 +3,12 @@
 use std::ffi::{c_char, c_void, CString};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use super::{c_bytes, c_str, fidius_error, guard, guard_value, out_param, to_cstring, Handle, Tagged};
 use crate::error::{Error, Result, Status};
 use crate::host::{LogHook, LogLevel};
-use crate::wasm::{Destination, EgressPolicy, RequestParts};
+use crate::wasm::{Destination, EgressPolicy, RequestParts, ResponseDirective, ResponseHead, SocketRequest};
 
 /// What an egress callback returns.
 #[repr(C)]
@@ -85,8 +85,12 @@ impl Drop for UserData {
 
 pub struct CEgressPolicy {
     callback: unsafe extern "C" fn(*mut c_void, *mut fidius_http_request) -> u32,
-    user: UserData,
+    pub(crate) user: UserData,
     allow_private: AtomicBool,
+    /// The second key of `tcp`/`udp` (see `fidius_egress_policy_set_socket_callback`).
+    pub(crate) socket: RwLock<super::socket::fidius_socket_fn>,
+    /// The response hook (see `fidius_egress_policy_set_response_callback`).
+    pub(crate) response: RwLock<super::response::fidius_response_fn>,
 }
 
 /// A request as the callback sees it.
@@ -100,12 +104,14 @@ pub struct RequestView {
     host: CString,
     port: u16,
     addresses: Vec<CString>,
-    headers: Vec<(CString, Vec<u8>)>,
+    pub(crate) headers: Vec<(CString, Vec<u8>)>,
     deny_reason: Option<String>,
+    /// In a response callback the request was sent already: edits are refused.
+    read_only: bool,
 }
 
 impl RequestView {
-    fn new(plugin: &str, parts: &mut RequestParts, destination: &Destination) -> Self {
+    pub(crate) fn new(plugin: &str, parts: &mut RequestParts, destination: &Destination, read_only: bool) -> Self {
         let uri = &parts.uri;
         let mut view = RequestView {
             method: to_cstring(parts.method.as_str()),
@@ -118,6 +124,7 @@ impl RequestView {
             addresses: destination.addresses.iter().map(|a| to_cstring(&a.to_string())).collect(),
             headers: Vec::new(),
             deny_reason: None,
+            read_only,
             parts,
         };
         view.snapshot();
@@ -140,8 +147,24 @@ impl EgressPolicy for CEgressPolicy {
         self.allow_private.load(Ordering::Relaxed)
     }
 
+    fn governs_sockets(&self) -> bool {
+        read_lock(&self.socket).is_some()
+    }
+
+    fn authorize_socket(&self, plugin: &str, socket: &SocketRequest) -> std::result::Result<(), String> {
+        super::socket::decide(self, plugin, socket)
+    }
+
+    fn observes_responses(&self) -> bool {
+        read_lock(&self.response).is_some()
+    }
+
+    fn on_response(&self, plugin: &str, request: &RequestParts, destination: &Destination, response: &ResponseHead) -> ResponseDirective {
+        super::response::observe(self, plugin, request, destination, response)
+    }
+
     fn authorize(&self, plugin: &str, parts: &mut RequestParts, destination: &Destination) -> std::result::Result<(), String> {
-        let mut view = Tagged::new::<fidius_http_request>(RequestView::new(plugin, parts, destination));
+        let mut view = Tagged::new::<fidius_http_request>(RequestView::new(plugin, parts, destination, false));
         let verdict = unsafe { (self.callback)(self.user.data, &mut view as *mut Tagged<RequestView> as *mut fidius_http_request) };
         // The request handle dies with this call; a kept pointer is detected as freed.
         view.tag = super::FREED;
@@ -188,8 +211,13 @@ pub unsafe extern "C" fn fidius_egress_policy_new(
         let out = out_param(policy, "policy")?;
         *out = ptr::null_mut();
         let callback = callback.ok_or_else(|| Error::new(Status::NullArgument, "callback is NULL"))?;
-        let policy =
-            Arc::new(CEgressPolicy { callback, user: UserData { data: user_data, destroy }, allow_private: AtomicBool::new(false) });
+        let policy = Arc::new(CEgressPolicy {
+            callback,
+            user: UserData { data: user_data, destroy },
+            allow_private: AtomicBool::new(false),
+            socket: RwLock::new(None),
+            response: RwLock::new(None),
+        });
         *out = fidius_egress_policy::into_raw(policy);
         Ok(())
     })
@@ -320,16 +348,22 @@ pub unsafe extern "C" fn fidius_http_request_header(
     value_len: *mut usize,
     error: *mut *mut fidius_error,
 ) -> Status {
-    guard(error, || {
-        let r = fidius_http_request::get(request)?;
-        let (n, v) = r.headers.get(index).ok_or_else(|| {
-            Error::new(Status::InvalidArgument, format!("header index {index} is out of range ({} headers)", r.headers.len()))
-        })?;
-        *out_param(name, "name")? = n.as_ptr();
-        *out_param(value, "value")? = v.as_ptr();
-        *out_param(value_len, "value_len")? = v.len();
-        Ok(())
-    })
+    guard(error, || super::response::header_at(&fidius_http_request::get(request)?.headers, index, name, value, value_len))
+}
+
+fn refuse_if_sent(r: &RequestView) -> Result<()> {
+    if r.read_only {
+        return Err(Error::new(
+            Status::InvalidArgument,
+            "this request was sent already (a response callback sees it read-only); to change a retry, change it in the egress callback",
+        ));
+    }
+    Ok(())
+}
+
+/// Read a callback slot (a poisoned lock still holds a valid pointer).
+pub(crate) fn read_lock<T: Copy>(slot: &RwLock<T>) -> T {
+    *slot.read().unwrap_or_else(|p| p.into_inner())
 }
 
 fn header_args(name: *const c_char, value: *const u8, len: usize) -> Result<(http::HeaderName, http::HeaderValue)> {
@@ -345,6 +379,7 @@ fn header_args(name: *const c_char, value: *const u8, len: usize) -> Result<(htt
 fn edit(request: *mut fidius_http_request, error: *mut *mut fidius_error, f: impl FnOnce(&mut RequestView) -> Result<()>) -> Status {
     guard(error, || {
         let r = unsafe { fidius_http_request::get_mut(request)? };
+        refuse_if_sent(r)?;
         f(r)?;
         r.snapshot();
         Ok(())
@@ -414,6 +449,7 @@ pub unsafe extern "C" fn fidius_http_request_set_deny_reason(
 ) -> Status {
     guard(error, || {
         let r = fidius_http_request::get_mut(request)?;
+        refuse_if_sent(r)?;
         r.deny_reason = Some(c_str(reason, "reason")?.to_owned());
         Ok(())
     })

@@ -24,6 +24,8 @@ pub mod error;
 pub mod host;
 pub mod host_fn;
 pub mod plugin;
+pub mod response;
+pub mod socket;
 
 pub use archive::*;
 pub use cancel::*;
@@ -33,6 +35,8 @@ pub use error::*;
 pub use host::*;
 pub use host_fn::*;
 pub use plugin::*;
+pub use response::*;
+pub use socket::*;
 
 /// The box behind every opaque handle. The tag comes first so that a handle
 /// of another kind, or one whose memory was freed and reused, is detected.

@@ -22,7 +22,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, IncomingResponse, OutgoingRequestConfig};
 use wasmtime_wasi_http::p2::{hyper_request_error, HttpResult, WasiHttpHooks};
 
-pub use crate::egress::{Destination, EgressPolicy, RequestParts};
+pub use crate::egress::{Destination, EgressPolicy, RequestParts, ResponseDirective, ResponseHead};
 
 use crate::options::{LogHook, LogLevel};
 use crate::net::is_blocked_ip;
@@ -38,7 +38,22 @@ pub struct EgressHooks {
     pub denials: Denials,
 }
 
+/// How much of a request body is held while the request is not yet being
+/// sent: fidius-guest writes the whole body before it hands the request
+/// over, so with wasmtime's default (one chunk) any body over 4 KiB would
+/// wait forever. 256 chunks of at most 4 KiB: up to 1 MiB per request.
+const BODY_BUFFER_CHUNKS: usize = 256;
+const BODY_CHUNK_SIZE: usize = 4096;
+
 impl WasiHttpHooks for EgressHooks {
+    fn outgoing_body_buffer_chunks(&mut self) -> usize {
+        BODY_BUFFER_CHUNKS
+    }
+
+    fn outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK_SIZE
+    }
+
     fn send_request(
         &mut self,
         request: hyper::Request<HyperOutgoingBody>,
@@ -90,6 +105,34 @@ impl Broker {
             return Err(self.deny(&target, &why, ErrorCode::DestinationIpProhibited).await);
         }
         let destination = Destination { host, port, addresses };
+        if !self.policy.observes_responses() {
+            let parts = self.authorize(&target, parts, &destination).await?;
+            return send_to(hyper::Request::from_parts(parts, body), &destination, config).await;
+        }
+        // The response hook: a retry starts again from the request as the
+        // guest made it (taken before the policy changed it), with the body
+        // as it was sent.
+        let original = parts.clone();
+        let sent = self.authorize(&target, parts, &destination).await?;
+        let (body, capture) = Tee::wrap(body);
+        let retry_config = OutgoingRequestConfig { ..config };
+        let first = send_to(hyper::Request::from_parts(sent.clone(), body), &destination, config).await?;
+        let replay = capture.replayable();
+        let directive = self.observe(sent, &destination, head(&first, replay.is_some())).await;
+        let (ResponseDirective::RetryOnce, Some(bytes)) = (directive, replay) else { return Ok(first) };
+        // Dropping the first response stops its body worker.
+        drop(first);
+        let sent = self.authorize(&target, original, &destination).await?;
+        let body = http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed_unsync();
+        let second = send_to(hyper::Request::from_parts(sent.clone(), body), &destination, retry_config).await?;
+        // Shown to the policy, which cannot ask for another retry.
+        self.observe(sent, &destination, head(&second, false)).await;
+        Ok(second)
+    }
+
+    /// Ask the policy about a request (on a thread of its own); the request
+    /// as it may have changed it, or the guest's error.
+    async fn authorize(&self, target: &str, parts: RequestParts, destination: &Destination) -> Result<RequestParts, ErrorCode> {
         let policy = self.policy.clone();
         let plugin = self.plugin.clone();
         let checked = destination.clone();
@@ -101,23 +144,40 @@ impl Broker {
             (parts, verdict)
         })
         .await;
-        let Some((parts, verdict)) = decided else {
-            return Err(self.deny(&target, "no thread could be started to ask the egress policy", ErrorCode::HttpRequestDenied).await);
-        };
-        if let Err(reason) = verdict {
-            return Err(self.deny(&target, &reason, ErrorCode::HttpRequestDenied).await);
+        match decided {
+            None => Err(self.deny(target, "no thread could be started to ask the egress policy", ErrorCode::HttpRequestDenied).await),
+            Some((_, Err(reason))) => Err(self.deny(target, &reason, ErrorCode::HttpRequestDenied).await),
+            Some((parts, Ok(()))) => Ok(parts),
         }
-        send_to(hyper::Request::from_parts(parts, body), &destination, config).await
+    }
+
+    /// Show the policy a response head; a policy that panics or cannot be asked forwards.
+    async fn observe(&self, sent: RequestParts, destination: &Destination, head: ResponseHead) -> ResponseDirective {
+        let (policy, plugin, destination) = (self.policy.clone(), self.plugin.clone(), destination.clone());
+        let directive = on_own_thread(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| policy.on_response(&plugin, &sent, &destination, &head)))
+                .unwrap_or(ResponseDirective::Forward)
+        })
+        .await;
+        directive.unwrap_or(ResponseDirective::Forward)
     }
 
     /// Record and log a refused request; the guest gets `code`.
     async fn deny(&self, target: &str, reason: &str, code: ErrorCode) -> ErrorCode {
-        let line = format!("egress denied for plugin {}: {target}: {reason}", self.plugin);
-        self.denials.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
-        if let Some(log) = self.log.clone() {
-            on_own_thread(move || log.log(LogLevel::Warn, &line)).await;
-        }
+        report_denial(&self.denials, &self.log, format!("egress denied for plugin {}: {target}: {reason}", self.plugin)).await;
         code
+    }
+}
+
+fn head(response: &IncomingResponse, retry_available: bool) -> ResponseHead {
+    ResponseHead { status: response.resp.status().as_u16(), headers: response.resp.headers().clone(), retry_available }
+}
+
+/// Record a refusal for the call's error message, and log it.
+pub(crate) async fn report_denial(denials: &Denials, log: &Option<Arc<LogHook>>, line: String) {
+    denials.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
+    if let Some(log) = log.clone() {
+        on_own_thread(move || log.log(LogLevel::Warn, &line)).await;
     }
 }
 
@@ -127,7 +187,7 @@ impl Broker {
 /// it, and runtimes that keep every thread that ever called into them
 /// attached until it ends (Mono waits for them at exit) see it end. None
 /// when no thread could be started.
-async fn on_own_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+pub(crate) async fn on_own_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("fidius-egress-callback".into())
@@ -136,6 +196,80 @@ async fn on_own_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static
         })
         .ok()?;
     rx.await.ok()
+}
+
+/// A request body kept as it is sent, up to [`REPLAY_LIMIT`] bytes, for a retry.
+struct Tee {
+    inner: HyperOutgoingBody,
+    capture: Arc<Mutex<Capture>>,
+}
+
+/// The most of a request body kept for a retry (as upstream fidius).
+const REPLAY_LIMIT: usize = 64 * 1024;
+
+#[derive(Default)]
+struct Capture {
+    bytes: Vec<u8>,
+    complete: bool,
+    /// Too long, failed, or with trailers: a replay would not be the same request.
+    spoiled: bool,
+}
+
+#[derive(Clone)]
+struct CaptureHandle(Arc<Mutex<Capture>>);
+
+impl CaptureHandle {
+    /// The whole body, if it was all sent and kept.
+    fn replayable(&self) -> Option<hyper::body::Bytes> {
+        let c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        (c.complete && !c.spoiled).then(|| hyper::body::Bytes::from(c.bytes.clone()))
+    }
+}
+
+impl Tee {
+    fn wrap(body: HyperOutgoingBody) -> (HyperOutgoingBody, CaptureHandle) {
+        let capture = Arc::new(Mutex::new(Capture { complete: http_body::Body::is_end_stream(&body), ..Capture::default() }));
+        let handle = CaptureHandle(capture.clone());
+        (Tee { inner: body, capture }.boxed_unsync(), handle)
+    }
+}
+
+impl http_body::Body for Tee {
+    type Data = hyper::body::Bytes;
+    type Error = ErrorCode;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        let ended = self.inner.is_end_stream();
+        let mut c = self.capture.lock().unwrap_or_else(|p| p.into_inner());
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
+                Some(data) if c.bytes.len() + data.len() <= REPLAY_LIMIT => c.bytes.extend_from_slice(data),
+                _ => c.spoiled = true,
+            },
+            std::task::Poll::Ready(Some(Err(_))) => c.spoiled = true,
+            std::task::Poll::Ready(None) => c.complete = true,
+            std::task::Poll::Pending => {}
+        }
+        if ended {
+            c.complete = true;
+        }
+        if c.spoiled {
+            c.bytes = Vec::new();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 fn dns_payload(why: &str) -> wasmtime_wasi_http::p2::bindings::http::types::DnsErrorPayload {

@@ -6,12 +6,14 @@ mod host_call;
 mod plugin;
 mod runtime;
 pub mod sandbox;
+mod sockets;
 mod types;
 mod wire;
 
 use std::sync::Arc;
 
-pub use egress::{Destination, EgressPolicy, RequestParts};
+pub use egress::{Destination, EgressPolicy, RequestParts, ResponseDirective, ResponseHead};
+pub use crate::egress::{SocketRequest, SocketUse};
 pub use plugin::{Method as WasmMethod, WasmOptions, WasmPlugin};
 pub use runtime::WasmRuntime;
 

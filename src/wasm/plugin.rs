@@ -14,6 +14,7 @@ use crate::info::Signature;
 use crate::options::{LoadOptions, LogHook};
 use crate::host_fn::HostInterfaces;
 use super::sandbox::{Capabilities, MemoryLimitExceeded, StoreState};
+use super::sockets::SocketGate;
 use super::types::Types;
 use super::wire;
 use crate::cancel::{Cancel, Cancelled};
@@ -92,6 +93,7 @@ impl WasmPlugin {
         options: WasmOptions,
         origin: &Path,
     ) -> Result<WasmPlugin> {
+        check_socket_key(&caps, options.egress.as_deref())?;
         let (interface_export, funcs, exported_types) =
             find_interface(&runtime, component, options.load.interface_export.as_deref())?;
         let mut types = Types::new(exported_types);
@@ -224,13 +226,19 @@ impl WasmPlugin {
     }
 
     fn new_store(&self, budget: &Budget) -> Result<Store<StoreState>> {
+        let denials = Denials::default();
         let egress = self.options.egress.as_ref().filter(|_| self.caps.http).map(|policy| EgressHooks {
             policy: policy.clone(),
             plugin: self.options.name.clone(),
             log: self.options.log.clone(),
-            denials: Denials::default(),
+            denials: denials.clone(),
         });
-        let mut store = Store::new(&self.runtime.engine, StoreState::new(&self.caps, self.options.load.memory_limit, egress, self.host_interfaces.clone()));
+        let sockets = self.options.egress.as_ref().filter(|_| self.caps.tcp || self.caps.udp).map(|policy| {
+            let (name, log) = (self.options.name.clone(), self.options.log.clone());
+            Arc::new(SocketGate::new(policy.clone(), name, log, denials.clone(), self.caps.tcp, self.caps.udp))
+        });
+        let state = StoreState::new(&self.caps, self.options.load.memory_limit, egress, sockets, self.host_interfaces.clone());
+        let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limiter);
         self.arm(&mut store, budget)?;
         Ok(store)
@@ -430,6 +438,27 @@ fn io_runtime() -> Option<&'static tokio::runtime::Runtime> {
                 .ok()
         })
         .as_ref()
+}
+
+/// `tcp` and `udp` need their second key, a policy that decides on
+/// sockets: without it the load fails, naming the key, rather than
+/// loading a plugin whose every socket would silently fail.
+fn check_socket_key(caps: &Capabilities, policy: Option<&dyn EgressPolicy>) -> Result<()> {
+    let asked: Vec<&str> = [("tcp", caps.tcp), ("udp", caps.udp)].iter().filter(|(_, on)| *on).map(|(c, _)| *c).collect();
+    if asked.is_empty() || policy.is_some_and(|p| p.governs_sockets()) {
+        return Ok(());
+    }
+    let missing = match policy {
+        None => "no egress policy is registered (host default or per plugin)",
+        Some(_) => "the egress policy has no socket callback (fidius_egress_policy_set_socket_callback)",
+    };
+    fail(
+        Status::Capability,
+        format!(
+            "the package asks for {}, whose second key is the host's socket policy: {missing}",
+            asked.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(" and ")
+        ),
+    )
 }
 
 /// A failed call says which of its requests the egress policy denied.

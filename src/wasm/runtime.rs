@@ -62,6 +62,8 @@ impl WasmRuntime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| Error::new(Status::Trap, format!("cannot link WASI: {e}")))?;
+        super::sockets::add_to_linker(&mut linker)
+            .map_err(|e| Error::new(Status::Trap, format!("cannot link the name lookup: {e}")))?;
         super::host_call::add_to_linker(&mut linker)
             .map_err(|e| Error::new(Status::Trap, format!("cannot link {}: {e}", super::host_call::IMPORT)))?;
         let ticker = Some(Ticker::start(engine.clone())?);

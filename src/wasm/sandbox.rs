@@ -11,7 +11,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::{WasiHttpCtxView, WasiHttpView};
 use wasmtime_wasi_http::WasiHttpCtx;
 
-use super::egress::{Denials, EgressHooks};
+use super::egress::EgressHooks;
+use super::sockets::{Lookup, LookupView, SocketGate};
 use crate::egress::DenyAll;
 use crate::host_fn::HostInterfaces;
 
@@ -19,7 +20,7 @@ use crate::error::{fail, Result, Status};
 
 /// What the manifest may ask for.
 pub const ALLOWED: &str =
-    "args, stdin, stdout, stderr, clocks, random, network (or sockets), http, env:NAME, fs:ro:/PATH, fs:rw:/PATH";
+    "args, stdin, stdout, stderr, clocks, random, network (or sockets), tcp, udp, http, env:NAME, fs:ro:/PATH, fs:rw:/PATH";
 
 /// A parsed capability list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,6 +31,10 @@ pub struct Capabilities {
     pub stderr: bool,
     /// Sockets, with the SSRF floor on every address.
     pub network: bool,
+    /// Outbound TCP connects, each decided by the host's egress policy.
+    pub tcp: bool,
+    /// UDP, each bind and send decided by the host's egress policy.
+    pub udp: bool,
     /// Outbound HTTP through the host's egress policy.
     pub http: bool,
     /// Host environment variables exposed one by one: (name, value when set at load).
@@ -58,6 +63,8 @@ impl Capabilities {
                 "clocks" | "random" => {}
                 "network" | "sockets" => caps.network = true,
                 "http" => caps.http = true,
+                "tcp" => caps.tcp = true,
+                "udp" => caps.udp = true,
                 "env" | "env:" => {
                     return fail(
                         Status::InvalidManifest,
@@ -72,23 +79,25 @@ impl Capabilities {
                     caps.dirs.push(Preopen::parse(other)?);
                 }
                 other => {
-                    let hint = if other == "tcp" || other == "udp" {
-                        " (fidius 0.5's policy-gated tcp/udp capabilities are not supported by libfidius yet)"
-                    } else {
-                        ""
-                    };
-                    return fail(
-                        Status::InvalidManifest,
-                        format!("unknown capability \"{other}\"{hint}; allowed: {ALLOWED}"),
-                    );
+                    return fail(Status::InvalidManifest, format!("unknown capability \"{other}\"; allowed: {ALLOWED}"));
                 }
             }
+        }
+        // As upstream: the per-peer policy tier and the floor-only tier
+        // cannot both decide on one store's sockets.
+        if (caps.tcp || caps.udp) && caps.network {
+            return fail(
+                Status::InvalidManifest,
+                "capabilities \"tcp\"/\"udp\" (each peer decided by the host's egress policy) and \"network\"/\"sockets\" \
+                 (any public peer) are mutually exclusive",
+            );
         }
         Ok(caps)
     }
 
-    /// A fresh WASI context with exactly these grants.
-    pub fn wasi_ctx(&self) -> WasiCtx {
+    /// A fresh WASI context with exactly these grants; `sockets` decides
+    /// on the sockets of `tcp`/`udp` (without it they stay closed).
+    pub fn wasi_ctx(&self, sockets: Option<&Arc<SocketGate>>) -> WasiCtx {
         let mut b = WasiCtxBuilder::new();
         if self.args {
             b.inherit_args();
@@ -114,7 +123,10 @@ impl Capabilities {
                 Box::pin(async move { allowed })
             });
         }
-        // Without `network`, the builder's default check denies every address.
+        if let Some(gate) = sockets.filter(|_| self.tcp || self.udp) {
+            gate.install(&mut b);
+        }
+        // Otherwise the builder's default check denies every address.
         for dir in &self.dirs {
             // A directory that cannot be opened without following a link
             // (missing, or swapped for a symlink since the load) is not
@@ -221,30 +233,46 @@ pub struct StoreState {
     /// What the `fidius:host-call` import dispatches to. Shared (cheap to
     /// clone per call, so no lock is held while a host function runs).
     pub(crate) host_interfaces: Arc<HostInterfaces>,
+    /// What the guest's name lookups do.
+    lookup: Lookup,
 }
 
 impl StoreState {
-    /// `egress`: the hooks for brokered HTTP, when wasi:http is linked.
+    /// `egress`: the hooks for brokered HTTP, when wasi:http is linked;
+    /// `sockets`: the decisions on `tcp`/`udp` sockets, when granted.
     pub fn new(
         caps: &Capabilities,
         memory_limit: Option<usize>,
         egress: Option<EgressHooks>,
+        sockets: Option<Arc<SocketGate>>,
         host_interfaces: Arc<HostInterfaces>,
     ) -> Self {
         let hooks = egress.unwrap_or_else(|| EgressHooks {
             policy: Arc::new(DenyAll),
             plugin: String::new(),
             log: None,
-            denials: Denials::default(),
+            // One list per store: socket refusals join the call's error too.
+            denials: sockets.as_ref().map(|g| g.denials.clone()).unwrap_or_default(),
         });
+        let wasi = caps.wasi_ctx(sockets.as_ref());
+        let lookup = match sockets {
+            Some(gate) if caps.tcp || caps.udp => Lookup::Gated(gate),
+            _ if caps.network => Lookup::Open,
+            _ => Lookup::Closed,
+        };
         StoreState {
-            wasi: caps.wasi_ctx(),
+            wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             hooks,
             limiter: MemoryLimiter { limit: memory_limit, total: 0 },
             host_interfaces,
+            lookup,
         }
+    }
+
+    pub(crate) fn lookup_view(&mut self) -> LookupView<'_> {
+        LookupView { table: &mut self.table, lookup: &self.lookup }
     }
 
     /// Requests the egress policy denied in this store so far.
@@ -322,7 +350,7 @@ mod tests {
         let caps = Capabilities::parse(&["fs:ro:/tmp".into(), "fs:rw:/".into()]).unwrap();
         assert_eq!(caps.dirs, vec![Preopen { path: "/tmp".into(), writable: false }, Preopen { path: "/".into(), writable: true }]);
         for bad in [
-            "env", "env:", "tcp", "filesystem", "fs", "fs:", "fs:ro:", "fs:rw", "fs:xx:/tmp", "fs:ro:tmp", "fs:ro:./tmp",
+            "env", "env:", "filesystem", "fs", "fs:", "fs:ro:", "fs:rw", "fs:xx:/tmp", "fs:ro:tmp", "fs:ro:./tmp",
             "fs:ro:/tmp/../etc", "fs:ro:/tmp/./x", "fs:ro://tmp", "fs:ro:/tmp/", "gpu",
         ] {
             let e = Capabilities::parse(&[bad.into()]).unwrap_err();
