@@ -32,10 +32,11 @@ fn main() {
     let iface = component.get_export_index(None, "fidius:calc/calc@0.1.0").expect("calc interface");
     let add = component.get_export_index(Some(&iface), "add").expect("add");
     let caps = Capabilities::default();
+    let no_host_fns = std::sync::Arc::new(fidius::host_fn::HostInterfaces::default());
 
     let call = |a: i64| -> i64 {
         wasmtime_wasi::runtime::in_tokio(async {
-            let mut store = Store::new(&runtime.engine, StoreState::new(&caps, None, None));
+            let mut store = Store::new(&runtime.engine, StoreState::new(&caps, None, None, None, no_host_fns.clone()));
             store.set_epoch_deadline(u64::MAX / 2);
             let instance = pre.instantiate_async(&mut store).await.expect("instantiate");
             let f = instance.get_typed_func::<(i64, i64), (i64,)>(&mut store, &add).expect("add is (s64, s64) -> s64");
@@ -43,7 +44,7 @@ fn main() {
         })
     };
     let sync_call = |a: i64| -> i64 {
-        let mut store = Store::new(&runtime.engine, StoreState::new(&caps, None, None));
+        let mut store = Store::new(&runtime.engine, StoreState::new(&caps, None, None, None, no_host_fns.clone()));
         store.set_epoch_deadline(u64::MAX / 2);
         let instance = sync_pre.instantiate(&mut store).expect("instantiate");
         let f = instance.get_typed_func::<(i64, i64), (i64,)>(&mut store, &add).expect("add is (s64, s64) -> s64");
@@ -80,7 +81,7 @@ fn main() {
     for i in 0..n {
         wasmtime_wasi::runtime::in_tokio(async {
             let t0 = Instant::now();
-            let mut store = Store::new(&runtime.engine, StoreState::new(&caps, None, None));
+            let mut store = Store::new(&runtime.engine, StoreState::new(&caps, None, None, None, no_host_fns.clone()));
             store.set_epoch_deadline(u64::MAX / 2);
             let t1 = Instant::now();
             let instance = pre.instantiate_async(&mut store).await.expect("instantiate");

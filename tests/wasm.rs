@@ -469,7 +469,6 @@ fn bad_manifests_are_rejected_with_their_reason() {
         ("empty_env", "capabilities = [\"env:\"]", "env:NAME"),
         ("unknown", "capabilities = [\"gpu\"]", "unknown capability \"gpu\""),
         ("fs", "capabilities = [\"fs:ro:etc\"]", "absolute path"),
-        ("tcp", "capabilities = [\"tcp\"]", "not supported"),
     ] {
         let dir = wasm_search_path(&format!("wasm_bad_{case}"), &["calc"], |_, t| t.replace("capabilities = []", edit));
         let host = TestHost::new(&[&dir]);
