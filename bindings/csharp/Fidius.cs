@@ -98,6 +98,12 @@ namespace Fidius
 
     public enum EgressVerdict : uint { Deny = 0, Allow = 1 }
 
+    /// <summary>What a SocketRequest is about (fidius_socket_use).</summary>
+    public enum SocketUse : uint { TcpConnect = 1, UdpBind = 2, UdpSend = 3, DnsLookup = 4 }
+
+    /// <summary>What a ResponseCallback wants done with a response (fidius_response_directive).</summary>
+    public enum ResponseDirective : uint { Forward = 0, RetryOnce = 1 }
+
     /// <summary>A failed libfidius call.</summary>
     public class FidiusException : Exception
     {
@@ -215,6 +221,12 @@ namespace Fidius
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate uint EgressFn(IntPtr userData, IntPtr request);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate uint SocketFn(IntPtr userData, IntPtr request);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate uint ResponseFn(IntPtr userData, IntPtr request, IntPtr response);
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void DestroyFn(IntPtr userData);
@@ -401,6 +413,18 @@ namespace Fidius
         [DllImport(Lib)] public static extern Status fidius_egress_policy_new(EgressFn callback, IntPtr userData, DestroyFn destroy, out EgressPolicyHandle policy, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_egress_policy_set_allow_private_ranges(EgressPolicyHandle policy, [MarshalAs(UnmanagedType.U1)] bool allow, out IntPtr error);
         [DllImport(Lib)] public static extern void fidius_egress_policy_free(IntPtr policy);
+        [DllImport(Lib)] public static extern Status fidius_egress_policy_set_socket_callback(EgressPolicyHandle policy, SocketFn callback, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_egress_policy_set_response_callback(EgressPolicyHandle policy, ResponseFn callback, out IntPtr error);
+        [DllImport(Lib)] public static extern uint fidius_socket_request_use(IntPtr request);
+        [DllImport(Lib)] public static extern IntPtr fidius_socket_request_host(IntPtr request);
+        [DllImport(Lib)] public static extern IntPtr fidius_socket_request_address(IntPtr request);
+        [DllImport(Lib)] public static extern ushort fidius_socket_request_port(IntPtr request);
+        [DllImport(Lib)] public static extern IntPtr fidius_socket_request_plugin(IntPtr request);
+        [DllImport(Lib)] public static extern Status fidius_socket_request_set_deny_reason(IntPtr request, byte[] reason, out IntPtr error);
+        [DllImport(Lib)] public static extern ushort fidius_http_response_status(IntPtr response);
+        [DllImport(Lib)] [return: MarshalAs(UnmanagedType.U1)] public static extern bool fidius_http_response_retry_available(IntPtr response);
+        [DllImport(Lib)] public static extern UIntPtr fidius_http_response_header_count(IntPtr response);
+        [DllImport(Lib)] public static extern Status fidius_http_response_header(IntPtr response, UIntPtr index, out IntPtr name, out IntPtr value, out UIntPtr valueLen, out IntPtr error);
 
         // host functions
         [DllImport(Lib)] public static extern Status fidius_host_interface_new(byte[] name, ulong hash, uint version, uint fnCount, HostFn callback, IntPtr userData, DestroyFn destroy, out HostInterfaceHandle iface, out IntPtr error);
@@ -525,6 +549,8 @@ namespace Fidius
         // by a GCHandle whose IntPtr is the C user_data, freed by Destroy.
 
         public static readonly EgressFn EgressThunk = OnEgress;
+        public static readonly SocketFn SocketThunk = OnSocket;
+        public static readonly ResponseFn ResponseThunk = OnResponse;
         public static readonly LogFn LogThunk = OnLog;
         public static readonly DestroyFn DestroyThunk = OnDestroy;
         public static readonly HostFn HostFnThunk = OnHostFn;
@@ -559,7 +585,7 @@ namespace Fidius
             HttpRequest req = new HttpRequest(request);
             try
             {
-                EgressCallback callback = (EgressCallback)GCHandle.FromIntPtr(userData).Target;
+                EgressCallback callback = ((PolicyHooks)GCHandle.FromIntPtr(userData).Target).Egress;
                 return (uint)callback(req);
             }
             catch (Exception e)
@@ -570,6 +596,45 @@ namespace Fidius
             finally
             {
                 req.Invalidate();
+            }
+        }
+
+        static uint OnSocket(IntPtr userData, IntPtr request)
+        {
+            SocketRequest req = new SocketRequest(request);
+            try
+            {
+                SocketCallback callback = ((PolicyHooks)GCHandle.FromIntPtr(userData).Target).Socket;
+                return callback == null ? (uint)EgressVerdict.Deny : (uint)callback(req);
+            }
+            catch (Exception e)
+            {
+                try { req.SetDenyReason("socket policy threw " + e.GetType().Name + ": " + e.Message); } catch { }
+                return (uint)EgressVerdict.Deny;
+            }
+            finally
+            {
+                req.Invalidate();
+            }
+        }
+
+        static uint OnResponse(IntPtr userData, IntPtr request, IntPtr response)
+        {
+            HttpRequest req = new HttpRequest(request);
+            HttpResponse resp = new HttpResponse(response);
+            try
+            {
+                ResponseCallback callback = ((PolicyHooks)GCHandle.FromIntPtr(userData).Target).Response;
+                return callback == null ? (uint)ResponseDirective.Forward : (uint)callback(req, resp);
+            }
+            catch
+            {
+                return (uint)ResponseDirective.Forward;
+            }
+            finally
+            {
+                req.Invalidate();
+                resp.Invalidate();
             }
         }
 
@@ -1295,6 +1360,25 @@ namespace Fidius
     /// An exception denies.</summary>
     public delegate EgressVerdict EgressCallback(HttpRequest request);
 
+    /// <summary>Decides on one socket operation of a WASM plugin whose package has the tcp or udp
+    /// capability: the second key of those capabilities (a package asking for them does not load
+    /// under a policy without one). Runs like an EgressCallback; an exception denies.</summary>
+    public delegate EgressVerdict SocketCallback(SocketRequest request);
+
+    /// <summary>Sees the status and headers of each HTTP response to a request the policy allowed,
+    /// before the guest does. The request is the one sent, read-only (its setters throw with
+    /// Status.InvalidArgument). Runs like an EgressCallback; an exception forwards.</summary>
+    public delegate ResponseDirective ResponseCallback(HttpRequest request, HttpResponse response);
+
+    /// <summary>A policy's delegates, behind the one GCHandle libfidius passes to each callback.</summary>
+    internal sealed class PolicyHooks
+    {
+        internal readonly EgressCallback Egress;
+        internal volatile SocketCallback Socket;
+        internal volatile ResponseCallback Response;
+        internal PolicyHooks(EgressCallback egress) { Egress = egress; }
+    }
+
     /// <summary>Implements a host interface (fidius #[host_interface]) plugins call back into: one
     /// delegate for the whole interface, dispatching on index (the function's position in the trait,
     /// from 0). input is the wire encoding (bincode) of the function's arguments as a tuple (a copy:
@@ -1364,6 +1448,7 @@ namespace Fidius
     public sealed class EgressPolicy : IDisposable
     {
         internal readonly EgressPolicyHandle Handle;
+        readonly PolicyHooks hooks;
         bool allowPrivateRanges;
 
         public EgressPolicy(EgressCallback callback, bool allowPrivateRanges) : this(callback)
@@ -1379,7 +1464,8 @@ namespace Fidius
         {
             Library.CheckVersion();
             if (callback == null) throw new ArgumentNullException("callback");
-            IntPtr state = Native.Pin(callback);
+            hooks = new PolicyHooks(callback);
+            IntPtr state = Native.Pin(hooks);
             IntPtr err;
             Status st = Native.fidius_egress_policy_new(Native.EgressThunk, state, Native.DestroyThunk, out Handle, out err);
             if (st != Status.Ok)
@@ -1405,8 +1491,107 @@ namespace Fidius
             }
         }
 
+        /// <summary>Make the policy decide on sockets: the second key of the tcp and udp capabilities.
+        /// null removes it (plugins already loaded then have every socket denied). Set it before loading
+        /// the plugins it is for.</summary>
+        public void SetSocketCallback(SocketCallback callback)
+        {
+            hooks.Socket = callback;
+            IntPtr err;
+            Native.Check(Native.fidius_egress_policy_set_socket_callback(Handle, callback == null ? null : Native.SocketThunk, out err), err);
+        }
+
+        /// <summary>Have the policy see every HTTP response head, and choose to forward it or retry the
+        /// request once (the egress callback is asked again on a fresh copy). null removes it.</summary>
+        public void SetResponseCallback(ResponseCallback callback)
+        {
+            hooks.Response = callback;
+            IntPtr err;
+            Native.Check(Native.fidius_egress_policy_set_response_callback(Handle, callback == null ? null : Native.ResponseThunk, out err), err);
+        }
+
         /// <summary>Release the caller's reference.</summary>
         public void Dispose() { Handle.Dispose(); }
+    }
+
+    /// <summary>One socket operation of a WASM plugin, valid only during the socket callback it was
+    /// passed to.</summary>
+    public sealed class SocketRequest
+    {
+        IntPtr request;
+
+        internal SocketRequest(IntPtr request) { this.request = request; }
+
+        internal void Invalidate() { request = IntPtr.Zero; }
+
+        IntPtr Ptr
+        {
+            get
+            {
+                if (request == IntPtr.Zero)
+                    throw new InvalidOperationException("a SocketRequest is valid only during its socket callback");
+                return request;
+            }
+        }
+
+        public SocketUse Use { get { return (SocketUse)Native.fidius_socket_request_use(Ptr); } }
+        /// <summary>The name looked up (DnsLookup), or the name this plugin instance looked up that
+        /// resolved to the address (connect, send); null when there is none (a bare address, a bind).</summary>
+        public string Host { get { return Native.Str(Native.fidius_socket_request_host(Ptr)); } }
+        /// <summary>The peer's (for a bind, the local) address as text; null for a lookup.</summary>
+        public string Address { get { return Native.Str(Native.fidius_socket_request_address(Ptr)); } }
+        public ushort Port { get { return Native.fidius_socket_request_port(Ptr); } }
+        public string Plugin { get { return Native.Str(Native.fidius_socket_request_plugin(Ptr)); } }
+
+        /// <summary>The reason for a Deny verdict; reaches the host (error, log), never the guest.</summary>
+        public void SetDenyReason(string reason)
+        {
+            IntPtr err;
+            Native.Check(Native.fidius_socket_request_set_deny_reason(Ptr, Native.Utf8z(reason), out err), err);
+        }
+    }
+
+    /// <summary>The head of an HTTP response, valid only during the response callback it was passed to.</summary>
+    public sealed class HttpResponse
+    {
+        IntPtr response;
+
+        internal HttpResponse(IntPtr response) { this.response = response; }
+
+        internal void Invalidate() { response = IntPtr.Zero; }
+
+        IntPtr Ptr
+        {
+            get
+            {
+                if (response == IntPtr.Zero)
+                    throw new InvalidOperationException("an HttpResponse is valid only during its response callback");
+                return response;
+            }
+        }
+
+        public ushort Status { get { return Native.fidius_http_response_status(Ptr); } }
+        /// <summary>Whether RetryOnce would retry (false for a retry's response, or a body not kept).</summary>
+        public bool RetryAvailable { get { return Native.fidius_http_response_retry_available(Ptr); } }
+
+        public IList<KeyValuePair<string, byte[]>> Headers
+        {
+            get
+            {
+                List<KeyValuePair<string, byte[]>> list = new List<KeyValuePair<string, byte[]>>();
+                ulong n = Native.fidius_http_response_header_count(Ptr).ToUInt64();
+                for (ulong i = 0; i < n; i++)
+                {
+                    IntPtr name, value, err;
+                    UIntPtr len;
+                    Native.Check(Native.fidius_http_response_header(Ptr, (UIntPtr)i, out name, out value, out len, out err), err);
+                    byte[] v = new byte[checked((int)len.ToUInt64())];
+                    if (v.Length > 0) Marshal.Copy(value, v, 0, v.Length);
+                    list.Add(new KeyValuePair<string, byte[]>(Native.Str(name), v));
+                }
+                return list;
+            }
+        }
     }
 
     /// <summary>One outbound HTTP request, valid only during the egress callback it was passed to.</summary>

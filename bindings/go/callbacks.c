@@ -5,6 +5,14 @@ static uint32_t egress_trampoline(void *user_data, fidius_http_request *request)
     return fidiusGoEgress((uintptr_t)user_data, request);
 }
 
+static uint32_t socket_trampoline(void *user_data, fidius_socket_request *request) {
+    return fidiusGoSocket((uintptr_t)user_data, request);
+}
+
+static uint32_t response_trampoline(void *user_data, fidius_http_request *request, const fidius_http_response *response) {
+    return fidiusGoResponse((uintptr_t)user_data, request, (fidius_http_response *)response);
+}
+
 static void log_trampoline(void *user_data, uint32_t level, const char *message) {
     fidiusGoLog((uintptr_t)user_data, level, (char *)message);
 }
@@ -32,4 +40,12 @@ fidius_status fidiusgo_host_interface_new(const char *name, uint64_t hash, uint3
                                          uintptr_t handle, fidius_host_interface **interface, fidius_error **error) {
     return fidius_host_interface_new(name, hash, version, fn_count, host_fn_trampoline, (void *)handle,
                                      release_trampoline, interface, error);
+}
+
+fidius_status fidiusgo_egress_policy_set_socket_callback(fidius_egress_policy *policy, bool set, fidius_error **error) {
+    return fidius_egress_policy_set_socket_callback(policy, set ? socket_trampoline : NULL, error);
+}
+
+fidius_status fidiusgo_egress_policy_set_response_callback(fidius_egress_policy *policy, bool set, fidius_error **error) {
+    return fidius_egress_policy_set_response_callback(policy, set ? response_trampoline : NULL, error);
 }

@@ -10,5 +10,7 @@ fidius_status fidiusgo_egress_policy_new(uintptr_t handle, fidius_egress_policy 
 fidius_status fidiusgo_set_log_callback(fidius_host_builder *builder, uintptr_t handle, bool null_callback, fidius_error **error);
 fidius_status fidiusgo_host_interface_new(const char *name, uint64_t hash, uint32_t version, uint32_t fn_count,
                                          uintptr_t handle, fidius_host_interface **interface, fidius_error **error);
+fidius_status fidiusgo_egress_policy_set_socket_callback(fidius_egress_policy *policy, bool set, fidius_error **error);
+fidius_status fidiusgo_egress_policy_set_response_callback(fidius_egress_policy *policy, bool set, fidius_error **error);
 
 #endif

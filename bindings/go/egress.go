@@ -47,8 +47,18 @@ type EgressFunc func(req *Request) Verdict
 // policy may be closed right after it is registered, and the Go function
 // stays reachable until libfidius releases its last reference.
 type EgressPolicy struct {
-	mu  sync.RWMutex
-	ptr *C.fidius_egress_policy
+	mu    sync.RWMutex
+	ptr   *C.fidius_egress_policy
+	hooks *policyHooks
+}
+
+// policyHooks are a policy's Go functions, behind the one cgo.Handle that
+// libfidius passes to each of its callbacks as user data.
+type policyHooks struct {
+	egress   EgressFunc
+	mu       sync.RWMutex
+	socket   SocketFunc
+	response ResponseFunc
 }
 
 // NewEgressPolicy wraps fn as a policy, for HostConfig.Egress or LoadOptions.Egress.
@@ -59,14 +69,15 @@ func NewEgressPolicy(fn EgressFunc) (*EgressPolicy, error) {
 	if fn == nil {
 		return nil, &Error{Status: StatusNullArgument, Message: "nil egress function"}
 	}
-	h := newCallbackHandle(fn)
+	hooks := &policyHooks{egress: fn}
+	h := newCallbackHandle(hooks)
 	var p *C.fidius_egress_policy
 	var cerr *C.fidius_error
 	if err := takeError(C.fidiusgo_egress_policy_new(C.uintptr_t(h), &p, &cerr), cerr); err != nil {
 		fidiusGoRelease(C.uintptr_t(h)) // documented: destroy is not called on failure
 		return nil, err
 	}
-	e := &EgressPolicy{ptr: p}
+	e := &EgressPolicy{ptr: p, hooks: hooks}
 	runtime.SetFinalizer(e, (*EgressPolicy).Close)
 	return e, nil
 }
@@ -299,6 +310,6 @@ func fidiusGoEgress(h C.uintptr_t, creq *C.fidius_http_request) (verdict C.uint3
 		}
 		req.invalidate() // the request is borrowed for this call only
 	}()
-	fn := cgo.Handle(h).Value().(EgressFunc)
+	fn := cgo.Handle(h).Value().(*policyHooks).egress
 	return C.uint32_t(fn(req))
 }

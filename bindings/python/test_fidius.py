@@ -14,6 +14,7 @@ import gc
 import http.server
 import os
 import shutil
+import socket
 import struct
 import tarfile
 import tempfile
@@ -794,6 +795,183 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+class AuthRecorder(http.server.BaseHTTPRequestHandler):
+    """Answers 401 unless the request carries "Authorization: Bearer 2"; records (headers, body)."""
+
+    def do_POST(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self.rfile.readline().strip(), 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                body += self.rfile.read(size)
+                self.rfile.readline()
+        else:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.seen.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        ok = self.headers.get("Authorization") == "Bearer 2"
+        reply = b"ok" if ok else b"expired"
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Length", str(len(reply)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args):
+        pass
+
+
+class TestSockets(Base):
+    """tcp/udp through the policy's socket callback, and the response hook, with the
+    `net` fixture (fidius 0.5.9 guest crates) against loopback servers."""
+
+    def setUp(self):
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen(8)
+        self.tcp.settimeout(0.2)
+        self.tcp_port = self.tcp.getsockname()[1]
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.udp.settimeout(0.2)
+        self.udp_port = self.udp.getsockname()[1]
+        self.udp_seen = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (self._serve_tcp, self._serve_udp)]
+        for t in self.threads:
+            t.start()
+
+    def tearDown(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(5)
+        self.tcp.close()
+        self.udp.close()
+
+    def _serve_tcp(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.tcp.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(10)
+                line = conn.makefile("rb").readline().decode().rstrip("\n")
+                conn.sendall(f"echo: {line}\n".encode())
+
+    def _serve_udp(self):
+        while not self.stop.is_set():
+            try:
+                data, peer = self.udp.recvfrom(2048)
+            except OSError:
+                continue
+            self.udp_seen.append(data)
+            self.udp.sendto(b"echo: " + data, peer)
+
+    def load_net(self, host, grants):
+        return host.load("net", fidius.LoadOptions(grants=grants, timeout=30.0))
+
+    def test_enum_values(self):
+        self.assertEqual([int(u) for u in fidius.SocketUse], [1, 2, 3, 4])
+        self.assertEqual((int(fidius.ResponseDirective.FORWARD), int(fidius.ResponseDirective.RETRY_ONCE)), (0, 1))
+
+    def test_tcp_by_name_and_dns(self):
+        seen = []
+
+        def sockets(req):
+            seen.append((req.use, req.host, req.address, req.port, req.plugin))
+            if req.use in (fidius.SocketUse.DNS_LOOKUP, fidius.SocketUse.TCP_CONNECT) and req.host == "localhost":
+                return Verdict.ALLOW
+            req.set_deny_reason("python says no")
+            return Verdict.DENY
+
+        with fidius.EgressPolicy(lambda r: Verdict.DENY, allow_private_ranges=True, socket=sockets) as egress, \
+                new_host(egress=egress) as host, self.load_net(host, ["tcp", "http"]) as net:
+            self.assertEqual(net.invoke("tcp_echo", "localhost", self.tcp_port, "hi"), "echo: hi")
+            self.assertIn((fidius.SocketUse.DNS_LOOKUP, "localhost", None, 0, "net"), seen)
+            connect = [s for s in seen if s[0] == fidius.SocketUse.TCP_CONNECT][0]
+            self.assertEqual((connect[1], connect[3], connect[4]), ("localhost", self.tcp_port, "net"))
+            self.assertIn(connect[2], ("127.0.0.1", "::1"))
+            # A bare address has no name (fresh instance per call): denied, the reason reaches the host.
+            with self.assertRaises(PluginError) as cm:
+                net.invoke("tcp_echo", "127.0.0.1", self.tcp_port, "x")
+            self.assertEqual(cm.exception.code, "IO")
+            self.assertIn("socket denied for plugin net", cm.exception.message)
+            self.assertIn("python says no", cm.exception.message)
+            # DNS denial: a resolver failure, and no connect asked.
+            seen.clear()
+            with self.assertRaises(PluginError) as cm:
+                net.invoke("resolve", "ip6-localhost")
+            self.assertEqual(cm.exception.code, "IO")
+            self.assertEqual([s[0] for s in seen], [fidius.SocketUse.DNS_LOOKUP])
+
+    def test_udp(self):
+        seen = []
+
+        def sockets(req):
+            seen.append(req.use)
+            ok = req.use == fidius.SocketUse.UDP_BIND or (
+                req.use == fidius.SocketUse.UDP_SEND and req.address == "127.0.0.1" and req.port == self.udp_port)
+            return Verdict.ALLOW if ok else Verdict.DENY
+
+        with fidius.EgressPolicy(lambda r: Verdict.DENY, allow_private_ranges=True, socket=sockets) as egress, \
+                new_host(egress=egress) as host, self.load_net(host, ["udp", "http"]) as net:
+            self.assertEqual(net.invoke("udp_echo", "127.0.0.1", self.udp_port, "ping"), "echo: ping")
+            self.assertEqual(self.udp_seen, [b"ping"])
+            self.assertIn(fidius.SocketUse.UDP_BIND, seen)
+            self.assertIn(fidius.SocketUse.UDP_SEND, seen)
+
+    def test_missing_socket_callback_fails_closed(self):
+        with fidius.EgressPolicy(lambda r: Verdict.ALLOW) as egress, new_host(egress=egress) as host:
+            with self.assertRaises(FidiusError) as cm:
+                self.load_net(host, ["tcp", "http"])
+            self.assertEqual(cm.exception.status, Status.CAPABILITY)
+            self.assertIn("fidius_egress_policy_set_socket_callback", cm.exception.message)
+
+    def test_raising_socket_callback_denies(self):
+        with fidius.EgressPolicy(lambda r: Verdict.DENY, allow_private_ranges=True, socket=lambda req: 1 / 0) as egress, \
+                new_host(egress=egress) as host, self.load_net(host, ["tcp", "http"]) as net:
+            with self.assertRaises(PluginError) as cm:
+                net.invoke("tcp_echo", "127.0.0.1", self.tcp_port, "x")
+            self.assertIn("ZeroDivisionError", cm.exception.message)
+
+    def test_response_hook_retries_once(self):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AuthRecorder)
+        server.seen = []
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        asks, responses = [], []
+
+        def egress_fn(req):
+            asks.append(1)
+            req.set_header("authorization", f"Bearer {len(asks)}")
+            return Verdict.ALLOW
+
+        def on_response(req, resp):
+            try:
+                req.set_header("x-late", "1")
+                edit = "allowed"
+            except FidiusError as e:
+                edit = e.status
+            auth = dict(req.headers).get("authorization")
+            responses.append((resp.status, resp.retry_available, auth, edit))
+            return fidius.ResponseDirective.RETRY_ONCE if resp.status == 401 else fidius.ResponseDirective.FORWARD
+
+        try:
+            with fidius.EgressPolicy(egress_fn, allow_private_ranges=True, response=on_response) as egress, \
+                    new_host(egress=egress) as host, self.load_net(host, ["http"]) as net:
+                url = f"http://127.0.0.1:{server.server_address[1]}/api"
+                self.assertEqual(net.invoke("post", url, "payload"), "200 ok")
+        finally:
+            server.shutdown()
+            server.server_close()
+        self.assertEqual([body for _, body in server.seen], [b"payload", b"payload"])
+        self.assertEqual([h.get("authorization") for h, _ in server.seen], ["Bearer 1", "Bearer 2"])
+        self.assertEqual(responses, [(401, True, b"Bearer 1", Status.INVALID_ARGUMENT),
+                                     (200, False, b"Bearer 2", Status.INVALID_ARGUMENT)])
 
 
 class TestEgress(Base):

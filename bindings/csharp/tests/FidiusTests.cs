@@ -536,6 +536,248 @@ static class FidiusTests
         }
     }
 
+    // --- tcp/udp through the policy's socket callback, and the response hook, with the `net`
+    // fixture (fidius 0.5.9 guest crates) against loopback servers.
+
+    static Plugin LoadNet(Host host, params string[] grants)
+    {
+        return host.Load("net", new LoadOptions { Grants = new List<string>(grants), Timeout = TimeSpan.FromSeconds(30) });
+    }
+
+    /// <summary>A TCP server on 127.0.0.1 answering one line with "echo: line".</summary>
+    sealed class EchoServer : IDisposable
+    {
+        readonly TcpListener listener = new TcpListener(IPAddress.Loopback, 0);
+        public int Port { get { return ((IPEndPoint)listener.LocalEndpoint).Port; } }
+
+        public EchoServer()
+        {
+            listener.Start();
+            new Thread(() =>
+            {
+                while (true)
+                {
+                    TcpClient client;
+                    try { client = listener.AcceptTcpClient(); } catch { return; }
+                    using (client)
+                    using (NetworkStream s = client.GetStream())
+                    {
+                        s.ReadTimeout = 10000;
+                        StringBuilder line = new StringBuilder();
+                        int b;
+                        while ((b = s.ReadByte()) >= 0 && b != '\n') line.Append((char)b);
+                        byte[] reply = Encoding.ASCII.GetBytes("echo: " + line + "\n");
+                        s.Write(reply, 0, reply.Length);
+                    }
+                }
+            }) { IsBackground = true }.Start();
+        }
+
+        public void Dispose() { listener.Stop(); }
+    }
+
+    static void TestSocketEnums()
+    {
+        Check((uint)SocketUse.TcpConnect == 1 && (uint)SocketUse.UdpBind == 2 && (uint)SocketUse.UdpSend == 3 &&
+              (uint)SocketUse.DnsLookup == 4, "SocketUse values");
+        Check((uint)ResponseDirective.Forward == 0 && (uint)ResponseDirective.RetryOnce == 1, "ResponseDirective values");
+    }
+
+    static void TestSockets()
+    {
+        using (EchoServer server = new EchoServer())
+        using (EgressPolicy policy = new EgressPolicy(req => EgressVerdict.Deny, true))
+        {
+            List<string> seen = new List<string>();
+            policy.SetSocketCallback(req =>
+            {
+                lock (seen) seen.Add(req.Use + " " + (req.Host ?? "-") + " " + (req.Address ?? "-") + " " + req.Port + " " + req.Plugin);
+                if ((req.Use == SocketUse.DnsLookup || req.Use == SocketUse.TcpConnect) && req.Host == "localhost")
+                    return EgressVerdict.Allow;
+                req.SetDenyReason("csharp says no");
+                return EgressVerdict.Deny;
+            });
+            using (Host host = NewHost(new HostConfig { Egress = policy }))
+            using (Plugin net = LoadNet(host, "tcp", "http"))
+            {
+                string got = net.Invoke<string>("tcp_echo", "localhost", server.Port, "hi");
+                Check(got == "echo: hi", "tcp_echo localhost = " + got);
+                lock (seen)
+                {
+                    Check(seen.Contains("DnsLookup localhost - 0 net"), "the lookup was asked: " + string.Join("; ", seen));
+                    Check(seen.Exists(x => x == "TcpConnect localhost 127.0.0.1 " + server.Port + " net" || x == "TcpConnect localhost ::1 " + server.Port + " net"),
+                          "the connect carried the name: " + string.Join("; ", seen));
+                }
+                try
+                {
+                    net.Invoke<string>("tcp_echo", "127.0.0.1", server.Port, "x");
+                    Check(false, "a bare address is denied");
+                }
+                catch (PluginException e)
+                {
+                    Check(e.Code == "IO" && e.Message.Contains("socket denied for plugin net") && e.Message.Contains("csharp says no"),
+                          "a bare address is denied, with the reason: " + e.Message);
+                }
+                lock (seen) seen.Clear();
+                try
+                {
+                    net.Invoke<string[]>("resolve", "ip6-localhost");
+                    Check(false, "a denied lookup fails");
+                }
+                catch (PluginException e)
+                {
+                    Check(e.Code == "IO", "a denied lookup is a resolver failure: " + e.Message);
+                }
+                lock (seen) Check(seen.Count == 1 && seen[0].StartsWith("DnsLookup "), "nothing but the lookup was asked");
+            }
+        }
+    }
+
+    static void TestUdp()
+    {
+        using (UdpClient udp = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0)))
+        using (EgressPolicy policy = new EgressPolicy(req => EgressVerdict.Deny, true))
+        {
+            int port = ((IPEndPoint)udp.Client.LocalEndPoint).Port;
+            List<string> got = new List<string>();
+            new Thread(() =>
+            {
+                try
+                {
+                    IPEndPoint peer = new IPEndPoint(IPAddress.Any, 0);
+                    byte[] data = udp.Receive(ref peer);
+                    lock (got) got.Add(Encoding.UTF8.GetString(data));
+                    byte[] reply = Encoding.UTF8.GetBytes("echo: " + Encoding.UTF8.GetString(data));
+                    udp.Send(reply, reply.Length, peer);
+                }
+                catch { }
+            }) { IsBackground = true }.Start();
+            bool bindAsked = false;
+            policy.SetSocketCallback(req =>
+            {
+                if (req.Use == SocketUse.UdpBind) { bindAsked = true; return EgressVerdict.Allow; }
+                return req.Use == SocketUse.UdpSend && req.Address == "127.0.0.1" && req.Port == port ? EgressVerdict.Allow : EgressVerdict.Deny;
+            });
+            using (Host host = NewHost(new HostConfig { Egress = policy }))
+            using (Plugin net = LoadNet(host, "udp", "http"))
+            {
+                string echo = net.Invoke<string>("udp_echo", "127.0.0.1", port, "ping");
+                Check(echo == "echo: ping", "udp_echo = " + echo);
+                lock (got) Check(got.Count == 1 && got[0] == "ping", "the server got one datagram");
+                Check(bindAsked, "the UDP bind was asked");
+            }
+        }
+    }
+
+    static void TestSocketsNeedTheSecondKey()
+    {
+        using (EgressPolicy policy = new EgressPolicy(req => EgressVerdict.Allow))
+        using (Host host = NewHost(new HostConfig { Egress = policy }))
+        {
+            FidiusException e = Throws(() => LoadNet(host, "tcp", "http").Dispose());
+            Check(e != null && e.Status == Status.Capability && e.Message.Contains("fidius_egress_policy_set_socket_callback"),
+                  "no socket callback: " + (e == null ? "loaded" : e.Message));
+        }
+    }
+
+    /// <summary>Answers 401 unless "authorization: Bearer 2" came (then 200 "ok"); records each
+    /// request's authorization header and (de-chunked) body.</summary>
+    static List<string> ServeAuth(TcpListener listener, int requests)
+    {
+        List<string> seen = new List<string>();
+        new Thread(() =>
+        {
+            for (int i = 0; i < requests; i++)
+            {
+                TcpClient client;
+                try { client = listener.AcceptTcpClient(); } catch { return; }
+                using (client)
+                using (NetworkStream s = client.GetStream())
+                {
+                    s.ReadTimeout = 10000;
+                    StringBuilder text = new StringBuilder();
+                    byte[] buf = new byte[65536];
+                    while (true)
+                    {
+                        string t = text.ToString();
+                        int end = t.IndexOf("\r\n\r\n");
+                        if (end >= 0 && (t.ToLowerInvariant().Contains("transfer-encoding: chunked") ? t.EndsWith("0\r\n\r\n") : true)) break;
+                        int n = s.Read(buf, 0, buf.Length);
+                        if (n <= 0) break;
+                        text.Append(Encoding.ASCII.GetString(buf, 0, n));
+                    }
+                    string all = text.ToString();
+                    string head = all.Substring(0, all.IndexOf("\r\n\r\n"));
+                    string rest = all.Substring(head.Length + 4);
+                    StringBuilder body = new StringBuilder();
+                    if (head.ToLowerInvariant().Contains("transfer-encoding: chunked"))
+                    {
+                        while (true)
+                        {
+                            int nl = rest.IndexOf("\r\n");
+                            int size = Convert.ToInt32(rest.Substring(0, nl), 16);
+                            if (size == 0) break;
+                            body.Append(rest.Substring(nl + 2, size));
+                            rest = rest.Substring(nl + 2 + size + 2);
+                        }
+                    }
+                    else body.Append(rest);
+                    string auth = "-";
+                    foreach (string line in head.Split(new[] { "\r\n" }, StringSplitOptions.None))
+                        if (line.ToLowerInvariant().StartsWith("authorization:")) auth = line.Substring(14).Trim();
+                    lock (seen) seen.Add(auth + " " + body);
+                    string reply = auth == "Bearer 2"
+                        ? "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                        : "HTTP/1.1 401 Unauthorized\r\nContent-Length: 7\r\nConnection: close\r\n\r\nexpired";
+                    byte[] r = Encoding.ASCII.GetBytes(reply);
+                    s.Write(r, 0, r.Length);
+                }
+            }
+        }) { IsBackground = true }.Start();
+        return seen;
+    }
+
+    static void TestResponseHook()
+    {
+        TcpListener listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        try
+        {
+            List<string> seen = ServeAuth(listener, 2);
+            int asks = 0;
+            List<string> responses = new List<string>();
+            using (EgressPolicy policy = new EgressPolicy(req =>
+            {
+                req.SetHeader("authorization", "Bearer " + Interlocked.Increment(ref asks));
+                return EgressVerdict.Allow;
+            }, true))
+            {
+                policy.SetResponseCallback((req, resp) =>
+                {
+                    Status edit = Status.Ok;
+                    try { req.SetHeader("x-late", "1"); } catch (FidiusException e) { edit = e.Status; }
+                    lock (responses) responses.Add(resp.Status + " " + resp.RetryAvailable + " " + edit);
+                    return resp.Status == 401 ? ResponseDirective.RetryOnce : ResponseDirective.Forward;
+                });
+                using (Host host = NewHost(new HostConfig { Egress = policy }))
+                using (Plugin net = LoadNet(host, "http"))
+                {
+                    string url = "http://127.0.0.1:" + ((IPEndPoint)listener.LocalEndpoint).Port + "/api";
+                    string got = net.Invoke<string>("post", url, "payload");
+                    Check(got == "200 ok", "post after one retry = " + got);
+                }
+            }
+            lock (seen) Check(string.Join("|", seen) == "Bearer 1 payload|Bearer 2 payload", "the server saw exactly two POSTs: " + string.Join("|", seen));
+            lock (responses)
+                Check(string.Join("|", responses) == "401 True InvalidArgument|200 False InvalidArgument",
+                      "the response callback saw 401 (retry available) then 200, read-only: " + string.Join("|", responses));
+        }
+        finally
+        {
+            listener.Stop();
+        }
+    }
+
     static void TestThrowingPolicyDenies()
     {
         using (TinyServer server = new TinyServer())
@@ -1230,6 +1472,11 @@ static class FidiusTests
         Run("egress policy", TestEgress);
         Run("throwing egress policy", TestThrowingPolicyDenies);
         Run("SSRF floor", TestSsrfFloor);
+        Run("socket enums", TestSocketEnums);
+        Run("tcp sockets", TestSockets);
+        Run("udp sockets", TestUdp);
+        Run("sockets need the second key", TestSocketsNeedTheSecondKey);
+        Run("response hook", TestResponseHook);
         Run("threads", TestThreads);
         Run("dispose", TestDispose);
         Run("interface schemas", TestSchemas);

@@ -53,6 +53,7 @@ __all__ = [
     "FidiusError", "PluginError", "ClosedError",
     "PluginInfo", "Skipped", "Discovery", "LoadOptions",
     "Host", "Plugin", "EgressPolicy", "HttpRequest", "Cancel", "version", "library_path",
+    "SocketUse", "SocketRequest", "ResponseDirective", "HttpResponse",
     "HostInterface", "HostFunctionError", "BINDING_VERSION", "version_mismatch",
 ]
 
@@ -153,6 +154,20 @@ class Verdict(_OpenEnum):
     ALLOW = 1
 
 
+class SocketUse(_OpenEnum):
+    """What a SocketRequest is about (fidius_socket_use)."""
+    TCP_CONNECT = 1
+    UDP_BIND = 2
+    UDP_SEND = 3
+    DNS_LOOKUP = 4
+
+
+class ResponseDirective(_OpenEnum):
+    """What a response callback returns (fidius_response_directive)."""
+    FORWARD = 0
+    RETRY_ONCE = 1
+
+
 # ---------------------------------------------------------------- the library
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -237,6 +252,8 @@ class _Bytes(Structure):
 _EGRESS_FN = CFUNCTYPE(c_uint32, c_void_p, c_void_p)
 _DESTROY_FN = CFUNCTYPE(None, c_void_p)
 _LOG_FN = CFUNCTYPE(None, c_void_p, c_uint32, c_char_p)
+_SOCKET_FN = CFUNCTYPE(c_uint32, c_void_p, c_void_p)
+_RESPONSE_FN = CFUNCTYPE(c_uint32, c_void_p, c_void_p, c_void_p)
 _HOST_FN = CFUNCTYPE(None, c_void_p, c_uint32, c_void_p, c_size_t, c_void_p)
 
 _P = c_void_p            # any opaque handle
@@ -335,6 +352,18 @@ _SIGNATURES = {
     "fidius_egress_policy_new": (_S, [_EGRESS_FN, c_void_p, _DESTROY_FN, POINTER(c_void_p), _E]),
     "fidius_egress_policy_set_allow_private_ranges": (_S, [_P, c_bool, _E]),
     "fidius_egress_policy_free": (None, [_P]),
+    "fidius_egress_policy_set_socket_callback": (_S, [_P, _SOCKET_FN, _E]),
+    "fidius_egress_policy_set_response_callback": (_S, [_P, _RESPONSE_FN, _E]),
+    "fidius_socket_request_use": (c_uint32, [_P]),
+    "fidius_socket_request_host": (c_char_p, [_P]),
+    "fidius_socket_request_address": (c_char_p, [_P]),
+    "fidius_socket_request_port": (ctypes.c_uint16, [_P]),
+    "fidius_socket_request_plugin": (c_char_p, [_P]),
+    "fidius_socket_request_set_deny_reason": (_S, [_P, c_char_p, _E]),
+    "fidius_http_response_status": (ctypes.c_uint16, [_P]),
+    "fidius_http_response_retry_available": (c_bool, [_P]),
+    "fidius_http_response_header_count": (c_size_t, [_P]),
+    "fidius_http_response_header": (_S, [_P, c_size_t, POINTER(c_char_p), POINTER(POINTER(c_uint8)), POINTER(c_size_t), _E]),
     "fidius_host_interface_new": (_S, [c_char_p, c_uint64, c_uint32, c_uint32, _HOST_FN, c_void_p, _DESTROY_FN,
                                        POINTER(c_void_p), _E]),
     "fidius_host_interface_free": (None, [_P]),
@@ -574,6 +603,41 @@ def _egress_trampoline(user_data, request):
         req._invalidate()
 
 
+@_SOCKET_FN
+def _socket_trampoline(user_data, request):
+    # As for egress: anything but an explicit Verdict.ALLOW denies, and nothing escapes.
+    req = SocketRequest(request)
+    try:
+        with _callbacks_lock:
+            fn = _callbacks[user_data].socket
+        verdict = fn(req)
+        return int(Verdict.ALLOW) if verdict is Verdict.ALLOW else int(Verdict.DENY)
+    except BaseException as e:
+        try:
+            req.set_deny_reason(f"socket policy raised {type(e).__name__}: {e}")
+        except BaseException:
+            pass
+        return int(Verdict.DENY)
+    finally:
+        req._invalidate()
+
+
+@_RESPONSE_FN
+def _response_trampoline(user_data, request, response):
+    # Anything but an explicit ResponseDirective.RETRY_ONCE (an exception too) forwards.
+    req, resp = HttpRequest(request), HttpResponse(response)
+    try:
+        with _callbacks_lock:
+            fn = _callbacks[user_data].response
+        directive = fn(req, resp)
+        return int(ResponseDirective.RETRY_ONCE) if directive is ResponseDirective.RETRY_ONCE else int(ResponseDirective.FORWARD)
+    except BaseException:
+        return int(ResponseDirective.FORWARD)
+    finally:
+        req._invalidate()
+        resp._invalidate()
+
+
 @_HOST_FN
 def _host_fn_trampoline(user_data, index, data, length, call):
     # Runs on the thread running the plugin's code; nothing may escape it.
@@ -790,17 +854,35 @@ class EgressPolicy(_Owner):
     special-purpose addresses (loopback, RFC 1918, link-local, ...) is denied
     before the callback is asked, unless ``allow_private_ranges`` is true
     (or set later with set_allow_private_ranges()).
+
+    ``socket(request: SocketRequest) -> Verdict`` (optional) is the second key
+    of the ``tcp``/``udp`` capabilities: it decides every TCP connect, UDP bind
+    and send, and DNS lookup of those plugins (a package asking for them does not
+    load under a policy without it). ``response(request: HttpRequest, response:
+    HttpResponse) -> ResponseDirective`` (optional) sees each response's status
+    and headers; ResponseDirective.RETRY_ONCE sends the request again, once, after
+    asking ``callback`` again on a fresh copy (the request is read-only here).
+    Both run like ``callback``; an exception denies (socket) or forwards (response).
     """
 
-    def __init__(self, callback: Callable[["HttpRequest"], Verdict], *, allow_private_ranges: bool = False):
-        if not callable(callback):
-            raise TypeError("callback must be callable")
+    def __init__(self, callback: Callable[["HttpRequest"], Verdict], *, allow_private_ranges: bool = False,
+                 socket: Optional[Callable[["SocketRequest"], Verdict]] = None,
+                 response: Optional[Callable[["HttpRequest", "HttpResponse"], "ResponseDirective"]] = None):
+        for name, fn in (("callback", callback), ("socket", socket), ("response", response)):
+            if fn is not None and not callable(fn) or (name == "callback" and fn is None):
+                raise TypeError(f"{name} must be callable")
         out = c_void_p()
-        _with_callback(callback, lambda key: _check(
+        hooks = _PolicyHooks(callback, socket, response)
+        _with_callback(hooks, lambda key: _check(
             _lib.fidius_egress_policy_new, _egress_trampoline, key, _destroy_trampoline, byref(out)))
         self._own(out.value, _lib.fidius_egress_policy_free)
         if allow_private_ranges:
             self.set_allow_private_ranges(True)
+        with self._h as p:
+            if socket is not None:
+                _check(_lib.fidius_egress_policy_set_socket_callback, p, _socket_trampoline)
+            if response is not None:
+                _check(_lib.fidius_egress_policy_set_response_callback, p, _response_trampoline)
 
     def set_allow_private_ranges(self, allow: bool) -> None:
         """Let (or stop letting) this policy's requests go to private and special-purpose
@@ -808,6 +890,108 @@ class EgressPolicy(_Owner):
         Applies to requests decided afterwards, wherever the policy is registered."""
         with self._h as p:
             _check(_lib.fidius_egress_policy_set_allow_private_ranges, p, bool(allow))
+
+
+class _PolicyHooks:
+    """A policy's callbacks, registered under the policy's one user-data key."""
+
+    def __init__(self, egress, socket, response):
+        self.egress, self.socket, self.response = egress, socket, response
+
+    def __call__(self, request):
+        return self.egress(request)
+
+
+class _Borrowed:
+    """A C pointer valid only during one callback, guarded by a lock: a method called
+    from another thread (or after the callback returned) either runs before the
+    callback ends or raises ClosedError; it never reads a pointer libfidius freed."""
+
+    _what = "a borrowed request"
+
+    def __init__(self, ptr):
+        self._ptr = ptr
+        self._lock = threading.Lock()
+
+    def _invalidate(self):
+        with self._lock:
+            self._ptr = None
+
+    @contextlib.contextmanager
+    def _p(self):
+        with self._lock:
+            if not self._ptr:
+                raise ClosedError(f"{self._what} is valid only during its callback")
+            yield self._ptr
+
+
+class SocketRequest(_Borrowed):
+    """One socket operation of a WASM plugin with ``tcp``/``udp``; valid only during
+    its socket callback."""
+
+    _what = "a SocketRequest"
+
+    @property
+    def use(self) -> SocketUse:
+        with self._p() as p:
+            return SocketUse(int(_lib.fidius_socket_request_use(p)))
+
+    @property
+    def host(self) -> Optional[str]:
+        """The name looked up (DNS_LOOKUP), or the name this plugin instance looked up
+        that resolved to the address (connect, send); None when there is none."""
+        with self._p() as p:
+            v = _lib.fidius_socket_request_host(p)
+            return None if v is None else _s(v)
+
+    @property
+    def address(self) -> Optional[str]:
+        """The peer's (or, for a bind, the local) address as text; None for a lookup."""
+        with self._p() as p:
+            v = _lib.fidius_socket_request_address(p)
+            return None if v is None else _s(v)
+
+    @property
+    def port(self) -> int:
+        with self._p() as p:
+            return int(_lib.fidius_socket_request_port(p))
+
+    @property
+    def plugin(self) -> str:
+        with self._p() as p:
+            return _s(_lib.fidius_socket_request_plugin(p))
+
+    def set_deny_reason(self, reason: str) -> None:
+        """The reason for denying; reaches the host (error, log), never the guest."""
+        with self._p() as p:
+            _check(_lib.fidius_socket_request_set_deny_reason, p, _b(reason))
+
+
+class HttpResponse(_Borrowed):
+    """The status and headers of a response; valid only during its response callback."""
+
+    _what = "an HttpResponse"
+
+    @property
+    def status(self) -> int:
+        with self._p() as p:
+            return int(_lib.fidius_http_response_status(p))
+
+    @property
+    def retry_available(self) -> bool:
+        """Whether RETRY_ONCE would retry (False for a retry's response, or a body not kept)."""
+        with self._p() as p:
+            return bool(_lib.fidius_http_response_retry_available(p))
+
+    @property
+    def headers(self) -> List[Tuple[str, bytes]]:
+        out = []
+        with self._p() as p:
+            for i in range(_lib.fidius_http_response_header_count(p)):
+                name, value, length = c_char_p(), POINTER(c_uint8)(), c_size_t()
+                _check(_lib.fidius_http_response_header, p, i, byref(name), byref(value), byref(length))
+                out.append((_s(name.value), ctypes.string_at(value, length.value) if length.value else b""))
+        return out
 
 
 class HttpRequest:
