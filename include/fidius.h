@@ -242,6 +242,17 @@ typedef enum fidius_status {
    * another live implementation (the message names both sides).
    */
   FIDIUS_STATUS_HOST_INTERFACE = 64,
+  /**
+   * `fidius_stream_next`: the stream has no more items. Not a failure:
+   * no error is set. Every later call answers it too.
+   */
+  FIDIUS_STATUS_STREAM_END = 65,
+  /**
+   * The host's own item source (the callback feeding a plugin's input
+   * stream) reported a failure; the plugin saw its input end there, and
+   * the call or stream fails with this status instead of its result.
+   */
+  FIDIUS_STATUS_STREAM_SOURCE = 66,
 } fidius_status;
 
 /**
@@ -520,6 +531,16 @@ typedef struct fidius_plugin_info fidius_plugin_info;
 typedef struct fidius_socket_request fidius_socket_request;
 
 /**
+ * A plugin's output stream (a server-streaming or bidirectional method).
+ * Created by `fidius_plugin_stream`, owned by the caller, released with
+ * `fidius_stream_free` (which cancels it if items remain). One thread at a
+ * time may use a stream, but it may move between threads; any number of
+ * streams of one plugin (and calls) may run at once. A stream keeps what it
+ * needs of its plugin, so it may outlive `fidius_plugin_free`.
+ */
+typedef struct fidius_stream fidius_stream;
+
+/**
  * A byte buffer returned by libfidius and owned by the caller, who
  * releases it with `fidius_bytes_free`. `data` is NULL when `len` is 0.
  * `release` is libfidius' own record of how to free `data` (a native
@@ -638,6 +659,33 @@ typedef uint32_t (*fidius_response_fn)(void *user_data,
  */
 typedef uint32_t (*fidius_socket_fn)(void *user_data,
                                      struct fidius_socket_request *request);
+
+/**
+ * Feeds a plugin's `Stream<T>` argument (a client-streaming or
+ * bidirectional method), one item per call. Answer with:
+ * - `1`: an item: `*item` and `*item_len` are its Fidius wire bytes (the
+ *   bincode of one `T`; `*item` may be NULL when `*item_len` is 0). The
+ *   bytes are copied before the callback is called again, so they need to
+ *   stay valid only until then;
+ * - `0`: the end of the stream (every later pull is answered for you);
+ * - a negative number: a failure. The plugin sees its input end there, and
+ *   the call or stream then fails with FIDIUS_STATUS_STREAM_SOURCE, whose
+ *   message carries the number.
+ *
+ * Items are always wire bytes, whatever the call's format: the `Stream<T>`
+ * argument appears in no interface schema, so its item type is unknown.
+ *
+ * It runs on the thread that makes the plugin pull: the caller of
+ * `fidius_plugin_call_streaming` for a client stream, the caller of
+ * `fidius_stream_next` for a bidirectional one, on that thread's own stack
+ * (for WASM plugins too: never on a guest's fiber stack). Only when the
+ * plugin itself pulls from a thread it started (a native plugin may) does
+ * it run there; it is never called by two threads at once. While it runs,
+ * the call's timeout is not counted against the plugin.
+ */
+typedef int32_t (*fidius_stream_source_fn)(void *user_data,
+                                           const uint8_t **item,
+                                           size_t *item_len);
 
 #ifdef __cplusplus
 extern "C" {
@@ -1646,7 +1694,8 @@ const char *fidius_plugin_warning(const struct fidius_plugin *plugin,
  *       "result": "result<s64, plugin-error>" | null  (the declared WIT result),
  *       "returns": "s64" | null           (what a successful call returns),
  *       "fallible": true | false | null    (errors are FIDIUS_STATUS_PLUGIN_ERROR),
- *       "raw": bool | null, "streaming": bool | null,
+ *       "raw": bool | null, "streaming": bool | null  (returns a stream: server or bidirectional),
+ *       "stream_item": "u64" | null         (a stream's item type, where known),
  *       "optional": bool | null, "implemented": bool,
  *       "metadata": {"key": "value", ...} } ],
  *   "types": [ {"name": "point", "kind": "record", "fields": [{"name": "x", "type": "s32"}]},
@@ -1761,6 +1810,95 @@ const char *fidius_socket_request_plugin(const struct fidius_socket_request *req
 enum fidius_status fidius_socket_request_set_deny_reason(struct fidius_socket_request *request,
                                                          const char *reason,
                                                          struct fidius_error **error);
+
+/**
+ * Start method `method` as an output stream. Without a source (`source`
+ * NULL) it is a server stream (`fn m(..) -> Stream<T>`); with one, a
+ * bidirectional stream (`fn m(.., Stream<In>) -> Stream<Out>`) whose input
+ * the source feeds (see `fidius_stream_source_fn`). `input` holds the
+ * method's other arguments encoded as `format` (as for
+ * `fidius_plugin_call`); items come out in `format` too: wire bytes (the
+ * bincode of one item), or JSON where the item type is known (WASM plugins,
+ * native plugins with an interface schema). On success `*stream` receives
+ * the stream; pull it with `fidius_stream_next`.
+ *
+ * `destroy` (may be NULL) is called exactly once with `user_data`, when the
+ * plugin no longer needs the source: when its input ends, when the stream
+ * ends or is freed, or at once if this function fails.
+ *
+ * Native descriptors do not say which methods stream: the caller states
+ * the kind by the function it uses and whether it gives a source, and a
+ * wrong kind on a native plugin without an interface schema is undefined
+ * behaviour, as with any mismatched call. With a schema, or for a WASM
+ * plugin, a method that does not return a stream is refused with
+ * UNSUPPORTED, as is a source for a component that pulls none.
+ *
+ * Limits: a WASM stream runs in an instance of its own for its whole life
+ * (also for plugins that reuse one instance for calls), so the memory
+ * limit applies to the stream as a whole, while the timeout and fuel apply
+ * to each item (and to starting the stream). Native streams require the
+ * PluginAllocated buffer strategy; ABI 400 (fidius 0.4) plugins have server
+ * streams only. Errors: as `fidius_plugin_call`, and UNSUPPORTED (not a
+ * stream, JSON with an unknown item type, a bidirectional stream on ABI
+ * 400), STREAM_SOURCE. Thread-safe.
+ */
+enum fidius_status fidius_plugin_stream(const struct fidius_plugin *plugin,
+                                        uint32_t method,
+                                        uint32_t format,
+                                        const uint8_t *input,
+                                        size_t input_len,
+                                        fidius_stream_source_fn source,
+                                        void *user_data,
+                                        fidius_destroy_fn destroy,
+                                        struct fidius_stream **stream,
+                                        struct fidius_error **error);
+
+/**
+ * Call client-streaming method `method` (`fn m(.., Stream<T>) -> R`):
+ * `source` (required) feeds its `Stream<T>` argument, `input` holds its
+ * other arguments in `format`, and `*output` receives its result, as for
+ * `fidius_plugin_call`. If the source fails, the call fails with
+ * STREAM_SOURCE whatever the plugin made of its shortened input. `destroy`
+ * is called as for `fidius_plugin_stream` (by the time this returns).
+ * A method that returns a stream is refused with UNSUPPORTED (use
+ * `fidius_plugin_stream` with a source); the other kind checks are as
+ * there. Errors: as `fidius_plugin_call`, NULL_ARGUMENT (no source),
+ * STREAM_SOURCE. Thread-safe.
+ */
+enum fidius_status fidius_plugin_call_streaming(const struct fidius_plugin *plugin,
+                                                uint32_t method,
+                                                uint32_t format,
+                                                const uint8_t *input,
+                                                size_t input_len,
+                                                fidius_stream_source_fn source,
+                                                void *user_data,
+                                                fidius_destroy_fn destroy,
+                                                struct fidius_bytes *output,
+                                                struct fidius_error **error);
+
+/**
+ * The next item of `stream`: FIDIUS_STATUS_OK with `*item` a new buffer
+ * owned by the caller (release with `fidius_bytes_free`; an item may be
+ * empty: `{NULL, 0}`), or FIDIUS_STATUS_STREAM_END at the end (`*item`
+ * empty, no error set). A failure (the plugin's error with its code,
+ * message and details, a panic, a trap, a timeout, the source's failure)
+ * ends the stream: its status is returned once, with the error, and every
+ * later call answers STREAM_END. The plugin's side of the stream is
+ * released as soon as it ends. Errors: as for the call that started it,
+ * NULL_ARGUMENT, INVALID_HANDLE. Not thread-safe for one stream: one thread
+ * at a time.
+ */
+enum fidius_status fidius_stream_next(struct fidius_stream *stream,
+                                      struct fidius_bytes *item,
+                                      struct fidius_error **error);
+
+/**
+ * Release a stream, cancelling it if it has not ended: the plugin's
+ * producer is dropped (a native plugin's `drop_fn` runs, a WASM stream's
+ * resource is dropped, which runs its destructor, within its timeout), and
+ * a bidirectional stream's source is destroyed. NULL is ignored.
+ */
+void fidius_stream_free(struct fidius_stream *stream);
 
 #ifdef __cplusplus
 }  // extern "C"

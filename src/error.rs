@@ -105,11 +105,18 @@ pub enum Status {
     /// it refused the host's table, or the library is already bound to
     /// another live implementation (the message names both sides).
     HostInterface = 64,
+    /// `fidius_stream_next`: the stream has no more items. Not a failure:
+    /// no error is set. Every later call answers it too.
+    StreamEnd = 65,
+    /// The host's own item source (the callback feeding a plugin's input
+    /// stream) reported a failure; the plugin saw its input end there, and
+    /// the call or stream fails with this status instead of its result.
+    StreamSource = 66,
 }
 
 impl Status {
     /// Every status, for lookups by number.
-    pub const ALL: [Status; 40] = {
+    pub const ALL: [Status; 42] = {
         use Status::*;
         [
             Ok, NullArgument, InvalidUtf8, InvalidArgument, InvalidHandle, InternalPanic, Io, Unsupported,
@@ -118,7 +125,7 @@ impl Status {
             SignatureRequired, SignatureInvalid, InvalidManifest, MethodIndex, NotImplemented, PluginError,
             PluginPanic, Serialization, UnknownStatus, BufferTooSmall, Capability, Timeout, MemoryLimit,
             FuelExhausted, Trap, StackOverflow, Archive, FileRefused, SchemaMismatch, Cancelled,
-            HostInterface,
+            HostInterface, StreamEnd, StreamSource,
         ]
     };
 
@@ -166,6 +173,8 @@ impl Status {
             SchemaMismatch => c"schema mismatch",
             Cancelled => c"cancelled",
             HostInterface => c"host interface mismatch",
+            StreamEnd => c"end of stream",
+            StreamSource => c"stream source failed",
         }
     }
 }

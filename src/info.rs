@@ -66,8 +66,11 @@ pub struct Signature {
     pub result: Option<Ty>,
     /// `#[wire(raw)]`: wire calls take and return the bytes as they are.
     pub raw: bool,
-    /// Returns a stream: not callable as a unary method.
+    /// Returns a stream (a server-streaming or bidirectional method): not
+    /// callable as a unary method.
     pub streaming: bool,
+    /// A stream's item type, where known.
+    pub item: Option<Ty>,
 }
 
 impl Signature {

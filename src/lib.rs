@@ -23,6 +23,7 @@ pub mod package;
 pub mod plugin;
 pub mod schema;
 pub mod signing;
+pub mod stream;
 pub mod value;
 pub mod wasm;
 pub mod wire;
@@ -31,7 +32,8 @@ pub use error::{Error, PluginError, Result, Status};
 pub use output::Output;
 pub use host::{Discovery, Host, HostBuilder, LoadOptions, LoadPolicy, Skipped};
 pub use info::{BufferStrategy, Format, MethodInfo, PluginInfo, Runtime, Signature};
-pub use plugin::Plugin;
+pub use plugin::{Plugin, PluginStream};
+pub use stream::{ItemSource, StreamKind};
 
 /// The library version, `MAJOR.MINOR.PATCH`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -10,6 +10,7 @@ use crate::schema::Interface;
 use crate::value::{json, Ty};
 use crate::native::NativePlugin;
 use crate::output::Output;
+use crate::stream::{with_feed, Feed, ItemSource, ItemStream};
 use crate::wasm::WasmPlugin;
 
 /// A loaded plugin: one instance, callable from many threads at once.
@@ -68,6 +69,7 @@ impl Plugin {
                         result: sig.result.clone(),
                         raw: Signature::raw_shape(&sig.params, sig.result.as_ref()),
                         streaming: sig.streaming,
+                        item: sig.item.clone(),
                     });
                     match methods.get_mut(i) {
                         Some(m) => {
@@ -113,6 +115,7 @@ impl Plugin {
                     result: m.result.clone(),
                     raw: m.raw,
                     streaming: m.streaming,
+                    item: m.item.clone(),
                 }),
                 implemented: true,
                 optional: Some(false),
@@ -148,6 +151,15 @@ impl Plugin {
     /// starts, since native code cannot be interrupted safely.
     #[inline]
     pub fn call_cancellable(&self, index: u32, format: Format, input: &[u8], cancel: Option<Arc<Cancel>>) -> Result<Output> {
+        if let Some(MethodInfo { signature: Some(sig), name, .. }) = self.methods.get(index as usize) {
+            if sig.streaming {
+                // A native init slot would hand back a stream handle as if it were output.
+                return fail(
+                    Status::Unsupported,
+                    format!("method {} returns a stream: open it with fidius_plugin_stream", name.as_deref().unwrap_or("?")),
+                );
+            }
+        }
         match format {
             Format::Wire => self.call_wire(index, input, cancel),
             Format::Json => self.call_json(index, input, cancel).map(Output::Owned),
@@ -160,17 +172,8 @@ impl Plugin {
             Backend::Native(p) => {
                 // Past the descriptor's methods only a schema's optional
                 // methods can be (a NULL slot is the native call's to report).
-                if index >= self.info.method_count {
-                    if let Some(m) = self.methods.get(index as usize) {
-                        return fail(
-                            Status::NotImplemented,
-                            format!(
-                                "plugin {} does not implement method {index} ({}), an optional method it was built without",
-                                self.info.name,
-                                m.name.as_deref().unwrap_or("?")
-                            ),
-                        );
-                    }
+                if index >= self.info.method_count && (index as usize) < self.methods.len() {
+                    self.check_implemented(index)?;
                 }
                 if let Some(c) = cancel {
                     if c.is_triggered() {
@@ -187,20 +190,8 @@ impl Plugin {
     /// converted by the method's types (the rules in [`crate::value::json`]).
     fn call_json(&self, index: u32, input: &[u8], cancel: Option<Arc<Cancel>>) -> Result<Vec<u8>> {
         let method = self.method(index)?;
-        let Some(sig) = &method.signature else {
-            return fail(
-                Status::Unsupported,
-                format!(
-                    "plugin {} is native and has no interface schema, so its calls take wire bytes, not JSON \
-                     (give it one: fidius_load_options_set_schema, <library>.wit, or fidius_host_builder_add_schema)",
-                    self.info.name
-                ),
-            );
-        };
+        let sig = self.typed(method)?;
         let in_method = |e: Error| e.context(format!("method {}", method.name.as_deref().unwrap_or("?")));
-        if sig.streaming {
-            return fail(Status::Unsupported, format!("method {} returns a stream; streaming calls are not supported", method.name.as_deref().unwrap_or("?")));
-        }
         if sig.raw {
             let bytes = json::raw_arg(input).map_err(in_method)?;
             let out = self.call_wire(index, &bytes, cancel)?;
@@ -209,6 +200,135 @@ impl Plugin {
         let wire = json::args_to_wire(&sig.params, input).map_err(in_method)?;
         let out = self.call_wire(index, &wire, cancel)?;
         json::output_to_json(sig.outcome(), &out).map_err(in_method)
+    }
+
+    /// Start method `index` as a stream: a server stream (`fn m(..) ->
+    /// Stream<T>`), or, with `source`, a bidirectional one (`fn m(..,
+    /// Stream<In>) -> Stream<Out>`), the source feeding its `Stream<In>`
+    /// argument. `input` holds the other arguments in `format`; items come
+    /// out in `format` too (JSON where the item type is known). Source items
+    /// are always wire bytes: the `Stream<In>` argument is in no schema.
+    /// `cancel` stops a WASM stream's item wherever it is.
+    pub fn stream(
+        &self,
+        index: u32,
+        format: Format,
+        input: &[u8],
+        source: Option<Box<dyn ItemSource>>,
+        cancel: Option<Arc<Cancel>>,
+    ) -> Result<PluginStream> {
+        let method = self.method(index)?;
+        let name = method.name.as_deref().unwrap_or("?");
+        if let Some(sig) = &method.signature {
+            if !sig.streaming {
+                return fail(
+                    Status::Unsupported,
+                    format!(
+                        "method {name} does not return a stream: call it (fidius_plugin_call, or fidius_plugin_call_streaming \
+                         when it takes a stream argument)"
+                    ),
+                );
+            }
+        }
+        let (wire, json_item) = match format {
+            Format::Wire => (std::borrow::Cow::Borrowed(input), None),
+            Format::Json => {
+                let sig = self.typed(method)?;
+                let Some(item) = &sig.item else {
+                    return fail(Status::Unsupported, format!("method {name}: its stream's item type is unknown, so items cannot be JSON"));
+                };
+                let wire = json::args_to_wire(&sig.params, input).map_err(|e| e.context(format!("method {name}")))?;
+                (std::borrow::Cow::Owned(wire), Some(item.clone()))
+            }
+        };
+        self.check_implemented(index)?;
+        let feed = source.map(|s| Arc::new(Feed::new(s)));
+        let started: Result<Box<dyn ItemStream>> = match &self.backend {
+            Backend::Native(p) => p.stream(index, &wire, feed.clone()).map(|s| Box::new(s) as Box<dyn ItemStream>),
+            Backend::Wasm(p) => p.stream(index, &wire, feed.clone(), cancel).map(|s| Box::new(s) as Box<dyn ItemStream>),
+        };
+        let inner = match (started, &feed) {
+            (Err(e), Some(feed)) => return with_feed(Err(e), feed),
+            (started, _) => started?,
+        };
+        Ok(PluginStream { inner: Some(inner), json_item, feed })
+    }
+
+    /// Call client-streaming method `index` (`fn m(.., Stream<T>) -> R`):
+    /// `source` feeds its `Stream<T>` argument (wire bytes per item),
+    /// `input` holds the other arguments in `format`, and the output is its
+    /// result. A source failure fails the call with the source's error.
+    pub fn call_streaming(
+        &self,
+        index: u32,
+        format: Format,
+        input: &[u8],
+        source: Box<dyn ItemSource>,
+        cancel: Option<Arc<Cancel>>,
+    ) -> Result<Output> {
+        let method = self.method(index)?;
+        let name = method.name.as_deref().unwrap_or("?");
+        if method.signature.as_ref().is_some_and(|s| s.streaming) {
+            return fail(
+                Status::Unsupported,
+                format!("method {name} returns a stream: open it with fidius_plugin_stream (with a source when it also takes one)"),
+            );
+        }
+        let (wire, outcome) = match format {
+            Format::Wire => (std::borrow::Cow::Borrowed(input), None),
+            Format::Json => {
+                let sig = self.typed(method)?;
+                let wire = json::args_to_wire(&sig.params, input).map_err(|e| e.context(format!("method {name}")))?;
+                (std::borrow::Cow::Owned(wire), Some(sig.outcome()))
+            }
+        };
+        self.check_implemented(index)?;
+        if let Some(c) = &cancel {
+            if c.is_triggered() && matches!(self.backend, Backend::Native(_)) {
+                return fail(Status::Cancelled, format!("plugin {}: the call was cancelled before it started", self.info.name));
+            }
+        }
+        let feed = Arc::new(Feed::new(source));
+        let out = match &self.backend {
+            Backend::Native(p) => p.call_fed(index, &wire, feed.clone()),
+            Backend::Wasm(p) => p.call_with(index, &wire, cancel, Some(feed.clone())).map(Output::Owned),
+        };
+        feed.close();
+        let out = with_feed(out, &feed)?;
+        match outcome {
+            None => Ok(out),
+            Some(ty) => json::output_to_json(ty, &out).map(Output::Owned).map_err(|e| e.context(format!("method {name}"))),
+        }
+    }
+
+    /// The method's types, for a JSON call.
+    fn typed<'a>(&self, method: &'a MethodInfo) -> Result<&'a Signature> {
+        method.signature.as_ref().ok_or_else(|| {
+            Error::new(
+                Status::Unsupported,
+                format!(
+                    "plugin {} is native and has no interface schema, so its calls take wire bytes, not JSON \
+                     (give it one: fidius_load_options_set_schema, <library>.wit, or fidius_host_builder_add_schema)",
+                    self.info.name
+                ),
+            )
+        })
+    }
+
+    /// A native plugin's optional methods past its descriptor (known from a
+    /// newer schema) are not implemented.
+    fn check_implemented(&self, index: u32) -> Result<()> {
+        if matches!(self.backend, Backend::Native(_)) && index >= self.info.method_count {
+            return fail(
+                Status::NotImplemented,
+                format!(
+                    "plugin {} does not implement method {index} ({}), an optional method it was built without",
+                    self.info.name,
+                    self.methods.get(index as usize).and_then(|m| m.name.as_deref()).unwrap_or("?")
+                ),
+            );
+        }
+        Ok(())
     }
 
     pub fn methods(&self) -> &[MethodInfo] {
@@ -283,6 +403,9 @@ impl Plugin {
                 if let Some(r) = &sig.result {
                     r.collect_named(&mut named);
                 }
+                if let Some(item) = &sig.item {
+                    item.collect_named(&mut named);
+                }
             }
         }
         let methods: Vec<serde_json::Value> = self
@@ -300,6 +423,7 @@ impl Plugin {
                     "fallible": sig.map(Signature::fallible),
                     "raw": sig.map(|s| s.raw),
                     "streaming": sig.map(|s| s.streaming),
+                    "stream_item": sig.and_then(|s| s.item.as_ref()).map(Ty::wit),
                     "optional": m.optional,
                     "implemented": m.implemented,
                     "metadata": pairs(&m.metadata),
@@ -325,5 +449,42 @@ impl Plugin {
             "methods": methods,
             "types": named.iter().map(|n| n.describe()).collect::<Vec<_>>(),
         })
+    }
+}
+
+/// A plugin's output stream: pull items with [`PluginStream::next`] until
+/// it answers `None`; dropping it early cancels the plugin's stream (its
+/// producer is dropped: native `drop_fn`, the WASM resource's destructor).
+/// Used by one thread at a time; it may move between threads, and it may
+/// outlive the [`Plugin`] it came from.
+pub struct PluginStream {
+    /// None once ended: the plugin's stream is released at its end, not at drop.
+    inner: Option<Box<dyn ItemStream>>,
+    /// Items are converted to JSON by this type.
+    json_item: Option<Ty>,
+    /// A bidirectional stream's input, whose failure ends it.
+    feed: Option<Arc<Feed>>,
+}
+
+impl PluginStream {
+    /// The next item (wire bytes, or JSON), `None` at the end. After an
+    /// error the stream has ended: every later call answers `None`.
+    pub fn next(&mut self) -> Result<Option<Vec<u8>>> {
+        let Some(inner) = self.inner.as_mut() else { return Ok(None) };
+        let step = match (inner.next(), &self.json_item) {
+            (Ok(Some(item)), Some(ty)) => json::output_to_json(Some(ty), &item).map(Some),
+            (step, _) => step,
+        };
+        if matches!(step, Ok(Some(_))) {
+            return step;
+        }
+        self.inner = None;
+        match self.feed.take() {
+            Some(feed) => {
+                feed.close();
+                with_feed(step, &feed)
+            }
+            None => step,
+        }
     }
 }

@@ -33,8 +33,11 @@ pub struct MethodSig {
     pub name: String,
     pub params: Vec<(String, Ty)>,
     pub result: Option<Ty>,
-    /// Returns a stream resource (a server-streaming method).
+    /// Returns a stream resource (a server-streaming or bidirectional method).
     pub streaming: bool,
+    /// The stream's item type (`T` of its resource's `next: func() ->
+    /// result<option<T>, plugin-error>`).
+    pub item: Option<Ty>,
 }
 
 /// A parsed schema: every interface in the WIT text.
@@ -96,7 +99,17 @@ impl Schema {
                     .map_err(|e| e.context(format!("{origin}: {name}.{fname}")))?;
                 let result = f.result.as_ref().map(|t| types.ty(&resolve, t)).transpose()?;
                 let streaming = matches!(result, Some(Ty::Opaque(_)));
-                methods.push(MethodSig { name: fname.clone(), params, result, streaming });
+                let item = match iface.functions.get(&format!("[method]{fname}-stream.next")) {
+                    Some(next) if streaming => match next.result.as_ref().map(|t| types.ty(&resolve, t)).transpose()? {
+                        Some(Ty::Result { ok: Some(ok), .. }) => match *ok {
+                            Ty::Option(item) => Some(*item),
+                            _ => None,
+                        },
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                methods.push(MethodSig { name: fname.clone(), params, result, streaming, item });
             }
             interfaces.push(Arc::new(Interface { name: name.clone(), methods }));
         }

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 /// Calls that open with `catch_unwind` (directly or through a helper that does).
-const GUARDS: [&str; 10] = [
-    "guard(", "guard_value(", "with_builder(", "with_info(", "with_options(", "with_request(", "with_socket(", "with_response(", "edit(", "answer(",
+const GUARDS: [&str; 11] = [
+    "guard(", "guard_or(", "guard_value(", "with_builder(", "with_info(", "with_options(", "with_request(", "with_socket(", "with_response(", "edit(", "answer(",
 ];
 
 /// An exported function definition (not a callback type alias).

@@ -281,7 +281,7 @@ fn every_plugin_describes_itself() {
     assert_eq!(doc["types_from"], json!("component"));
     assert_eq!(doc["capabilities"], json!([]));
     assert_eq!(doc["methods"][0], json!({"index": 0, "name": "add", "params": [{"name": "a", "type": "s64"}, {"name": "b", "type": "s64"}],
-        "result": "s64", "returns": "s64", "fallible": false, "raw": false, "streaming": false, "optional": false, "implemented": true, "metadata": {}}));
+        "result": "s64", "returns": "s64", "fallible": false, "raw": false, "streaming": false, "stream_item": null, "optional": false, "implemented": true, "metadata": {}}));
     let types = doc["types"].as_array().unwrap();
     assert!(types.iter().any(|t| t["name"] == json!("point") && t["kind"] == json!("record")), "{types:?}");
     assert!(types.iter().any(|t| t["name"] == json!("shape") && t["kind"] == json!("variant")), "{types:?}");

@@ -26,6 +26,7 @@ pub mod host_fn;
 pub mod plugin;
 pub mod response;
 pub mod socket;
+pub mod stream;
 
 pub use archive::*;
 pub use cancel::*;
@@ -37,6 +38,7 @@ pub use host_fn::*;
 pub use plugin::*;
 pub use response::*;
 pub use socket::*;
+pub use stream::*;
 
 /// The box behind every opaque handle. The tag comes first so that a handle
 /// of another kind, or one whose memory was freed and reused, is detected.

@@ -76,7 +76,7 @@ impl fidius_bytes {
         fidius_bytes { data: Box::into_raw(boxed) as *mut u8, len, release: ptr::null_mut() }
     }
 
-    fn from_output(output: Output) -> Self {
+    pub(crate) fn from_output(output: Output) -> Self {
         match output {
             Output::Owned(v) => Self::from_vec(v),
             Output::Plugin(b) if b.is_empty() => {
@@ -93,7 +93,7 @@ impl fidius_bytes {
 
 /// A loaded plugin with its names and metadata made C-ready.
 pub struct PluginBox {
-    plugin: Plugin,
+    pub(crate) plugin: Plugin,
     info: Tagged<InfoBox>,
     method_names: Vec<Option<CString>>,
     method_metadata: Vec<Vec<(CString, CString)>>,
@@ -189,14 +189,19 @@ pub(crate) unsafe fn call(
 ) -> Result<()> {
     let out = out_param(output, "output")?;
     *out = fidius_bytes::EMPTY;
-    let format = match format {
-        0 => Format::Wire,
-        1 => Format::Json,
-        other => return Err(Error::new(Status::InvalidArgument, format!("unknown format {other}"))),
-    };
+    let format = parse_format(format)?;
     let plugin = &fidius_plugin::get(plugin)?.plugin;
     *out = fidius_bytes::from_output(plugin.call_cancellable(method, format, c_bytes(input, input_len, "input")?, cancel)?);
     Ok(())
+}
+
+/// A `fidius_format` value.
+pub(crate) fn parse_format(format: u32) -> Result<Format> {
+    match format {
+        0 => Ok(Format::Wire),
+        1 => Ok(Format::Json),
+        other => Err(Error::new(Status::InvalidArgument, format!("unknown format {other}"))),
+    }
 }
 
 /// Release a buffer returned by libfidius and reset it to `{NULL, 0}`.
@@ -357,7 +362,8 @@ pub unsafe extern "C" fn fidius_plugin_warning(plugin: *const fidius_plugin, ind
 ///       "result": "result<s64, plugin-error>" | null  (the declared WIT result),
 ///       "returns": "s64" | null           (what a successful call returns),
 ///       "fallible": true | false | null    (errors are FIDIUS_STATUS_PLUGIN_ERROR),
-///       "raw": bool | null, "streaming": bool | null,
+///       "raw": bool | null, "streaming": bool | null  (returns a stream: server or bidirectional),
+///       "stream_item": "u64" | null         (a stream's item type, where known),
 ///       "optional": bool | null, "implemented": bool,
 ///       "metadata": {"key": "value", ...} } ],
 ///   "types": [ {"name": "point", "kind": "record", "fields": [{"name": "x", "type": "s32"}]},

@@ -31,6 +31,8 @@ pub(crate) const STATUS_BUFFER_TOO_SMALL: i32 = -1;
 pub(crate) const STATUS_SERIALIZATION_ERROR: i32 = -2;
 pub(crate) const STATUS_PLUGIN_ERROR: i32 = -3;
 pub(crate) const STATUS_PANIC: i32 = -4;
+/// A stream's `next`: no more items (fidius 0.4+).
+pub(crate) const STATUS_STREAM_END: i32 = -5;
 
 #[repr(C)]
 pub struct PluginRegistry {
@@ -92,6 +94,25 @@ pub type PluginAllocated500 =
 pub type Arena500 =
     unsafe extern "C" fn(*mut c_void, *const u8, u32, *mut u8, u32, *mut u32, *mut u32) -> i32;
 
+/// A stream of bincode items (`fidius-guest` `FidiusStreamHandle`, the same
+/// in 0.4 and 0.5). Whoever built it owns it; the other side calls `next`
+/// (into the caller's buffer: `-1` with the size it needs keeps the item for
+/// a retry) and `drop_fn` exactly once, which frees it.
+#[repr(C)]
+pub struct StreamHandle {
+    pub next: StreamNextFn,
+    pub drop_fn: StreamDropFn,
+    pub state: *mut c_void,
+}
+pub type StreamNextFn = unsafe extern "C" fn(*mut StreamHandle, *mut u8, u32, *mut u32) -> i32;
+pub type StreamDropFn = unsafe extern "C" fn(*mut StreamHandle);
+
+/// A client-streaming or bidirectional slot (ABI 500 only): the host's input
+/// stream, then the non-stream arguments; the output is the result's bytes
+/// (client) or an output `StreamHandle` (bidirectional).
+pub type StreamIn500 =
+    unsafe extern "C" fn(*mut c_void, *mut StreamHandle, *const u8, u32, *mut *mut u8, *mut u32) -> i32;
+
 // The layout is the ABI: catch a drift at compile time.
 #[cfg(target_pointer_width = "64")]
 const _: () = {
@@ -106,4 +127,5 @@ const _: () = {
     );
     assert!(std::mem::size_of::<MethodMetaEntry>() == 16);
     assert!(std::mem::size_of::<MetaKv>() == 16);
+    assert!(std::mem::size_of::<StreamHandle>() == 24);
 };

@@ -5,6 +5,8 @@ pub mod arch;
 pub mod host_imports;
 pub mod library;
 pub mod plugin;
+pub mod stream;
 
 pub use library::{NativeEntry, NativeLibrary, Source};
 pub use plugin::NativePlugin;
+pub use stream::NativeStream;

@@ -29,13 +29,13 @@ thread_local! {
 
 /// A constructed native plugin instance (ABI 500) or the stateless plugin (ABI 400).
 pub struct NativePlugin {
-    entry: Arc<NativeEntry>,
-    instance: *mut c_void,
+    pub(super) entry: Arc<NativeEntry>,
+    pub(super) instance: *mut c_void,
     /// Its library's host imports, and the interfaces bound for them (kept
     /// alive while it lives).
     host: Bound,
     // Declared last: dropped after `instance` is destroyed.
-    _library: Arc<Library>,
+    pub(super) library: Arc<Library>,
 }
 
 // Fidius methods take `&self`, and fidius-host shares handles across threads;
@@ -82,7 +82,7 @@ impl NativePlugin {
                 instance
             }
         };
-        Ok(NativePlugin { entry, instance, host, _library: library })
+        Ok(NativePlugin { entry, instance, host, library })
     }
 
     pub fn entry(&self) -> &NativeEntry {
@@ -137,13 +137,19 @@ impl NativePlugin {
                 f(self.instance, non_null(input), in_len, &mut out_ptr, &mut out_len)
             }
         };
-        // The plugin's buffer is handed on as it is, and goes back to the
-        // plugin's allocator (with its exact length) when released: no copy.
+        self.allocated_output(status, out_ptr, out_len)
+    }
+
+    /// A PluginAllocated call's outcome. The plugin's buffer is handed on
+    /// as it is, and goes back to the plugin's allocator (with its exact
+    /// length) when released: no copy.
+    #[inline]
+    pub(super) fn allocated_output(&self, status: i32, out_ptr: *mut u8, out_len: u32) -> Result<Output> {
         let free = self.entry.free_buffer.expect("validated at load");
         let output = (!out_ptr.is_null()).then(|| unsafe { PluginBuffer::new(out_ptr, out_len as usize, free) });
         match (status, output) {
             (abi::STATUS_OK, Some(buffer)) => Ok(Output::Plugin(buffer)),
-            (status, output) => self.outcome(status, output.map(|b| Output::Plugin(b).into_vec())).map(Output::Owned),
+            (status, output) => outcome(&self.entry.info.name, status, output.map(|b| Output::Plugin(b).into_vec())).map(Output::Owned),
         }
     }
 
@@ -203,37 +209,36 @@ impl NativePlugin {
                 );
             }
             let bytes = arena[offset as usize..end].to_vec();
-            return self.outcome(status, Some(bytes));
+            return outcome(&self.entry.info.name, status, Some(bytes));
         }
     }
+}
 
-    /// Map a plugin status and its payload to the call's result.
-    #[cold]
-    fn outcome(&self, status: i32, output: Option<Vec<u8>>) -> Result<Vec<u8>> {
-        let name = &self.entry.info.name;
-        match status {
-            abi::STATUS_OK => output.ok_or_else(|| {
-                Error::new(Status::Serialization, format!("plugin {name} returned a NULL output buffer"))
-            }),
-            abi::STATUS_PLUGIN_ERROR => Err(Error::plugin(wire::decode_plugin_error(output.as_deref().unwrap_or(&[])))),
-            abi::STATUS_PANIC => {
-                let message = match output.as_deref() {
-                    Some(bytes) if !bytes.is_empty() => wire::decode_string(bytes)
-                        .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned()),
-                    // Arena plugins report panics without a message.
-                    _ => "no panic message (Arena plugins do not carry one)".to_string(),
-                };
-                fail(Status::PluginPanic, format!("plugin {name} panicked: {message}"))
-            }
-            abi::STATUS_SERIALIZATION_ERROR => fail(
-                Status::Serialization,
-                format!("plugin {name} could not decode the input or encode the output (wrong argument types?)"),
-            ),
-            abi::STATUS_BUFFER_TOO_SMALL => {
-                fail(Status::BufferTooSmall, format!("plugin {name} reported its output buffer too small"))
-            }
-            other => fail(Status::UnknownStatus, format!("plugin {name} returned unknown status {other}")),
+/// Map a plugin status and its payload to the call's result.
+#[cold]
+pub(super) fn outcome(name: &str, status: i32, output: Option<Vec<u8>>) -> Result<Vec<u8>> {
+    match status {
+        abi::STATUS_OK => output.ok_or_else(|| {
+            Error::new(Status::Serialization, format!("plugin {name} returned a NULL output buffer"))
+        }),
+        abi::STATUS_PLUGIN_ERROR => Err(Error::plugin(wire::decode_plugin_error(output.as_deref().unwrap_or(&[])))),
+        abi::STATUS_PANIC => {
+            let message = match output.as_deref() {
+                Some(bytes) if !bytes.is_empty() => wire::decode_string(bytes)
+                    .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned()),
+                // Arena plugins and stream items report panics without a message.
+                _ => "no panic message (Arena plugins and stream items do not carry one)".to_string(),
+            };
+            fail(Status::PluginPanic, format!("plugin {name} panicked: {message}"))
         }
+        abi::STATUS_SERIALIZATION_ERROR => fail(
+            Status::Serialization,
+            format!("plugin {name} could not decode the input or encode the output (wrong argument types?)"),
+        ),
+        abi::STATUS_BUFFER_TOO_SMALL => {
+            fail(Status::BufferTooSmall, format!("plugin {name} reported its output buffer too small"))
+        }
+        other => fail(Status::UnknownStatus, format!("plugin {name} returned unknown status {other}")),
     }
 }
 
@@ -246,7 +251,7 @@ impl Drop for NativePlugin {
 }
 
 /// Plugins build a slice from the input pointer: never hand them NULL, even for empty input.
-fn non_null(bytes: &[u8]) -> *const u8 {
+pub(super) fn non_null(bytes: &[u8]) -> *const u8 {
     if bytes.is_empty() {
         NonNull::<u8>::dangling().as_ptr()
     } else {

@@ -1,12 +1,14 @@
 //! WASM-component plugins: Fidius packages (`runtime = "wasm"`) run in a
 //! deny-all wasmtime sandbox opened by the package's capability list.
 
+mod drive;
 pub mod egress;
 mod host_call;
 mod plugin;
 mod runtime;
 pub mod sandbox;
 mod sockets;
+mod stream;
 mod types;
 mod wire;
 
@@ -16,6 +18,7 @@ pub use egress::{Destination, EgressPolicy, RequestParts, ResponseDirective, Res
 pub use crate::egress::{SocketRequest, SocketUse};
 pub use plugin::{Method as WasmMethod, WasmOptions, WasmPlugin};
 pub use runtime::WasmRuntime;
+pub use stream::WasmStream;
 
 use crate::error::{fail, Error, Result, Status};
 use crate::package::{Manifest, PackageFiles};

@@ -8,6 +8,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, Func, Instance, InstancePre, Type, Val};
 use wasmtime::{Store, Trap};
 
+use super::drive::drive;
 use super::egress::{Denials, EgressHooks, EgressPolicy};
 use super::runtime::WasmRuntime;
 use crate::info::Signature;
@@ -20,6 +21,7 @@ use super::wire;
 use crate::cancel::{Cancel, Cancelled};
 use crate::capability::CapabilityPolicy;
 use crate::error::{fail, Error, PluginError, Result, Status};
+use crate::stream::Feed;
 use crate::value::{snake, Ty};
 
 const HASH_EXPORT: &str = "fidius-interface-hash";
@@ -45,7 +47,7 @@ pub struct WasmOptions {
 /// One exported method.
 pub struct Method {
     pub name: String,
-    index: ComponentExportIndex,
+    pub(super) index: ComponentExportIndex,
     pub params: Vec<(String, Ty)>,
     pub result: Option<Ty>,
     /// `#[wire(raw)]`: wire calls take and return the bytes as they are.
@@ -54,12 +56,15 @@ pub struct Method {
     fallible: bool,
     /// Returns a stream resource: not callable as a unary method.
     pub streaming: bool,
+    /// A stream's item type, and its resource's `[method]<m>-stream.next`.
+    pub item: Option<Ty>,
+    pub(super) stream_next: Option<ComponentExportIndex>,
 }
 
-/// One call's limits.
-struct Budget {
-    deadline: Option<std::time::Instant>,
-    cancel: Option<Arc<Cancel>>,
+/// One call's (or stream item's) limits.
+pub(super) struct Budget {
+    pub(super) deadline: Option<std::time::Instant>,
+    pub(super) cancel: Option<Arc<Cancel>>,
 }
 
 enum Mode {
@@ -70,7 +75,7 @@ enum Mode {
 }
 
 pub struct WasmPlugin {
-    runtime: Arc<WasmRuntime>,
+    pub(super) runtime: Arc<WasmRuntime>,
     pre: InstancePre<StoreState>,
     caps: Arc<Capabilities>,
     pub methods: Vec<Method>,
@@ -78,9 +83,11 @@ pub struct WasmPlugin {
     pub interface_hash: u64,
     /// The capabilities granted (the manifest's, or the load's grants).
     pub granted: Vec<String>,
-    options: WasmOptions,
+    pub(super) options: WasmOptions,
     configure: Option<ComponentExportIndex>,
     mode: Mode,
+    /// The component imports `fidius:stream-pull`: some method takes a stream.
+    pub(super) pulls: bool,
     host_interfaces: Arc<HostInterfaces>,
 }
 
@@ -103,7 +110,25 @@ impl WasmPlugin {
         let lookup = |name: &str| component.get_export_index(Some(&iface), name);
         let mut methods = Vec::new();
         let mut configure = None;
+        // A stream resource's `next`: result<option<T>, plugin-error>.
+        let stream_items: Vec<(String, Option<Ty>)> = funcs
+            .iter()
+            .filter(|(n, _, _)| n.starts_with("[method]") && n.ends_with("-stream.next"))
+            .map(|(n, _, results)| {
+                let item = match results.first().map(|t| types.ty(t)) {
+                    Some(Ty::Result { ok: Some(ok), .. }) => match *ok {
+                        Ty::Option(item) => Some(*item),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                (n.clone(), item)
+            })
+            .collect();
         for (name, params, results) in funcs {
+            if name.starts_with('[') {
+                continue;
+            }
             match name.as_str() {
                 HASH_EXPORT => continue,
                 CONFIGURE_EXPORT => configure = lookup(&name),
@@ -128,7 +153,22 @@ impl WasmPlugin {
                 Some((_, raw)) => *raw,
                 None => raw_shape,
             };
-            methods.push(Method { name, index, params, result, raw, fallible, streaming });
+            let (item, stream_next) = if streaming {
+                let next = format!("[method]{name}-stream.next");
+                let item = stream_items.iter().find(|(n, _)| *n == next).and_then(|(_, t)| t.clone());
+                match (item, lookup(&next)) {
+                    (Some(item), Some(index)) => (Some(item), Some(index)),
+                    _ => {
+                        return fail(
+                            Status::InvalidManifest,
+                            format!("method {name} returns a resource without {next}: func() -> result<option<T>, plugin-error>, not a Fidius stream"),
+                        )
+                    }
+                }
+            } else {
+                (None, None)
+            };
+            methods.push(Method { name, index, params, result, raw, fallible, streaming, item, stream_next });
         }
         if options.load.config.is_some() && configure.is_none() {
             return fail(
@@ -145,7 +185,9 @@ impl WasmPlugin {
         } else {
             Mode::Isolated
         };
+        let pulls = component.component_type().imports(&runtime.engine).any(|(name, _)| name == super::stream::PULL_IMPORT);
         let mut plugin = WasmPlugin {
+            pulls,
             runtime,
             pre,
             caps: Arc::new(caps),
@@ -178,7 +220,7 @@ impl WasmPlugin {
     fn read_hash(&self, index: &Option<ComponentExportIndex>) -> Result<u64> {
         let index = index.as_ref().expect("find_interface only picks interfaces with the hash export");
         let budget = self.budget(None);
-        self.run(HASH_EXPORT, &budget, async {
+        run(HASH_EXPORT, &budget, async {
             let (mut store, instance) = self.instantiate(&budget).await?;
             let func = instance.get_func(&mut store, index).expect("exported");
             let typed = func
@@ -189,40 +231,8 @@ impl WasmPlugin {
     }
 
     /// One call's budget: its deadline (from the timeout) and cancel token.
-    fn budget(&self, cancel: Option<Arc<Cancel>>) -> Budget {
+    pub(super) fn budget(&self, cancel: Option<Arc<Cancel>>) -> Budget {
         Budget { deadline: self.options.load.timeout.map(|t| std::time::Instant::now() + t), cancel }
-    }
-
-    /// Run one guest operation to completion, or stop it at the call's
-    /// deadline or cancellation wherever it is: in guest code the epoch
-    /// callback traps it; blocked in a host function (a clock, a stream, an
-    /// HTTP response), the pending future is dropped, which releases its
-    /// store and pool slot.
-    fn run<T>(&self, during: &str, budget: &Budget, operation: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        let deadline = budget.deadline.map(tokio::time::Instant::from_std);
-        let cancel = budget.cancel.clone();
-        if cancel.as_ref().is_some_and(|c| c.is_triggered()) {
-            return fail(Status::Cancelled, format!("{during}: the call was cancelled before it started"));
-        }
-        drive(async move {
-            let timed_out = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let cancelled = async {
-                match &cancel {
-                    Some(c) => c.triggered().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                result = operation => result,
-                () = timed_out => Err(Error::new(Status::Timeout, format!("{during}: the call ran past its timeout (blocked in a host call)"))),
-                () = cancelled => Err(Error::new(Status::Cancelled, format!("{during}: the call was cancelled"))),
-            }
-        })
     }
 
     fn new_store(&self, budget: &Budget) -> Result<Store<StoreState>> {
@@ -244,34 +254,16 @@ impl WasmPlugin {
         Ok(store)
     }
 
-    /// Set the per-call budgets: deadline, cancellation and fuel. At every
-    /// epoch tick (5 ms) a running guest is checked against its deadline
-    /// and token.
-    fn arm(&self, store: &mut Store<StoreState>, budget: &Budget) -> Result<()> {
-        let (deadline, cancel) = (budget.deadline, budget.cancel.clone());
-        if deadline.is_some() || cancel.is_some() {
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_callback(move |_| {
-                if cancel.as_ref().is_some_and(|c| c.is_triggered()) {
-                    return Err(wasmtime::Error::new(Cancelled));
-                }
-                if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                    return Err(Trap::Interrupt.into());
-                }
-                Ok(wasmtime::UpdateDeadline::Continue(1))
-            });
-        } else {
-            store.set_epoch_deadline(u64::MAX / 2);
-        }
-        if self.runtime.fuel {
-            store
-                .set_fuel(self.options.load.fuel.unwrap_or(u64::MAX))
-                .map_err(|e| Error::new(Status::Trap, format!("cannot set fuel: {e}")))?;
-        }
-        Ok(())
+    /// The fuel each call (or stream item) starts with, where fuel is on.
+    pub(super) fn fuel(&self) -> Option<u64> {
+        self.runtime.fuel.then(|| self.options.load.fuel.unwrap_or(u64::MAX))
     }
 
-    async fn instantiate(&self, budget: &Budget) -> Result<(Store<StoreState>, Instance)> {
+    fn arm(&self, store: &mut Store<StoreState>, budget: &Budget) -> Result<()> {
+        arm(store, budget, self.fuel())
+    }
+
+    pub(super) async fn instantiate(&self, budget: &Budget) -> Result<(Store<StoreState>, Instance)> {
         let mut store = self.new_store(budget)?;
         let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| runtime_error(e, "instantiation"))?;
         if let (Some(config), Some(index)) = (&self.options.load.config, &self.configure) {
@@ -283,6 +275,21 @@ impl WasmPlugin {
             self.arm(&mut store, budget)?;
         }
         Ok((store, instance))
+    }
+
+    /// A method fed a stream needs a component that pulls one.
+    pub(super) fn check_pulls(&self, method: &Method) -> Result<()> {
+        if self.pulls {
+            return Ok(());
+        }
+        fail(
+            Status::Unsupported,
+            format!(
+                "method {}: the component does not import {}, so none of its methods takes a stream argument",
+                method.name,
+                super::stream::PULL_IMPORT
+            ),
+        )
     }
 
     /// The method at `index`, by the interface's declaration order.
@@ -298,14 +305,27 @@ impl WasmPlugin {
     /// Call method `index` with the wire bytes of its arguments (raw bytes
     /// for a raw method); the output is the wire bytes of its result.
     pub fn call(&self, index: u32, input: &[u8], cancel: Option<Arc<Cancel>>) -> Result<Vec<u8>> {
+        self.call_with(index, input, cancel, None)
+    }
+
+    /// As [`WasmPlugin::call`], with `feed` (if any) behind the guest's
+    /// `fidius:stream-pull` import: a client-streaming call.
+    pub fn call_with(&self, index: u32, input: &[u8], cancel: Option<Arc<Cancel>>, feed: Option<Arc<Feed>>) -> Result<Vec<u8>> {
         let method = self.method(index)?;
         if method.streaming {
-            return fail(Status::Unsupported, format!("method {} returns a stream; streaming calls are not supported", method.name));
+            return fail(
+                Status::Unsupported,
+                format!("method {} returns a stream: open it as a stream (fidius_plugin_stream), not as a call", method.name),
+            );
+        }
+        if feed.is_some() {
+            self.check_pulls(method)?;
         }
         let budget = self.budget(cancel);
         match &self.mode {
-            Mode::Isolated => self.run(&method.name, &budget, async {
+            Mode::Isolated => run(&method.name, &budget, async {
                 let (mut store, instance) = self.instantiate(&budget).await?;
+                store.data_mut().feed = feed;
                 let result = invoke(method, &mut store, &instance, input).await;
                 with_denials(result, store.data())
             }),
@@ -326,14 +346,16 @@ impl WasmPlugin {
                 // Taken out for the call: a call stopped at its deadline drops
                 // the instance with it, and the next call starts afresh.
                 let live = slot.take();
-                let (result, keep) = self.run(&method.name, &budget, async {
+                let (result, keep) = run(&method.name, &budget, async {
                     let (mut store, instance) = match live {
                         Some(live) => live,
                         None => self.instantiate(&budget).await?,
                     };
                     self.arm(&mut store, &budget)?;
                     store.data().denials(); // only this call's
+                    store.data_mut().feed = feed;
                     let result = invoke(method, &mut store, &instance, input).await;
+                    store.data_mut().feed = None;
                     let result = with_denials(result, store.data());
                     // A trap leaves the instance in an unknown state: start afresh next call.
                     let healthy = match &result {
@@ -347,6 +369,65 @@ impl WasmPlugin {
             }
         }
     }
+}
+
+/// Run one guest operation to completion, or stop it at the call's
+/// deadline or cancellation wherever it is: in guest code the epoch
+/// callback traps it; blocked in a host function (a clock, a stream, an
+/// HTTP response), the pending future is dropped, which releases its
+/// store and pool slot.
+pub(super) fn run<T>(during: &str, budget: &Budget, operation: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let deadline = budget.deadline.map(tokio::time::Instant::from_std);
+    let cancel = budget.cancel.clone();
+    if cancel.as_ref().is_some_and(|c| c.is_triggered()) {
+        return fail(Status::Cancelled, format!("{during}: the call was cancelled before it started"));
+    }
+    drive(async move {
+        let timed_out = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let cancelled = async {
+            match &cancel {
+                Some(c) => c.triggered().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = operation => result,
+            () = timed_out => Err(Error::new(Status::Timeout, format!("{during}: the call ran past its timeout (blocked in a host call)"))),
+            () = cancelled => Err(Error::new(Status::Cancelled, format!("{during}: the call was cancelled"))),
+        }
+    })
+}
+
+/// Set the per-call budgets: deadline, cancellation and fuel. At every
+/// epoch tick (5 ms) a running guest is checked against its deadline
+/// and token.
+pub(super) fn arm(store: &mut Store<StoreState>, budget: &Budget, fuel: Option<u64>) -> Result<()> {
+    let (deadline, cancel) = (budget.deadline, budget.cancel.clone());
+    if deadline.is_some() || cancel.is_some() {
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if cancel.as_ref().is_some_and(|c| c.is_triggered()) {
+                return Err(wasmtime::Error::new(Cancelled));
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Err(Trap::Interrupt.into());
+            }
+            Ok(wasmtime::UpdateDeadline::Continue(1))
+        });
+    } else {
+        store.set_epoch_deadline(u64::MAX / 2);
+    }
+    if let Some(fuel) = fuel {
+        store
+            .set_fuel(fuel)
+            .map_err(|e| Error::new(Status::Trap, format!("cannot set fuel: {e}")))?;
+    }
+    Ok(())
 }
 
 thread_local! {
@@ -385,59 +466,6 @@ impl Drop for ReentryGuard {
     fn drop(&mut self) {
         BUSY.with(|b| b.borrow_mut().retain(|i| !self.0.contains(i)));
     }
-}
-
-/// Run a call's future on this thread. Most calls never wait on anything
-/// (no host call blocks): one poll finishes them, without the cost of a
-/// `block_on`; a call that does wait parks this thread between polls while
-/// the I/O runtime's workers drive its timers and sockets. Parking, unlike
-/// tokio's `block_on`, nests: a host function may call a plugin that waits
-/// while the outer call is itself being driven on this thread.
-fn drive<F: std::future::Future>(future: F) -> F::Output {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark()
-        }
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.0.unpark()
-        }
-    }
-    let Some(runtime) = io_runtime() else {
-        return wasmtime_wasi::runtime::in_tokio(future);
-    };
-    let _entered = runtime.enter();
-    let mut future = std::pin::pin!(future);
-    if let Poll::Ready(out) = future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        return out;
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::park();
-    }
-}
-
-/// The runtime whose workers drive WASM calls' timers and I/O (None if its
-/// threads could not be started: then wasmtime-wasi's runtime is used,
-/// without nesting).
-fn io_runtime() -> Option<&'static tokio::runtime::Runtime> {
-    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("fidius-io")
-                .enable_time()
-                .enable_io()
-                .build()
-                .ok()
-        })
-        .as_ref()
 }
 
 /// `tcp` and `udp` need their second key, a policy that decides on
@@ -520,7 +548,7 @@ struct WitPluginError {
     details: Option<String>,
 }
 
-fn plugin_error(v: Option<&Val>) -> PluginError {
+pub(super) fn plugin_error(v: Option<&Val>) -> PluginError {
     let field = |fields: &[(String, Val)], name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
     match v {
         Some(Val::Record(fields)) => PluginError {
@@ -561,7 +589,7 @@ fn find_interface(runtime: &WasmRuntime, component: &Component, wanted: Option<&
         let funcs: Vec<FuncSig> = inst
             .exports(engine)
             .filter_map(|(fname, item)| match item.ty {
-                ComponentItem::ComponentFunc(f) if !fname.starts_with('[') => Some((
+                ComponentItem::ComponentFunc(f) => Some((
                     fname.to_string(),
                     f.params().map(|(n, t)| (n.to_string(), t)).collect(),
                     f.results().collect(),
@@ -609,7 +637,7 @@ fn find_interface(runtime: &WasmRuntime, component: &Component, wanted: Option<&
 }
 
 /// Map a wasmtime failure to the status that says what happened.
-fn runtime_error(e: wasmtime::Error, during: &str) -> Error {
+pub(super) fn runtime_error(e: wasmtime::Error, during: &str) -> Error {
     if e.downcast_ref::<Cancelled>().is_some() {
         return Error::new(Status::Cancelled, format!("{during}: the call was cancelled"));
     }

@@ -66,6 +66,8 @@ impl WasmRuntime {
             .map_err(|e| Error::new(Status::Trap, format!("cannot link the name lookup: {e}")))?;
         super::host_call::add_to_linker(&mut linker)
             .map_err(|e| Error::new(Status::Trap, format!("cannot link {}: {e}", super::host_call::IMPORT)))?;
+        super::stream::add_to_linker(&mut linker)
+            .map_err(|e| Error::new(Status::Trap, format!("cannot link {}: {e}", super::stream::PULL_IMPORT)))?;
         let ticker = Some(Ticker::start(engine.clone())?);
         Ok(Arc::new(WasmRuntime {
             engine,

@@ -235,6 +235,9 @@ pub struct StoreState {
     pub(crate) host_interfaces: Arc<HostInterfaces>,
     /// What the guest's name lookups do.
     lookup: Lookup,
+    /// The host's items for the guest's `Stream<T>` argument, during a
+    /// client-streaming call or for a bidirectional stream's life.
+    pub(crate) feed: Option<Arc<crate::stream::Feed>>,
 }
 
 impl StoreState {
@@ -268,6 +271,7 @@ impl StoreState {
             limiter: MemoryLimiter { limit: memory_limit, total: 0 },
             host_interfaces,
             lookup,
+            feed: None,
         }
     }
 

@@ -37,6 +37,10 @@ pub struct NativeFixtures {
     pub v4: PathBuf,
     /// `MarkerPlugin` (fidius 0.5.9), whose library constructor writes the file named by `$FIDIUS_TEST_MARKER`.
     pub marker: PathBuf,
+    /// `StreamerImpl` (fidius 0.5.9): server, client and bidirectional streams.
+    pub stream: PathBuf,
+    /// `LegacyCounter` (fidius 0.4.2): a server stream (0.4.2 has no other kind).
+    pub stream_v4: PathBuf,
 }
 
 pub fn native() -> &'static NativeFixtures {
@@ -52,12 +56,25 @@ pub fn native() -> &'static NativeFixtures {
             v5: dir.join("libfixture_v5.so"),
             v4: dir.join("libfixture_v4.so"),
             marker: dir.join("libfixture_marker.so"),
+            stream: dir.join("libfixture_stream.so"),
+            stream_v4: dir.join("libfixture_stream_v4.so"),
         }
     })
 }
 
+/// The schema of `StreamerImpl` (`libfixture_stream.so`), written by
+/// `fidius_build::emit_wit()` from the crate's build.rs into
+/// tests/fixtures/native/stream/wit/ (gitignored) when [`native`] builds.
+pub fn stream_wit() -> PathBuf {
+    native();
+    let wit = repo().join("tests/fixtures/native/stream/wit/streamer.wit");
+    assert!(wit.is_file(), "the fixture build did not make {}", wit.display());
+    wit
+}
+
 /// The WASM fixture packages (published fidius 0.5.9 guest crates), built
-/// once and laid out as package directories: calc, caps, fetch.
+/// once and laid out as package directories: calc, caps, fetch, hostfn,
+/// files, net, stream.
 pub fn wasm_packages() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
