@@ -38,12 +38,18 @@ echo "== measuring interface schemas (cargo bench --bench schema_json)" >&2
 schema_out="$(cargo bench -j"$jobs" --quiet --bench schema_json --manifest-path "$repo/Cargo.toml" -- \
     "$repo/target/fixtures/release/libfixture_typed.so" "$repo/tests/fixtures/native/typed/wit/typed.wit")"
 
+echo "== measuring streams (cargo bench --bench streams)" >&2
+streams_out="$(cargo bench -j"$jobs" --quiet --bench streams --manifest-path "$repo/Cargo.toml" -- \
+    "$repo/target/fixtures/release/libfixture_stream.so" "$packages/stream")"
+
 echo "== running" >&2
 echo "libfidius at $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
 echo "wasmtime's per-call floor on libfidius's engine (bench/floor.rs):"
 echo "$floor_out"
 echo "interface schemas: JSON against wire calls of a native plugin, and conversion throughput (bench/schema.rs):"
 echo "$schema_out"
+echo "streams: items per second of a server stream against a unary call (bench/streams.rs):"
+echo "$streams_out"
 exec "$here/target/release/fidius-bench" \
     --native "$repo/target/fixtures/release/libfixture_v5.so" \
     --wasm-package "$packages/calc" \
