@@ -3,13 +3,19 @@
 // Ownership: every C handle lives in a SafeHandle (HostHandle, PluginHandle,
 // ...), so it is released exactly once, by Dispose or by the runtime's
 // critical finalizer, and never while a P/Invoke using it is in flight.
-// Host, Plugin, EgressPolicy and HostInterface are IDisposable. Everything else (PluginInfo,
+// Host, Plugin, PluginStream, EgressPolicy and HostInterface are IDisposable. Everything else (PluginInfo,
 // Discovery, call outputs, exceptions) is copied into managed memory.
 //
 // Errors: a failed call throws FidiusException (with its Status), or
 // PluginException (Code, PluginMessage, Details) when the plugin itself
 // returned an error. A call stopped through its CancellationToken throws
 // FidiusException with Status.Cancelled.
+//
+// Streams: Plugin.Stream opens a server or bidirectional stream as a PluginStream
+// (IEnumerable<byte[]>, IDisposable; fidius_stream_next per item, fidius_stream_free on Dispose);
+// Plugin.CallStreaming feeds a client stream from an IEnumerable<byte[]>. An item source is a
+// GCHandle to an ItemFeed, freed by libfidius' destroy callback; what the IEnumerable throws is
+// caught in the callback and surfaces as the InnerException of FidiusException(StreamSource).
 //
 // Threads: a Host and a Plugin may be used from any number of threads.
 // Callbacks (egress policy, log) run on libfidius' threads, concurrently: an
@@ -78,6 +84,11 @@ namespace Fidius
         SchemaMismatch = 62,
         Cancelled = 63,
         HostInterface = 64,
+        /// <summary>PluginStream: the stream has no more items. Not a failure (never thrown).</summary>
+        StreamEnd = 65,
+        /// <summary>The host's item source (the IEnumerable feeding a plugin's input stream) failed:
+        /// the plugin saw its input end there, and the call or stream fails with this status.</summary>
+        StreamSource = 66,
     }
 
     /// <summary>The encoding of a call's input and output.</summary>
@@ -110,6 +121,10 @@ namespace Fidius
         public Status Status { get; private set; }
 
         public FidiusException(Status status, string message) : base(message) { Status = status; }
+
+        /// <summary>A failure caused by inner: Status.StreamSource carries the exception the item
+        /// source (the caller's IEnumerable) threw.</summary>
+        public FidiusException(Status status, string message, Exception inner) : base(message, inner) { Status = status; }
     }
 
     /// <summary>An error the plugin itself returned (Status.PluginError).</summary>
@@ -211,6 +226,13 @@ namespace Fidius
         protected override bool ReleaseHandle() { Native.fidius_cancel_free(handle); return true; }
     }
 
+    internal sealed class StreamHandle : FidiusHandle
+    {
+        // Cancels a stream that has not ended (the plugin's producer is dropped) and destroys a
+        // bidirectional stream's source, exactly once: by PluginStream.Dispose or the finalizer.
+        protected override bool ReleaseHandle() { Native.fidius_stream_free(handle); return true; }
+    }
+
     [StructLayout(LayoutKind.Sequential)]
     internal struct FidiusBytes
     {
@@ -233,6 +255,11 @@ namespace Fidius
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void LogFn(IntPtr userData, uint level, IntPtr message);
+
+    /// <summary>fidius_stream_source_fn: item and itemLen point at the `const uint8_t *` and
+    /// `size_t` to fill in (written with Marshal.WriteIntPtr: size_t is pointer-sized).</summary>
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate int StreamSourceFn(IntPtr userData, IntPtr item, IntPtr itemLen);
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void HostFn(IntPtr userData, uint index, IntPtr input, UIntPtr inputLen, IntPtr call);
@@ -403,6 +430,12 @@ namespace Fidius
         [DllImport(Lib)] public static extern UIntPtr fidius_plugin_warning_count(PluginHandle plugin);
         [DllImport(Lib)] public static extern IntPtr fidius_plugin_warning(PluginHandle plugin, UIntPtr index);
 
+        // streams
+        [DllImport(Lib)] public static extern Status fidius_plugin_stream(PluginHandle plugin, uint method, uint format, byte[] input, UIntPtr len, StreamSourceFn source, IntPtr userData, DestroyFn destroy, out StreamHandle stream, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_plugin_call_streaming(PluginHandle plugin, uint method, uint format, byte[] input, UIntPtr len, StreamSourceFn source, IntPtr userData, DestroyFn destroy, out FidiusBytes output, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_stream_next(StreamHandle stream, out FidiusBytes item, out IntPtr error);
+        [DllImport(Lib)] public static extern void fidius_stream_free(IntPtr stream);
+
         // cancel tokens
         [DllImport(Lib)] public static extern CancelHandle fidius_cancel_new();
         [DllImport(Lib)] public static extern void fidius_cancel_trigger(CancelHandle cancel);
@@ -554,6 +587,8 @@ namespace Fidius
         public static readonly LogFn LogThunk = OnLog;
         public static readonly DestroyFn DestroyThunk = OnDestroy;
         public static readonly HostFn HostFnThunk = OnHostFn;
+        public static readonly StreamSourceFn SourceThunk = OnSource;
+        public static readonly DestroyFn SourceDestroyThunk = OnSourceDestroy;
 
         static int liveCallbacks;
 
@@ -686,6 +721,23 @@ namespace Fidius
             IntPtr err;
             fidius_host_call_set_failure(call, Utf8z(message), out err);
             if (err != IntPtr.Zero) fidius_error_free(err);
+        }
+
+        /// <summary>One item for a plugin's input stream, from the ItemFeed behind userData. The
+        /// feed catches what the caller's IEnumerable throws (kept for the exception the call
+        /// raises) and answers -1; this catch is the last guard: nothing unwinds into libfidius.</summary>
+        static int OnSource(IntPtr userData, IntPtr item, IntPtr itemLen)
+        {
+            try { return ((ItemFeed)GCHandle.FromIntPtr(userData).Target).Next(item, itemLen); }
+            catch { return ItemFeed.Broken; }
+        }
+
+        /// <summary>libfidius is done with the source (its input ended, the call returned, the
+        /// stream ended or was freed, or the start failed): dispose the enumerator, unpin.</summary>
+        static void OnSourceDestroy(IntPtr userData)
+        {
+            try { ((ItemFeed)GCHandle.FromIntPtr(userData).Target).Release(); }
+            catch { /* never unwind into libfidius */ }
         }
 
         static void OnLog(IntPtr userData, uint level, IntPtr message)
@@ -1267,6 +1319,120 @@ namespace Fidius
             return Json.Deserialize<T>(output);
         }
 
+        // ------------------------------------------------------------ streams
+
+        /// <summary>Open method (`fn m(..) -&gt; Stream&lt;T&gt;`) as an output stream: input holds its
+        /// arguments encoded as format, and its items come out in format too (wire bytes, the bincode
+        /// of one item; or the JSON text of each, UTF-8, where the item type is known: WASM plugins
+        /// and native plugins with an interface schema, else Status.Unsupported). With items, a
+        /// bidirectional stream (`fn m(.., Stream&lt;In&gt;) -&gt; Stream&lt;Out&gt;`) whose input the items
+        /// feed, pulled as the plugin needs them on the thread that pulls the stream; each item is
+        /// the wire bytes of one In, whatever the format (the input stream is in no schema).
+        /// Dispose the stream to cancel it early (the plugin's producer is dropped). A method that
+        /// does not return a stream is refused with Status.Unsupported where that is known (WASM,
+        /// a native schema); on a native plugin without a schema, the wrong kind is undefined
+        /// behaviour, as with any mismatched call. The stream may outlive this Plugin.</summary>
+        public PluginStream Stream(uint method, Format format, byte[] input, IEnumerable<byte[]> items = null)
+        {
+            if (input == null) input = new byte[0];
+            ItemFeed feed = items == null ? null : new ItemFeed(items);
+            StreamHandle stream;
+            IntPtr err;
+            Status st;
+            try
+            {
+                st = Native.fidius_plugin_stream(handle, method, (uint)format, input, (UIntPtr)input.Length,
+                    feed == null ? null : Native.SourceThunk, feed == null ? IntPtr.Zero : feed.Pin(),
+                    feed == null ? null : Native.SourceDestroyThunk, out stream, out err);
+            }
+            catch
+            {
+                // Thrown before libfidius ran (a disposed Plugin): it never took the feed.
+                if (feed != null) feed.Release();
+                throw;
+            }
+            if (st != Status.Ok)
+            {
+                stream.Dispose();
+                throw feed == null ? Native.TakeException(st, err) : feed.TakeException(st, err);
+            }
+            return new PluginStream(stream, format, feed);
+        }
+
+        /// <summary>Stream with wire bytes (the bincode tuple of the arguments); items are wire bytes.</summary>
+        public PluginStream StreamWire(uint method, byte[] input, IEnumerable<byte[]> items = null)
+        {
+            return Stream(method, Format.Wire, input, items);
+        }
+
+        /// <summary>Stream with a JSON array (or object) of the arguments; each item is the UTF-8 JSON
+        /// text of one item (PluginStream.As&lt;T&gt;() converts them). Source items stay wire bytes.</summary>
+        public PluginStream StreamJson(uint method, string json, IEnumerable<byte[]> items = null)
+        {
+            return Stream(method, Format.Json, Encoding.UTF8.GetBytes(json), items);
+        }
+
+        /// <summary>Stream the method named name (kebab- or snake_case; see MethodIndex).</summary>
+        public PluginStream StreamByName(string name, Format format, byte[] input, IEnumerable<byte[]> items = null)
+        {
+            return Stream(MethodIndex(name), format, input, items);
+        }
+
+        /// <summary>Open the server stream named name with .NET values as its arguments, through JSON
+        /// (written as for Invoke); read its items with As&lt;T&gt;(). WASM plugins, and native plugins
+        /// with an interface schema.</summary>
+        public PluginStream InvokeStream(string name, params object[] args)
+        {
+            return StreamJson(MethodIndex(name), Json.Serialize(args ?? new object[0]));
+        }
+
+        /// <summary>Call client-streaming method (`fn m(.., Stream&lt;T&gt;) -&gt; R`): items feed its
+        /// Stream&lt;T&gt; argument (each the wire bytes of one T, whatever the format), pulled on this
+        /// thread while the call runs; input holds its other arguments in format, and the result
+        /// comes back in format, as for Call. The items' enumerator is disposed by the time this
+        /// returns. If the items throw, the plugin sees its input end there and the call throws
+        /// FidiusException(Status.StreamSource) with the exception as its InnerException, whatever
+        /// the plugin made of its shortened input. A method that returns a stream is refused with
+        /// Status.Unsupported (open it with Stream and items).</summary>
+        public byte[] CallStreaming(uint method, Format format, byte[] input, IEnumerable<byte[]> items)
+        {
+            if (items == null) throw new ArgumentNullException("items");
+            if (input == null) input = new byte[0];
+            ItemFeed feed = new ItemFeed(items);
+            FidiusBytes output;
+            IntPtr err;
+            Status st;
+            try
+            {
+                st = Native.fidius_plugin_call_streaming(handle, method, (uint)format, input, (UIntPtr)input.Length,
+                    Native.SourceThunk, feed.Pin(), Native.SourceDestroyThunk, out output, out err);
+            }
+            catch
+            {
+                feed.Release(); // thrown before libfidius ran: it never took the feed
+                throw;
+            }
+            if (st != Status.Ok)
+                throw feed.TakeException(st, err);
+            return Native.TakeBytes(ref output);
+        }
+
+        /// <summary>CallStreaming with a JSON array (or object) of the other arguments; returns the
+        /// JSON of the result. The items stay wire bytes.</summary>
+        public string CallStreamingJson(uint method, string json, IEnumerable<byte[]> items)
+        {
+            return Encoding.UTF8.GetString(CallStreaming(method, Format.Json, Encoding.UTF8.GetBytes(json), items));
+        }
+
+        /// <summary>Call the client-streaming method named name with .NET values as its other
+        /// arguments (through JSON, as Invoke) and items (wire bytes) feeding its stream argument;
+        /// convert its result to T.</summary>
+        public T InvokeStreaming<T>(string name, IEnumerable<byte[]> items, params object[] args)
+        {
+            string output = CallStreamingJson(MethodIndex(name), Json.Serialize(args ?? new object[0]), items);
+            return Json.Deserialize<T>(output);
+        }
+
         /// <summary>What the plugin is, as libfidius' JSON document (see Describe).</summary>
         public string DescribeJson()
         {
@@ -1279,8 +1445,8 @@ namespace Fidius
         /// <summary>What the plugin is, parsed (Json.Parse): "name", "interface", "interface_hash" ("0x..."),
         /// "runtime" ("native" or "wasm"), "abi_version", "buffer_strategy", "capability_bits",
         /// "capabilities", "types_from", "metadata", "methods" (each with "index", "name", "params" [{"name",
-        /// "type"}], "result", "returns", "fallible", "raw", "streaming", "optional", "implemented",
-        /// "metadata") and "types" (records, variants, enums, flags). null where unknown: a native plugin
+        /// "type"}], "result", "returns", "fallible", "raw", "streaming" (returns a stream),
+        /// "stream_item" (its item type), "optional", "implemented", "metadata") and "types" (records, variants, enums, flags). null where unknown: a native plugin
         /// without an interface schema has no method names or types.</summary>
         public IDictionary<string, object> Describe()
         {
@@ -1352,6 +1518,211 @@ namespace Fidius
 
         /// <summary>Release the plugin; calls in flight finish first (SafeHandle reference counting).</summary>
         public void Dispose() { handle.Dispose(); }
+    }
+
+    /// <summary>A plugin's output stream (a server-streaming or bidirectional method), from
+    /// Plugin.Stream and its variants. Enumerating it pulls the items one by one (fidius_stream_next):
+    /// wire bytes, or UTF-8 JSON text when opened with Format.Json. It is one pass: every enumeration
+    /// (and TryNext) continues where the stream is, and after its end yields nothing. A failure (the
+    /// plugin's error: PluginException with Code, PluginMessage, Details; a panic, a trap, a timeout;
+    /// Status.StreamSource when a bidirectional stream's items threw, with that exception as
+    /// InnerException) is thrown once, by the pull that meets it, and ends the stream.
+    /// Dispose (or Close) releases it, cancelling it if it has not ended: the plugin's producer is
+    /// dropped and a bidirectional stream's items are disposed; twice is harmless, and an abandoned
+    /// stream is released by the finalizer. Ending an enumeration early (break, Take) does not
+    /// cancel: dispose the stream (using). Used by one thread at a time (a second thread pulling at
+    /// once, or its own items pulling it, throws InvalidOperationException); it may move between
+    /// threads, and outlives the Plugin it came from.</summary>
+    public sealed class PluginStream : IEnumerable<byte[]>, IDisposable
+    {
+        readonly StreamHandle handle;
+        /// <summary>A bidirectional stream's input: its exception goes into a StreamSource failure.</summary>
+        readonly ItemFeed feed;
+        int busy;
+        volatile bool ended;
+
+        internal PluginStream(StreamHandle handle, Format format, ItemFeed feed)
+        {
+            this.handle = handle;
+            this.feed = feed;
+            Format = format;
+        }
+
+        /// <summary>The format of the items: Wire (bincode) or Json (UTF-8 JSON text).</summary>
+        public Format Format { get; private set; }
+
+        /// <summary>Whether items feed the plugin's input stream.</summary>
+        public bool IsBidirectional { get { return feed != null; } }
+
+        /// <summary>Whether the stream has ended: at its end, or after the failure it threw.</summary>
+        public bool Ended { get { return ended; } }
+
+        /// <summary>The next item: true with it, false at the end (and ever after). A failure throws
+        /// (see the class) and ends the stream. ObjectDisposedException after Dispose.</summary>
+        public bool TryNext(out byte[] item)
+        {
+            item = null;
+            if (handle.IsClosed) throw new ObjectDisposedException("PluginStream");
+            if (ended) return false;
+            if (Interlocked.CompareExchange(ref busy, 1, 0) != 0)
+                throw new InvalidOperationException("PluginStream: pulled by two threads at once, or by its own items");
+            try
+            {
+                FidiusBytes bytes;
+                IntPtr err;
+                Status st = Native.fidius_stream_next(handle, out bytes, out err);
+                if (st == Status.StreamEnd)
+                {
+                    ended = true;
+                    if (err != IntPtr.Zero) Native.fidius_error_free(err); // none is set: the end is no error
+                    return false;
+                }
+                if (st != Status.Ok)
+                {
+                    ended = true;
+                    throw feed == null ? Native.TakeException(st, err) : feed.TakeException(st, err);
+                }
+                if (err != IntPtr.Zero) Native.fidius_error_free(err);
+                item = Native.TakeBytes(ref bytes);
+                return true;
+            }
+            finally
+            {
+                Volatile.Write(ref busy, 0);
+            }
+        }
+
+        public IEnumerator<byte[]> GetEnumerator()
+        {
+            byte[] item;
+            while (TryNext(out item))
+                yield return item;
+        }
+
+        IEnumerator IEnumerable.GetEnumerator() { return GetEnumerator(); }
+
+        /// <summary>The items of a JSON stream (Format.Json) converted to T by Json.Deserialize
+        /// (object: the parsed JSON). InvalidOperationException for a wire stream.</summary>
+        public IEnumerable<T> As<T>()
+        {
+            if (Format != Format.Json)
+                throw new InvalidOperationException("PluginStream.As<T>: the stream's items are wire bytes; open it with Format.Json");
+            return Converted<T>();
+        }
+
+        IEnumerable<T> Converted<T>()
+        {
+            foreach (byte[] item in this)
+                yield return Json.Deserialize<T>(Encoding.UTF8.GetString(item));
+        }
+
+        /// <summary>Dispose.</summary>
+        public void Close() { Dispose(); }
+
+        /// <summary>Release the stream, cancelling it if it has not ended; a pull in progress on
+        /// another thread finishes first (SafeHandle reference counting).</summary>
+        public void Dispose() { handle.Dispose(); }
+    }
+
+    /// <summary>The items feeding a plugin's Stream&lt;T&gt; argument: the C source's user_data (a
+    /// GCHandle to this), pulled on the thread that makes the plugin pull (the caller of
+    /// CallStreaming, the puller of a bidirectional PluginStream; only a native plugin pulling from
+    /// a thread it started pulls elsewhere), never by two threads at once. It must not reference
+    /// its PluginStream: the GCHandle would keep that alive until the stream is released.</summary>
+    internal sealed class ItemFeed
+    {
+        /// <summary>The source's answer when the items threw (kept in Failure).</summary>
+        internal const int Threw = -1;
+        /// <summary>The answer when the binding itself failed (no feed behind user_data, or a pull
+        /// after release): never expected.</summary>
+        internal const int Broken = -2;
+
+        readonly IEnumerable<byte[]> items;
+        IEnumerator<byte[]> enumerator;
+        /// <summary>The item libfidius reads, pinned until the next pull or the release.</summary>
+        GCHandle current;
+        IntPtr userData;
+        int released;
+        Exception failure;
+
+        internal ItemFeed(IEnumerable<byte[]> items) { this.items = items; }
+
+        /// <summary>The user_data for libfidius, whose destroy callback (Release) frees it.</summary>
+        internal IntPtr Pin()
+        {
+            userData = Native.Pin(this);
+            return userData;
+        }
+
+        /// <summary>What the items threw, if they did.</summary>
+        internal Exception Failure { get { return Volatile.Read(ref failure); } }
+
+        /// <summary>Whether Release has run (libfidius' destroy, or the binding's own).</summary>
+        internal bool Released { get { return Volatile.Read(ref released) != 0; } }
+
+        internal int Next(IntPtr item, IntPtr itemLen)
+        {
+            UnpinCurrent();
+            if (Released) return Broken;
+            byte[] next;
+            try
+            {
+                if (enumerator == null) enumerator = items.GetEnumerator();
+                if (!enumerator.MoveNext()) return 0;
+                next = enumerator.Current;
+                if (next == null)
+                    throw new InvalidOperationException("the items yielded null (an empty item is new byte[0])");
+            }
+            catch (Exception e)
+            {
+                Volatile.Write(ref failure, e);
+                return Threw;
+            }
+            IntPtr data = IntPtr.Zero;
+            if (next.Length > 0)
+            {
+                current = GCHandle.Alloc(next, GCHandleType.Pinned);
+                data = current.AddrOfPinnedObject();
+            }
+            Marshal.WriteIntPtr(item, data);
+            Marshal.WriteIntPtr(itemLen, new IntPtr(next.Length));
+            return 1;
+        }
+
+        void UnpinCurrent()
+        {
+            if (current.IsAllocated) current.Free();
+        }
+
+        /// <summary>Exactly once, later calls do nothing: unpin the last item, dispose the
+        /// enumerator (what it throws then is dropped: the call's outcome is settled), free the
+        /// GCHandle. Called by libfidius' destroy, or by the binding when the P/Invoke threw
+        /// before libfidius ran (a disposed Plugin), so libfidius never took the feed.</summary>
+        internal void Release()
+        {
+            if (Interlocked.Exchange(ref released, 1) != 0) return;
+            try
+            {
+                UnpinCurrent();
+                if (enumerator != null) enumerator.Dispose();
+            }
+            catch { }
+            finally
+            {
+                if (userData != IntPtr.Zero) Native.Unpin(userData);
+            }
+        }
+
+        /// <summary>The exception for a failed call or pull fed by these items: a StreamSource
+        /// failure caused by the items' exception carries it as InnerException (reported once).</summary>
+        internal FidiusException TakeException(Status status, IntPtr error)
+        {
+            FidiusException e = Native.TakeException(status, error);
+            if (e.Status != Status.StreamSource) return e;
+            Exception thrown = Interlocked.Exchange(ref failure, null);
+            if (thrown == null) return e;
+            return new FidiusException(e.Status, e.Message + " (the items threw " + thrown.GetType().FullName + ": " + thrown.Message + ")", thrown);
+        }
     }
 
     /// <summary>Decides on one outbound HTTP request of a WASM plugin. Runs on a thread libfidius starts

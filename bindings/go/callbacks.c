@@ -26,6 +26,14 @@ static void release_trampoline(void *user_data) {
     fidiusGoRelease((uintptr_t)user_data);
 }
 
+static int32_t source_trampoline(void *user_data, const uint8_t **item, size_t *item_len) {
+    return fidiusGoSource((uintptr_t)user_data, (uint8_t **)item, item_len);
+}
+
+static void source_release_trampoline(void *user_data) {
+    fidiusGoSourceRelease((uintptr_t)user_data);
+}
+
 fidius_status fidiusgo_egress_policy_new(uintptr_t handle, fidius_egress_policy **policy, fidius_error **error) {
     return fidius_egress_policy_new(egress_trampoline, (void *)handle, release_trampoline, policy, error);
 }
@@ -48,4 +56,18 @@ fidius_status fidiusgo_egress_policy_set_socket_callback(fidius_egress_policy *p
 
 fidius_status fidiusgo_egress_policy_set_response_callback(fidius_egress_policy *policy, bool set, fidius_error **error) {
     return fidius_egress_policy_set_response_callback(policy, set ? response_trampoline : NULL, error);
+}
+
+fidius_status fidiusgo_plugin_stream(const fidius_plugin *plugin, uint32_t method, uint32_t format, const uint8_t *input,
+                                     size_t input_len, bool fed, uintptr_t handle, fidius_stream **stream,
+                                     fidius_error **error) {
+    return fidius_plugin_stream(plugin, method, format, input, input_len, fed ? source_trampoline : NULL,
+                                (void *)handle, fed ? source_release_trampoline : NULL, stream, error);
+}
+
+fidius_status fidiusgo_plugin_call_streaming(const fidius_plugin *plugin, uint32_t method, uint32_t format,
+                                             const uint8_t *input, size_t input_len, uintptr_t handle,
+                                             fidius_bytes *output, fidius_error **error) {
+    return fidius_plugin_call_streaming(plugin, method, format, input, input_len, source_trampoline, (void *)handle,
+                                        source_release_trampoline, output, error);
 }

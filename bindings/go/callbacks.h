@@ -12,5 +12,12 @@ fidius_status fidiusgo_host_interface_new(const char *name, uint64_t hash, uint3
                                          uintptr_t handle, fidius_host_interface **interface, fidius_error **error);
 fidius_status fidiusgo_egress_policy_set_socket_callback(fidius_egress_policy *policy, bool set, fidius_error **error);
 fidius_status fidiusgo_egress_policy_set_response_callback(fidius_egress_policy *policy, bool set, fidius_error **error);
+/* Streams: fed (a source, whose user data is handle) or not (a server stream). */
+fidius_status fidiusgo_plugin_stream(const fidius_plugin *plugin, uint32_t method, uint32_t format, const uint8_t *input,
+                                     size_t input_len, bool fed, uintptr_t handle, fidius_stream **stream,
+                                     fidius_error **error);
+fidius_status fidiusgo_plugin_call_streaming(const fidius_plugin *plugin, uint32_t method, uint32_t format,
+                                             const uint8_t *input, size_t input_len, uintptr_t handle,
+                                             fidius_bytes *output, fidius_error **error);
 
 #endif

@@ -59,6 +59,9 @@ type MethodDescription struct {
 	Optional    *bool
 	Implemented bool
 	Metadata    map[string]string
+	// StreamItem is a streaming method's item type ("u64", "point"); "" for
+	// a method that does not stream, or where unknown.
+	StreamItem string
 }
 
 // Param is a method parameter or a record field.
@@ -128,6 +131,7 @@ type describeDoc struct {
 		Fallible    *bool             `json:"fallible"`
 		Raw         *bool             `json:"raw"`
 		Streaming   *bool             `json:"streaming"`
+		StreamItem  *string           `json:"stream_item"`
 		Optional    *bool             `json:"optional"`
 		Implemented bool              `json:"implemented"`
 		Metadata    map[string]string `json:"metadata"`
@@ -182,7 +186,7 @@ func parseDescription(doc []byte) (*Description, error) {
 		md := MethodDescription{
 			Index: m.Index, Name: str(m.Name), Result: str(m.Result), Returns: str(m.Returns),
 			Fallible: m.Fallible, Raw: m.Raw, Streaming: m.Streaming, Optional: m.Optional,
-			Implemented: m.Implemented, Metadata: m.Metadata,
+			Implemented: m.Implemented, Metadata: m.Metadata, StreamItem: str(m.StreamItem),
 		}
 		if m.Params != nil {
 			md.Params = make([]Param, 0, len(m.Params))

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
@@ -165,4 +166,47 @@ func ExamplePlugin_InvokeContext() {
 	// Output:
 	// true true true
 	// 1 <nil>
+}
+
+// Streams: a server stream's items pulled one by one (io.EOF at the end), and
+// a client stream fed by a Source of wire items (here: u64, little-endian).
+func ExamplePlugin_InvokeStream() {
+	host, err := fidius.NewHost(fidius.HostConfig{SearchPaths: []string{plugins()}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer host.Close()
+	streamer, err := host.Load("stream", nil) // count(n, marker) -> Stream<u64>, sum(start, Stream<u64>) -> u64
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer streamer.Close()
+
+	counts, err := streamer.InvokeStream("count", 3, "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer counts.Close()
+	var got []uint64
+	for {
+		var n uint64
+		if err := counts.Decode(&n); err == io.EOF {
+			break
+		} else if err != nil {
+			log.Fatal(err)
+		}
+		got = append(got, n)
+	}
+	fmt.Println(got)
+
+	var items [][]byte
+	for _, v := range []uint64{1, 2, 3} {
+		items = append(items, binary.LittleEndian.AppendUint64(nil, v))
+	}
+	var total uint64
+	err = streamer.InvokeStreaming("sum", &total, fidius.SliceSource(items...), 10)
+	fmt.Println(total, err)
+	// Output:
+	// [0 1 2]
+	// 16 <nil>
 }

@@ -1,7 +1,7 @@
 // Package fidius hosts Fidius plugins (native cdylibs and sandboxed WASM
 // components) from Go, through libfidius' C API (fidius.h).
 //
-// Ownership: Host, Plugin, EgressPolicy and HostInterface wrap a C handle each. Close
+// Ownership: Host, Plugin, Stream, EgressPolicy and HostInterface wrap a C handle each. Close
 // releases it; a finalizer releases it too if Close was never called, but
 // finalizers run late or not at all, so call Close. Everything else
 // (PluginInfo, Discovery, errors) is copied into Go values and needs no
@@ -86,6 +86,12 @@ const (
 	StatusSchemaMismatch        Status = C.FIDIUS_STATUS_SCHEMA_MISMATCH
 	StatusCancelled             Status = C.FIDIUS_STATUS_CANCELLED
 	StatusHostInterface         Status = C.FIDIUS_STATUS_HOST_INTERFACE
+	// StatusStreamEnd is the end of a Stream: Stream.Next answers io.EOF
+	// for it, never an error.
+	StatusStreamEnd Status = C.FIDIUS_STATUS_STREAM_END
+	// StatusStreamSource: the Source feeding a plugin's Stream<T> argument
+	// failed (returned an error or panicked); the *Error unwraps to that error.
+	StatusStreamSource Status = C.FIDIUS_STATUS_STREAM_SOURCE
 )
 
 // String is libfidius' description of the status ("plugin error", ...).
@@ -115,8 +121,11 @@ func (e *Error) Is(target error) bool {
 }
 
 // Unwrap is why a call was cancelled (StatusCancelled): the context's error
-// (context.Canceled, context.DeadlineExceeded) or ErrClosed; nil otherwise.
-// So errors.Is(err, context.Canceled) holds for a call its context stopped.
+// (context.Canceled, context.DeadlineExceeded) or ErrClosed; for
+// StatusStreamSource, the error the Source returned (or its recovered
+// panic); nil otherwise. So errors.Is(err, context.Canceled) holds for a
+// call its context stopped, and errors.Is(err, mySourceErr) for a call
+// whose Source failed with mySourceErr.
 func (e *Error) Unwrap() error { return e.cause }
 
 // PluginError is an error the plugin itself returned (a Fidius PluginError,

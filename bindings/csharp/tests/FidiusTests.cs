@@ -1446,6 +1446,666 @@ static class FidiusTests
         Check(Native_LiveCallbacks() == before, "every GCHandle freed after disposing everything (" + (Native_LiveCallbacks() - before) + " live)");
     }
 
+    // ---- streams: the Streamer fixtures (native StreamerImpl, libfixture_stream.so; WASM package
+    // stream), in order: count(n, marker) -> Stream<u64>, blobs(count, size) -> Stream<String>,
+    // explode(at) -> Stream<u64>, sum(start, Stream<u64>) -> u64, shout(prefix, Stream<String>) ->
+    // Stream<String>, add(a, b) -> i64, points(n) -> Stream<Point>, sum_checked(Stream<u64>) ->
+    // Result<u64>, forever(marker) -> Stream<u64>. A non-empty marker is a file that gets one line
+    // "dropped" when the producer is dropped (the stream's end or cancel).
+
+    const uint SCount = 0, SBlobs = 1, SExplode = 2, SSum = 3, SShout = 4, SAdd = 5, SPoints = 6, SSumChecked = 7, SForever = 8;
+
+    static byte[] WireU64(ulong v) { return BitConverter.GetBytes(v); }
+
+    static byte[] Concat(params byte[][] parts)
+    {
+        List<byte> out_ = new List<byte>();
+        foreach (byte[] p in parts) out_.AddRange(p);
+        return out_.ToArray();
+    }
+
+    static byte[] CountInput(ulong n, string marker) { return Concat(WireU64(n), WireString(marker ?? "")); }
+
+    static List<ulong> U64s(IEnumerable<byte[]> items)
+    {
+        List<ulong> out_ = new List<ulong>();
+        foreach (byte[] b in items)
+        {
+            if (b.Length != 8) throw new FormatException("a u64 item of " + b.Length + " bytes");
+            out_.Add(BitConverter.ToUInt64(b, 0));
+        }
+        return out_;
+    }
+
+    static bool IsRange(List<ulong> items, ulong n)
+    {
+        if ((ulong)items.Count != n) return false;
+        for (int i = 0; i < items.Count; i++) if (items[i] != (ulong)i) return false;
+        return true;
+    }
+
+    static List<byte[]> Drain(PluginStream s)
+    {
+        List<byte[]> items = new List<byte[]>();
+        foreach (byte[] item in s) items.Add(item);
+        return items;
+    }
+
+    static int MarkerLines(string path)
+    {
+        if (!File.Exists(path)) return 0;
+        int n = 0;
+        foreach (string line in File.ReadAllLines(path)) if (line == "dropped") n++;
+        return n;
+    }
+
+    /// <summary>Wire items whose enumerators count what happens to them: the thread of each pull,
+    /// Dispose calls, and an exception thrown at item ThrowAt.</summary>
+    sealed class ProbeItems : IEnumerable<byte[]>
+    {
+        readonly IList<byte[]> items;
+        public int ThrowAt = -1;
+        public bool YieldNull;
+        public Action<int> OnPull;
+        public int Enumerators, Disposed, Pulled;
+        public Exception Thrown;
+        public readonly List<int> Threads = new List<int>();
+
+        public ProbeItems(IList<byte[]> items) { this.items = items; }
+
+        public IEnumerator<byte[]> GetEnumerator()
+        {
+            Interlocked.Increment(ref Enumerators);
+            return new Enumerator(this);
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() { return GetEnumerator(); }
+
+        sealed class Enumerator : IEnumerator<byte[]>
+        {
+            readonly ProbeItems owner;
+            int at = -1;
+            public Enumerator(ProbeItems owner) { this.owner = owner; }
+            public byte[] Current { get { return owner.YieldNull ? null : owner.items[at]; } }
+            object System.Collections.IEnumerator.Current { get { return Current; } }
+            public bool MoveNext()
+            {
+                lock (owner.Threads) owner.Threads.Add(Thread.CurrentThread.ManagedThreadId);
+                at++;
+                if (at == owner.ThrowAt)
+                    throw owner.Thrown = new InvalidDataException("item " + at + " is cursed");
+                if (owner.OnPull != null) owner.OnPull(at);
+                if (at >= owner.items.Count) return false;
+                owner.Pulled++;
+                return true;
+            }
+            public void Reset() { throw new NotSupportedException(); }
+            public void Dispose() { Interlocked.Increment(ref owner.Disposed); }
+        }
+
+        public bool AllOn(int thread)
+        {
+            lock (Threads) return Threads.Count > 0 && Threads.TrueForAll(t => t == thread);
+        }
+    }
+
+    static List<byte[]> WireU64Items(params ulong[] values)
+    {
+        List<byte[]> items = new List<byte[]>();
+        foreach (ulong v in values) items.Add(WireU64(v));
+        return items;
+    }
+
+    static List<byte[]> WireStringItems(params string[] values)
+    {
+        List<byte[]> items = new List<byte[]>();
+        foreach (string v in values) items.Add(WireString(v));
+        return items;
+    }
+
+    static void Settle()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+    }
+
+    /// <summary>A copy of libfixture_stream.so without its sidecar schema: the native plugin as
+    /// its descriptor alone describes it (no names, no types).</summary>
+    static string BareStreamDir()
+    {
+        string dir = TempDir();
+        File.Copy(Path.Combine(pluginDir, "libfixture_stream.so"), Path.Combine(dir, "libfixture_stream.so"));
+        return dir;
+    }
+
+    static Host BareHost(string dir)
+    {
+        HostConfig config = new HostConfig();
+        config.SearchPaths.Add(dir);
+        return new Host(config);
+    }
+
+    /// <summary>The WIT schema of Streamer (the sidecar the plugin directory holds).</summary>
+    static string StreamerWit { get { return File.ReadAllText(Path.Combine(pluginDir, "libfixture_stream.so.wit")); } }
+
+    /// <summary>The WASM package, granted markerDir for its drop markers.</summary>
+    static Plugin LoadWasmStreamer(Host host, string markerDir)
+    {
+        return host.Load("stream", new LoadOptions { Grants = new List<string> { "fs:rw:" + markerDir } });
+    }
+
+    /// <summary>Run f on the native plugin (without a schema, wire bytes) and the WASM package.</summary>
+    static void EachStreamer(Action<Plugin, string, string> f)
+    {
+        string bare = BareStreamDir();
+        string markers = TempDir();
+        try
+        {
+            using (Host host = BareHost(bare))
+            using (Plugin native = host.Load("StreamerImpl"))
+                f(native, Path.Combine(markers, "native"), "native");
+            using (Host host = NewHost())
+            using (Plugin wasm = LoadWasmStreamer(host, markers))
+                f(wasm, Path.Combine(markers, "wasm"), "wasm");
+        }
+        finally
+        {
+            Directory.Delete(bare, true);
+            Directory.Delete(markers, true);
+        }
+    }
+
+    static void TestStreamStatuses()
+    {
+        Check((int)Status.StreamEnd == 65 && (int)Status.StreamSource == 66, "Status.StreamEnd = 65, Status.StreamSource = 66");
+        Check(Library.StatusName(Status.StreamEnd) != "unknown status" && Library.StatusName(Status.StreamSource) != "unknown status",
+              "libfidius names them: " + Library.StatusName(Status.StreamEnd) + ", " + Library.StatusName(Status.StreamSource));
+    }
+
+    static void TestServerStreams()
+    {
+        EachStreamer((p, marker, rt) =>
+        {
+            foreach (ulong n in new ulong[] { 0, 1, 10000 })
+            {
+                string m = marker + "." + n;
+                PluginStream s = p.StreamWire(SCount, CountInput(n, m));
+                Check(s.Format == Format.Wire && !s.IsBidirectional && !s.Ended, rt + ": count(" + n + ") opened");
+                List<ulong> items = U64s(s);
+                Check(IsRange(items, n), rt + ": count(" + n + ") yields 0.." + n + " in order (" + items.Count + " items)");
+                Check(s.Ended && MarkerLines(m) == 1, rt + ": ended, the producer dropped once (" + MarkerLines(m) + ")");
+                byte[] extra;
+                Check(!s.TryNext(out extra) && extra == null && Drain(s).Count == 0, rt + ": the end is answered again");
+                s.Dispose();
+                s.Dispose();
+                Check(MarkerLines(m) == 1, rt + ": disposing (twice) an ended stream drops nothing again");
+                bool disposed = false;
+                try { s.TryNext(out extra); }
+                catch (ObjectDisposedException) { disposed = true; }
+                Check(disposed, rt + ": TryNext after Dispose throws ObjectDisposedException");
+            }
+            // Pulled with TryNext, item by item.
+            using (PluginStream s = p.Stream(SCount, Format.Wire, CountInput(3, "")))
+            {
+                byte[] a, b, c = null, d;
+                bool ok = s.TryNext(out a) && s.TryNext(out b) && s.TryNext(out c) && !s.TryNext(out d) && d == null;
+                Check(ok && BitConverter.ToUInt64(c, 0) == 2, rt + ": TryNext x3, then the end");
+            }
+        });
+    }
+
+    static void TestBigItems()
+    {
+        EachStreamer((p, marker, rt) =>
+        {
+            foreach (uint size in new uint[] { 1, 5000, 300000 })
+            {
+                using (PluginStream s = p.StreamWire(SBlobs, Concat(BitConverter.GetBytes(4u), BitConverter.GetBytes(size))))
+                {
+                    List<byte[]> items = Drain(s);
+                    bool ok = items.Count == 4;
+                    for (int i = 0; ok && i < items.Count; i++)
+                    {
+                        string text = ReadWireString(items[i]);
+                        ok = text.Length == size && text.Replace(((char)('a' + i)).ToString(), "").Length == 0;
+                    }
+                    Check(ok, rt + ": blobs(4, " + size + "): 4 whole items of " + size + " chars");
+                }
+            }
+        });
+    }
+
+    static void OpenAndAbandon(Plugin p, string marker)
+    {
+        PluginStream s = p.StreamWire(SForever, WireString(marker));
+        byte[] item;
+        s.TryNext(out item);
+    }
+
+    static void TestCancelStreams()
+    {
+        EachStreamer((p, marker, rt) =>
+        {
+            string endless = marker + ".forever";
+            using (PluginStream s = p.StreamWire(SForever, WireString(endless)))
+            {
+                List<ulong> first = new List<ulong>();
+                foreach (byte[] item in s)
+                {
+                    first.Add(BitConverter.ToUInt64(item, 0));
+                    if (first.Count == 5) break;
+                }
+                Check(IsRange(first, 5), rt + ": forever: 0..4, then break");
+                Check(MarkerLines(endless) == 0 && !s.Ended, rt + ": breaking out of foreach does not cancel");
+                byte[] next;
+                Check(s.TryNext(out next) && BitConverter.ToUInt64(next, 0) == 5, rt + ": the stream goes on where it was (5)");
+            }
+            Check(MarkerLines(endless) == 1, rt + ": Dispose drops the producer exactly once (" + MarkerLines(endless) + ")");
+
+            string counted = marker + ".count";
+            PluginStream c = p.StreamWire(SCount, CountInput(100, counted));
+            byte[] one;
+            c.TryNext(out one);
+            c.Close();
+            c.Dispose();
+            Check(MarkerLines(counted) == 1, rt + ": count(100) closed after one item: dropped once (" + MarkerLines(counted) + ")");
+
+            string unpulled = marker + ".unpulled";
+            p.StreamWire(SCount, CountInput(100, unpulled)).Dispose();
+            Check(MarkerLines(unpulled) == 1, rt + ": never pulled, disposed: dropped once");
+
+            // Abandoned on a thread that has ended: the SafeHandle's finalizer releases it.
+            string abandoned = marker + ".abandoned";
+            Thread t = new Thread(() => OpenAndAbandon(p, abandoned));
+            t.Start();
+            t.Join();
+            for (int i = 0; i < 50 && MarkerLines(abandoned) == 0; i++)
+            {
+                Settle();
+                if (MarkerLines(abandoned) == 0) Thread.Sleep(20);
+            }
+            Check(MarkerLines(abandoned) == 1, rt + ": an abandoned stream is cancelled by the finalizer, once (" + MarkerLines(abandoned) + ")");
+        });
+    }
+
+    static void TestStreamFailure()
+    {
+        EachStreamer((p, marker, rt) =>
+        {
+            using (PluginStream s = p.StreamWire(SExplode, WireU64(3)))
+            {
+                List<ulong> items = new List<ulong>();
+                FidiusException failure = null;
+                try
+                {
+                    foreach (byte[] item in s) items.Add(BitConverter.ToUInt64(item, 0));
+                }
+                catch (FidiusException e) { failure = e; }
+                Status expected = rt == "native" ? Status.PluginPanic : Status.Trap;
+                Check(IsRange(items, 3), rt + ": explode(3) yields 0, 1, 2 first");
+                Check(failure != null && failure.Status == expected && !(failure is PluginException),
+                      rt + ": then fails with " + expected + " (" + (failure == null ? "no failure" : failure.Status + ": " + failure.Message) + ")");
+                byte[] after;
+                Check(s.Ended && !s.TryNext(out after) && Drain(s).Count == 0, rt + ": the failure ended the stream");
+            }
+            Check(BitConverter.ToInt64(p.CallWire(SAdd, WireI64Pair(2, 40)), 0) == 42, rt + ": the plugin serves on");
+        });
+    }
+
+    static void TestStreamThreads()
+    {
+        EachStreamer((p, marker, rt) =>
+        {
+            int errors = 0;
+            Thread[] threads = new Thread[8];
+            string[] markers = new string[threads.Length];
+            for (int t = 0; t < threads.Length; t++)
+            {
+                int g = t;
+                markers[g] = marker + ".t" + g;
+                threads[t] = new Thread(() =>
+                {
+                    try
+                    {
+                        ulong n = 2000 + (ulong)g;
+                        using (PluginStream s = p.StreamWire(SCount, CountInput(n, markers[g])))
+                            if (!IsRange(U64s(s), n)) Interlocked.Increment(ref errors);
+                    }
+                    catch (Exception) { Interlocked.Increment(ref errors); }
+                });
+                threads[t].Start();
+            }
+            foreach (Thread t in threads) t.Join();
+            bool dropped = Array.TrueForAll(markers, m => MarkerLines(m) == 1);
+            Check(errors == 0 && dropped, rt + ": 8 threads each drain their own stream of one plugin (" + errors + " errors)");
+        });
+    }
+
+    static void TestClientStreams()
+    {
+        EachStreamer((p, marker, rt) =>
+        {
+            Settle();
+            int before = Native_LiveCallbacks();
+            List<byte[]> hundred = new List<byte[]>();
+            for (ulong i = 1; i <= 100; i++) hundred.Add(WireU64(i));
+            ProbeItems items = new ProbeItems(hundred);
+            byte[] sum = p.CallStreaming(SSum, Format.Wire, WireU64(10), items);
+            Check(BitConverter.ToUInt64(sum, 0) == 10 + 5050, rt + ": sum(10, 1..100) = " + BitConverter.ToUInt64(sum, 0));
+            Check(items.Enumerators == 1 && items.Disposed == 1 && items.Pulled == 100,
+                  rt + ": one enumerator, disposed once by the time the call returns (" + items.Enumerators + ", " + items.Disposed + ")");
+            Check(items.AllOn(Thread.CurrentThread.ManagedThreadId), rt + ": pulled on the calling thread");
+            Check(Native_LiveCallbacks() == before, rt + ": the GCHandle is freed (" + (Native_LiveCallbacks() - before) + " live)");
+
+            ProbeItems none = new ProbeItems(new List<byte[]>());
+            Check(BitConverter.ToUInt64(p.CallStreaming(SSum, Format.Wire, WireU64(7), none), 0) == 7 && none.Disposed == 1,
+                  rt + ": an empty input: sum = 7");
+            // An iterator block, with a GC in the middle of the feed.
+            Check(BitConverter.ToUInt64(p.CallStreaming(SSum, Format.Wire, WireU64(0), CollectingItems(50)), 0) == 50 * 51 / 2,
+                  rt + ": an iterator with GCs between items: sum = 1275");
+            Check(Native_LiveCallbacks() == before, rt + ": nothing left pinned");
+        });
+    }
+
+    static IEnumerable<byte[]> CollectingItems(int n)
+    {
+        for (int i = 1; i <= n; i++)
+        {
+            if (i % 10 == 0) GC.Collect();
+            yield return WireU64((ulong)i);
+        }
+    }
+
+    static IEnumerable<byte[]> ThrowsOnEnumerate(bool atOnce)
+    {
+        if (atOnce) throw new UnauthorizedAccessException("no items for you");
+        yield return WireU64(1);
+        throw new UnauthorizedAccessException("no more items for you");
+    }
+
+    sealed class NoEnumerator : IEnumerable<byte[]>
+    {
+        public IEnumerator<byte[]> GetEnumerator() { throw new NotSupportedException("GetEnumerator refused"); }
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() { return GetEnumerator(); }
+    }
+
+    static void TestClientStreamErrors()
+    {
+        EachStreamer((p, marker, rt) =>
+        {
+            Settle();
+            int before = Native_LiveCallbacks();
+            ProbeItems unlucky = new ProbeItems(WireU64Items(1, 2, 13, 4));
+            PluginException pe = PluginErrorOf(() => p.CallStreaming(SSumChecked, Format.Wire, null, unlucky));
+            Check(pe != null && pe.Status == Status.PluginError && pe.Code == "UNLUCKY" && pe.PluginMessage == "item 13",
+                  rt + ": sum_checked(1, 2, 13, 4): PluginException UNLUCKY (" + (pe == null ? "none" : pe.Code + ": " + pe.PluginMessage) + ")");
+            Check(unlucky.Disposed == 1, rt + ": its items disposed once");
+            Check(BitConverter.ToUInt64(p.CallStreaming(SSumChecked, Format.Wire, null, WireU64Items(1, 2, 3)), 0) == 6, rt + ": sum_checked(1, 2, 3) = 6");
+
+            // The items throw at their third: the plugin saw 1 + 2 and an end, but the call reports
+            // the source's failure, with the exception inside.
+            ProbeItems cursed = new ProbeItems(WireU64Items(1, 2, 3, 4)) { ThrowAt = 2 };
+            FidiusException fe = Throws(() => p.CallStreaming(SSum, Format.Wire, WireU64(0), cursed));
+            Check(fe != null && fe.Status == Status.StreamSource && !(fe is PluginException),
+                  rt + ": throwing items: FidiusException(StreamSource) (" + (fe == null ? "none" : fe.Status + ": " + fe.Message) + ")");
+            Check(fe != null && fe.InnerException != null && ReferenceEquals(fe.InnerException, cursed.Thrown),
+                  rt + ": the items' exception is its InnerException (" + (fe == null || fe.InnerException == null ? "none" : fe.InnerException.GetType().Name) + ")");
+            Check(fe != null && fe.Message.Contains("-1") && fe.Message.Contains("cursed"), rt + ": the message names the code and the exception: " + (fe == null ? "" : fe.Message));
+            Check(cursed.Disposed == 1 && cursed.Pulled == 2, rt + ": disposed once after the failure");
+
+            fe = Throws(() => p.CallStreaming(SSum, Format.Wire, WireU64(0), ThrowsOnEnumerate(false)));
+            Check(fe != null && fe.Status == Status.StreamSource && fe.InnerException is UnauthorizedAccessException,
+                  rt + ": an iterator throwing after an item: StreamSource, inner " + (fe == null || fe.InnerException == null ? "none" : fe.InnerException.GetType().Name));
+            fe = Throws(() => p.CallStreaming(SSum, Format.Wire, WireU64(0), ThrowsOnEnumerate(true)));
+            Check(fe != null && fe.Status == Status.StreamSource && fe.InnerException is UnauthorizedAccessException, rt + ": an iterator throwing at once");
+            fe = Throws(() => p.CallStreaming(SSum, Format.Wire, WireU64(0), new NoEnumerator()));
+            Check(fe != null && fe.Status == Status.StreamSource && fe.InnerException is NotSupportedException, rt + ": GetEnumerator throwing");
+            ProbeItems nulls = new ProbeItems(WireU64Items(1)) { YieldNull = true };
+            fe = Throws(() => p.CallStreaming(SSum, Format.Wire, WireU64(0), nulls));
+            Check(fe != null && fe.Status == Status.StreamSource && fe.InnerException is InvalidOperationException && nulls.Disposed == 1,
+                  rt + ": a null item fails the source (" + (fe == null || fe.InnerException == null ? "none" : fe.InnerException.Message) + ")");
+            bool nullItems = false;
+            try { p.CallStreaming(SSum, Format.Wire, WireU64(0), null); }
+            catch (ArgumentNullException) { nullItems = true; }
+            Check(nullItems, rt + ": CallStreaming without items: ArgumentNullException");
+
+            // Items that are not the item type: the plugin's decoder ends its input there.
+            List<byte[]> mixed = new List<byte[]> { WireU64(5), new byte[] { 1, 2, 3 }, WireU64(6) };
+            Check(BitConverter.ToUInt64(p.CallStreaming(SSum, Format.Wire, WireU64(0), mixed), 0) == 5, rt + ": a malformed item ends the input");
+            Check(Native_LiveCallbacks() == before, rt + ": no GCHandle left (" + (Native_LiveCallbacks() - before) + " live)");
+        });
+    }
+
+    static void TestBidiStreams()
+    {
+        EachStreamer((p, marker, rt) =>
+        {
+            Settle();
+            int before = Native_LiveCallbacks();
+            int me = Thread.CurrentThread.ManagedThreadId;
+            ProbeItems words = new ProbeItems(WireStringItems("hi", "yo", "", "fidius"));
+            using (PluginStream s = p.StreamWire(SShout, WireString(">"), words))
+            {
+                Check(s.IsBidirectional, rt + ": a bidirectional stream");
+                byte[] first;
+                Check(s.TryNext(out first) && ReadWireString(first) == ">HI", rt + ": shout: >HI first");
+                List<string> rest = Drain(s).ConvertAll(b => ReadWireString(b));
+                Check(string.Join(",", rest) == ">YO,>,>FIDIUS", rt + ": then " + string.Join(",", rest));
+                Check(words.Disposed == 1 && words.AllOn(me), rt + ": items disposed once at the end, pulled on the pulling thread");
+            }
+            Check(words.Disposed == 1, rt + ": Dispose after the end disposes nothing again");
+
+            // Pulled on another thread than the one that opened it.
+            List<byte[]> fifty = new List<byte[]>();
+            for (int i = 0; i < 50; i++) fifty.Add(WireString("w" + i));
+            ProbeItems moved = new ProbeItems(fifty) { OnPull = i => { if (i % 10 == 0) GC.Collect(); } };
+            PluginStream ms = p.StreamWire(SShout, WireString("-"), moved);
+            int got = 0, puller = 0;
+            Thread t = new Thread(() => { puller = Thread.CurrentThread.ManagedThreadId; got = Drain(ms).Count; ms.Dispose(); });
+            t.Start();
+            t.Join();
+            Check(got == 50 && moved.AllOn(puller) && moved.Disposed == 1, rt + ": moved to another thread: 50 items, pulled there (GCs between)");
+
+            // Disposed early: the items are disposed with it.
+            ProbeItems early = new ProbeItems(fifty);
+            PluginStream es = p.StreamWire(SShout, WireString("-"), early);
+            byte[] item;
+            es.TryNext(out item);
+            Check(early.Disposed == 0, rt + ": items alive while the stream is open");
+            es.Dispose();
+            Check(early.Disposed == 1, rt + ": Dispose disposes the items once");
+
+            // Throwing items end the output with StreamSource, the exception inside.
+            ProbeItems cursed = new ProbeItems(WireStringItems("a", "b", "c", "d", "e")) { ThrowAt = 2 };
+            using (PluginStream cs = p.StreamWire(SShout, WireString(""), cursed))
+            {
+                List<string> items = new List<string>();
+                FidiusException fe = null;
+                try { foreach (byte[] b in cs) items.Add(ReadWireString(b)); }
+                catch (FidiusException e) { fe = e; }
+                Check(items.Count == 2 && fe != null && fe.Status == Status.StreamSource && ReferenceEquals(fe.InnerException, cursed.Thrown),
+                      rt + ": throwing items: 2 items, then StreamSource with the exception (" + (fe == null ? "none" : fe.Message) + ")");
+                Check(cs.Ended && Drain(cs).Count == 0 && cursed.Disposed == 1, rt + ": ended; items disposed once");
+            }
+
+            // Items that pull their own stream: refused, as the source's failure.
+            PluginStream[] self = new PluginStream[1];
+            ProbeItems reentrant = new ProbeItems(WireStringItems("x", "y")) { OnPull = i => { byte[] x; if (i == 1) self[0].TryNext(out x); } };
+            using (self[0] = p.StreamWire(SShout, WireString(""), reentrant))
+            {
+                FidiusException fe = null;
+                try { Drain(self[0]); }
+                catch (FidiusException e) { fe = e; }
+                Check(fe != null && fe.Status == Status.StreamSource && fe.InnerException is InvalidOperationException,
+                      rt + ": items pulling their own stream: StreamSource, inner InvalidOperationException (" + (fe == null || fe.InnerException == null ? "none" : fe.InnerException.Message) + ")");
+            }
+            self[0] = null;
+            Check(Native_LiveCallbacks() == before, rt + ": no GCHandle left (" + (Native_LiveCallbacks() - before) + " live)");
+        });
+    }
+
+    static void TestStreamKinds()
+    {
+        string bare = BareStreamDir();
+        string markers = TempDir();
+        try
+        {
+            Settle();
+            int before = Native_LiveCallbacks();
+            using (Host host = BareHost(bare))
+            using (Plugin native = host.Load("StreamerImpl"))
+            using (Plugin typed = host.Load("StreamerImpl", new LoadOptions { Schema = StreamerWit }))
+            using (Host wasmHost = NewHost())
+            using (Plugin wasm = LoadWasmStreamer(wasmHost, markers))
+            {
+                FidiusException e = Throws(() => native.StreamJson(SPoints, "{\"n\": 3}").Dispose());
+                Check(e != null && e.Status == Status.Unsupported, "native without a schema: JSON items are Unsupported");
+                e = Throws(() => native.StreamWire(SAdd, WireI64Pair(1, 2)).Dispose());
+                Check(e != null && e.Status == Status.Unsupported && e.Message.Contains("not a stream handle"), "native without a schema: a unary method is not a stream");
+                foreach (KeyValuePair<string, Plugin> kv in new[] { new KeyValuePair<string, Plugin>("native with schema", typed), new KeyValuePair<string, Plugin>("wasm", wasm) })
+                {
+                    string rt = kv.Key;
+                    Plugin p = kv.Value;
+                    e = Throws(() => p.CallWire(SCount, CountInput(3, "")));
+                    Check(e != null && e.Status == Status.Unsupported, rt + ": a stream called as a call: Unsupported");
+                    e = Throws(() => p.StreamWire(SAdd, WireI64Pair(1, 2)).Dispose());
+                    Check(e != null && e.Status == Status.Unsupported, rt + ": a call opened as a stream: Unsupported");
+                    ProbeItems items = new ProbeItems(WireU64Items(1));
+                    e = Throws(() => p.CallStreaming(SShout, Format.Wire, WireString("x"), items));
+                    Check(e != null && e.Status == Status.Unsupported && items.Disposed == items.Enumerators,
+                          rt + ": a bidirectional method as a client call: Unsupported (" + items.Enumerators + " enumerators, " + items.Disposed + " disposed)");
+                    e = Throws(() => p.StreamWire(99, new byte[0], new ProbeItems(WireU64Items(1))).Dispose());
+                    Check(e != null && e.Status == Status.MethodIndex, rt + ": method 99 (with items): MethodIndex");
+                    e = Throws(() => p.StreamByName("no-such-stream", Format.Wire, new byte[0]).Dispose());
+                    Check(e != null && e.Status == Status.MethodIndex, rt + ": StreamByName of an unknown name: MethodIndex");
+                    using (PluginStream s = p.StreamByName("count", Format.Wire, CountInput(5, "")))
+                        Check(IsRange(U64s(s), 5), rt + ": StreamByName(count)");
+                }
+                // A disposed plugin: the feed never reaches libfidius, and is released by the binding.
+                Plugin gone = host.Load("StreamerImpl");
+                gone.Dispose();
+                ProbeItems unused = new ProbeItems(WireU64Items(1));
+                bool threw = false;
+                try { gone.StreamWire(SShout, WireString(""), unused); }
+                catch (ObjectDisposedException) { threw = true; }
+                bool threwCall = false;
+                try { gone.CallStreaming(SSum, Format.Wire, WireU64(0), unused); }
+                catch (ObjectDisposedException) { threwCall = true; }
+                Check(threw && threwCall && unused.Enumerators == 0, "a disposed Plugin: ObjectDisposedException, the items untouched");
+            }
+            Check(Native_LiveCallbacks() == before, "refused and failed starts leave no GCHandle (" + (Native_LiveCallbacks() - before) + " live)");
+        }
+        finally
+        {
+            Directory.Delete(bare, true);
+            Directory.Delete(markers, true);
+        }
+    }
+
+    static void JsonStreams(Plugin p, string rt)
+    {
+        using (PluginStream s = p.StreamJson(SPoints, "{\"n\": 3}"))
+        {
+            List<Point> points = new List<Point>(s.As<Point>());
+            Check(s.Format == Format.Json && points.Count == 3 && points[2].X == 2 && points[2].Y == -2 && points[2].Label == "p2",
+                  rt + ": points(3) as JSON, read as Point: " + Json.Serialize(points));
+        }
+        using (PluginStream s = p.StreamJson(SPoints, "[2]"))
+        {
+            List<string> raw = Drain(s).ConvertAll(b => Encoding.UTF8.GetString(b).Replace(" ", ""));
+            Check(raw.Count == 2 && raw[1] == "{\"x\":1,\"y\":-1,\"label\":\"p1\"}", rt + ": JSON items are JSON text: " + string.Join(" ", raw));
+        }
+        using (PluginStream s = p.InvokeStream("points", 2))
+        {
+            List<object> parsed = new List<object>(s.As<object>());
+            Check(parsed.Count == 2 && (string)((IDictionary<string, object>)parsed[1])["label"] == "p1", rt + ": InvokeStream(points, 2).As<object>()");
+        }
+        using (PluginStream s = p.StreamByName("count", Format.Json, Encoding.UTF8.GetBytes("[4, \"\"]")))
+        {
+            List<ulong> items = new List<ulong>(s.As<ulong>());
+            Check(IsRange(items, 4), rt + ": StreamByName(count, Json) [4, \"\"]: 0..3");
+        }
+        FidiusException e = Throws(() => p.StreamJson(SCount, "[\"four\", \"\"]").Dispose());
+        Check(e != null && e.Status == Status.Serialization, rt + ": wrong argument types: Serialization before anything starts");
+        Check(p.CallStreamingJson(SSum, "[10]", WireU64Items(2, 3)) == "15", rt + ": CallStreamingJson(sum, [10], 2, 3) = 15");
+        Check(p.InvokeStreaming<ulong>("sum", WireU64Items(2, 3), 10UL) == 15, rt + ": InvokeStreaming<ulong>(sum, items, 10) = 15");
+        PluginException pe = PluginErrorOf(() => p.InvokeStreaming<ulong>("sum_checked", WireU64Items(13)));
+        Check(pe != null && pe.Code == "UNLUCKY", rt + ": InvokeStreaming(sum_checked, 13): UNLUCKY");
+        using (PluginStream s = p.StreamJson(SShout, "{\"prefix\": \"+\"}", WireStringItems("a", "bc")))
+        {
+            List<string> words = new List<string>(s.As<string>());
+            Check(s.IsBidirectional && string.Join(",", words) == "+A,+BC", rt + ": bidirectional JSON: " + string.Join(",", words));
+        }
+        using (PluginStream s = p.StreamWire(SCount, CountInput(1, "")))
+        {
+            bool refused = false;
+            try { s.As<ulong>(); }
+            catch (InvalidOperationException) { refused = true; }
+            Check(refused, rt + ": As<T> on a wire stream: InvalidOperationException");
+        }
+    }
+
+    static void TestJsonStreams()
+    {
+        string bare = BareStreamDir();
+        string markers = TempDir();
+        try
+        {
+            using (Host host = BareHost(bare))
+            using (Plugin typed = host.Load("StreamerImpl", new LoadOptions { Schema = StreamerWit }))
+                JsonStreams(typed, "native (LoadOptions.Schema)");
+            using (Host host = NewHost())
+            {
+                using (Plugin sidecar = host.Load("StreamerImpl"))
+                    JsonStreams(sidecar, "native (sidecar schema)");
+                using (Plugin wasm = LoadWasmStreamer(host, markers))
+                {
+                    JsonStreams(wasm, "wasm");
+                    IDictionary<string, object> count = null;
+                    foreach (object m in (IList<object>)wasm.Describe()["methods"])
+                        if ((string)((IDictionary<string, object>)m)["name"] == "count") count = (IDictionary<string, object>)m;
+                    Check(count != null && (bool)count["streaming"] && (string)count["stream_item"] == "u64", "describe: count streams u64");
+                }
+            }
+        }
+        finally
+        {
+            Directory.Delete(bare, true);
+            Directory.Delete(markers, true);
+        }
+    }
+
+    static void TestStreamOutlivesPlugin()
+    {
+        string bare = BareStreamDir();
+        string markers = TempDir();
+        try
+        {
+            PluginStream native, wasm;
+            using (Host host = BareHost(bare))
+            using (Plugin p = host.Load("StreamerImpl"))
+                native = p.StreamWire(SCount, CountInput(10, ""));
+            using (Host host = NewHost())
+            using (Plugin p = LoadWasmStreamer(host, markers))
+                wasm = p.StreamWire(SShout, WireString("!"), WireStringItems("late"));
+            Settle();
+            using (native)
+                Check(IsRange(U64s(native), 10), "native: a stream outlives its plugin and host");
+            using (wasm)
+            {
+                List<byte[]> items = Drain(wasm);
+                Check(items.Count == 1 && ReadWireString(items[0]) == "!LATE", "wasm: a bidirectional stream outlives its plugin and host");
+            }
+        }
+        finally
+        {
+            Directory.Delete(bare, true);
+            Directory.Delete(markers, true);
+        }
+    }
+
     static int Native_LiveCallbacks() { return Fidius.Native.LiveCallbacks; }
 
     static int Main(string[] args)
@@ -1488,6 +2148,18 @@ static class FidiusTests
         Run("output over 2 GiB", TestHugeOutput);
         Run("log registration failure", TestLogRegistrationFailure);
         Run("host functions", TestHostFunctions);
+        Run("stream statuses", TestStreamStatuses);
+        Run("server streams", TestServerStreams);
+        Run("stream items over 100 KB", TestBigItems);
+        Run("cancelling streams", TestCancelStreams);
+        Run("a stream failing midway", TestStreamFailure);
+        Run("8 threads, a stream each", TestStreamThreads);
+        Run("client streams", TestClientStreams);
+        Run("client stream errors", TestClientStreamErrors);
+        Run("bidirectional streams", TestBidiStreams);
+        Run("stream kinds", TestStreamKinds);
+        Run("JSON streams", TestJsonStreams);
+        Run("streams outlive their plugin", TestStreamOutlivesPlugin);
         Run("library from the package", TestLibraryLocation);
         Console.WriteLine("csharp: {0} passed, {1} failed", passed, failed);
         // Main returns: the egress and log callbacks ran on threads libfidius started for them,
