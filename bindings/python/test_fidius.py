@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import gc
 import http.server
+import json
 import os
 import shutil
 import socket
@@ -21,6 +22,7 @@ import tempfile
 import threading
 import time
 import unittest
+import weakref
 from typing import Optional
 
 import fidius
@@ -1151,6 +1153,419 @@ class TestEgress(Base):
         scope()
         gc.collect()
         self.assertEqual(fidius._live_callbacks(), before)
+
+
+def wire_u64(n):
+    return struct.pack("<Q", n)
+
+
+def read_u64(b):
+    return struct.unpack("<Q", b)[0]
+
+
+class SourceFailed(Exception):
+    pass
+
+
+class TestStreams(Base):
+    """Streaming methods of the Streamer fixtures (native StreamerImpl, fidius 0.5.9, and the
+    WASM package "stream"): count(n, marker) -> Stream<u64> (0), blobs(count, size) ->
+    Stream<String> (1), explode(at) -> Stream<u64> (2, panics at `at`), sum(start,
+    Stream<u64>) -> u64 (3), shout(prefix, Stream<String>) -> Stream<String> (4), add(a, b)
+    (5), points(n) -> Stream<Point> (6), sum_checked(Stream<u64>) -> Result<u64> (7),
+    forever(marker) -> Stream<u64> (8). `marker`: a file that gets one line "dropped" when
+    the producer is dropped (its end or cancel)."""
+    COUNT, BLOBS, EXPLODE, SUM, SHOUT, ADD, POINTS, SUM_CHECKED, FOREVER = range(9)
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="fidius-py-streams-")
+        self.callbacks = fidius._live_callbacks()
+        self.strays = fidius._stray_source_destroys
+
+    def tearDown(self):
+        gc.collect()
+        # Every source was destroyed (its registry entry, the GC pin, gone), none twice.
+        self.assertEqual(fidius._live_callbacks(), self.callbacks, "a stream source leaked")
+        self.assertEqual(fidius._stray_source_destroys, self.strays, "a source destroyed twice")
+        shutil.rmtree(self.tmp)
+
+    def wasm_options(self):
+        return fidius.LoadOptions(grants=[f"fs:rw:{self.tmp}"])
+
+    def runtimes(self):
+        """(runtime name, plugin) for the native plugin (its .wit lies beside it) and the
+        WASM one, granted the scratch directory for its markers; closed afterwards."""
+        for runtime in ("native", "wasm"):
+            with new_host() as host:
+                plugin = host.load("StreamerImpl") if runtime == "native" else host.load("stream", self.wasm_options())
+            with plugin:
+                yield runtime, plugin
+
+    def marker(self, name):
+        return os.path.join(self.tmp, name)
+
+    def dropped(self, path):
+        try:
+            with open(path) as f:
+                return sum(1 for line in f if line.strip() == "dropped")
+        except FileNotFoundError:
+            return 0
+
+    @staticmethod
+    def count_input(n, marker=""):
+        return wire_u64(n) + wire_string(marker)
+
+    def test_status_values(self):
+        self.assertEqual((int(Status.STREAM_END), int(Status.STREAM_SOURCE)), (65, 66))
+        self.assertEqual(Status(65), Status.STREAM_END)
+        self.assertEqual(Status(66), Status.STREAM_SOURCE)
+        for s in (Status.STREAM_END, Status.STREAM_SOURCE):
+            self.assertNotEqual(fidius._s(fidius._lib.fidius_status_name(int(s))), "unknown status")
+
+    def test_server_stream_in_order(self):
+        for runtime, p in self.runtimes():
+            for n in (0, 1, 10_000):
+                marker = self.marker(f"order-{runtime}-{n}")
+                s = p.stream(self.COUNT, fidius.Format.WIRE, self.count_input(n, marker))
+                self.assertIsInstance(s, fidius.Stream)
+                self.assertEqual([read_u64(b) for b in s], list(range(n)), f"{runtime}: count({n})")
+                self.assertEqual(self.dropped(marker), 1, f"{runtime}: dropped once, at the end")
+                self.assertTrue(s.closed, "an ended stream releases its handle")
+                with self.assertRaises(StopIteration):
+                    next(s)  # the end is answered again
+                s.close()
+                s.close()
+                self.assertEqual(self.dropped(marker), 1, f"{runtime}: nothing dropped twice")
+            # By name, and stream_wire().
+            with p.stream_wire("count", self.count_input(3)) as s:
+                self.assertEqual([read_u64(b) for b in s], [0, 1, 2])
+
+    def test_large_items(self):
+        for runtime, p in self.runtimes():
+            for size in (1, 5_000, 300_000):
+                with p.stream_wire(self.BLOBS, struct.pack("<II", 4, size)) as s:
+                    items = [read_wire_string(b) for b in s]
+                self.assertEqual(len(items), 4, runtime)
+                for i, item in enumerate(items):
+                    self.assertEqual(item, chr(ord("a") + i) * size, f"{runtime}: item {i} of {size}")
+
+    def test_early_close_drops_the_producer_once(self):
+        for runtime, p in self.runtimes():
+            endless = self.marker(f"forever-{runtime}")
+            with p.stream_wire(self.FOREVER, wire_string(endless)) as s:
+                self.assertEqual([read_u64(next(s)) for _ in range(5)], [0, 1, 2, 3, 4], runtime)
+                self.assertEqual(self.dropped(endless), 0, f"{runtime}: not dropped while open")
+            self.assertEqual(self.dropped(endless), 1, f"{runtime}: close() drops the producer once")
+            self.assertTrue(s.closed)
+            s.close()  # idempotent
+            with self.assertRaises(fidius.ClosedError):
+                next(s)
+            self.assertEqual(self.dropped(endless), 1, runtime)
+
+            counted = self.marker(f"count-{runtime}")
+            s = p.stream_wire(self.COUNT, self.count_input(100, counted))
+            next(s)
+            s.close()
+            self.assertEqual(self.dropped(counted), 1, runtime)
+
+            unpulled = self.marker(f"unpulled-{runtime}")
+            p.stream_wire(self.COUNT, self.count_input(100, unpulled)).close()
+            self.assertEqual(self.dropped(unpulled), 1, runtime)
+
+            # Never closed: the finalizer frees it when the stream is collected.
+            collected = self.marker(f"collected-{runtime}")
+            s = p.stream_wire(self.FOREVER, wire_string(collected))
+            for item in s:
+                if read_u64(item) == 2:
+                    break
+            del s, item
+            gc.collect()
+            self.assertEqual(self.dropped(collected), 1, f"{runtime}: the finalizer frees a dropped stream")
+
+    def test_explode_midway(self):
+        for runtime, p in self.runtimes():
+            s = p.stream_wire(self.EXPLODE, wire_u64(3))
+            items = []
+            with self.assertRaises(FidiusError) as cm:
+                for item in s:
+                    items.append(read_u64(item))
+            self.assertEqual(items, [0, 1, 2], runtime)
+            expected = Status.PLUGIN_PANIC if runtime == "native" else Status.TRAP
+            self.assertEqual(cm.exception.status, expected, f"{runtime}: {cm.exception}")
+            self.assertNotIsInstance(cm.exception, PluginError)
+            self.assertEqual(list(s), [], f"{runtime}: ended after the failure")
+            with self.assertRaises(StopIteration):
+                next(s)
+            # The plugin serves on.
+            self.assertEqual(struct.unpack("<q", p.call_wire(self.ADD, wire_i64_pair(2, 40)))[0], 42, runtime)
+
+    def test_client_stream_sum(self):
+        for runtime, p in self.runtimes():
+            caller = threading.get_ident()
+            pulled_on = set()
+            closed = []
+
+            def items():
+                try:
+                    for i in range(1, 101):
+                        pulled_on.add(threading.get_ident())
+                        yield wire_u64(i)
+                finally:
+                    closed.append(True)
+
+            gen = items()
+            alive = weakref.ref(gen)
+            out = p.call_streaming(self.SUM, gen, fidius.Format.WIRE, wire_u64(10))
+            del gen
+            self.assertEqual(read_u64(out), 10 + 5050, runtime)
+            self.assertEqual(pulled_on, {caller}, f"{runtime}: pulled on the calling thread")
+            gc.collect()
+            self.assertIsNone(alive(), f"{runtime}: the binding released the iterable")
+            self.assertEqual(closed, [True], runtime)
+            self.assertEqual(fidius._live_callbacks(), self.callbacks, f"{runtime}: destroyed by the time it returns")
+            # Any iterable: a list, an empty one, a generator expression, bytearrays.
+            self.assertEqual(read_u64(p.call_streaming(self.SUM, [], data=wire_u64(7))), 7, runtime)
+            self.assertEqual(read_u64(p.call_streaming("sum", (bytearray(wire_u64(i)) for i in range(4)),
+                                                       data=wire_u64(0))), 6, runtime)
+            # JSON arguments and result, wire items.
+            self.assertEqual(p.call_streaming(self.SUM, [wire_u64(2), wire_u64(3)], fidius.Format.JSON, b"[10]"), b"15")
+            self.assertEqual(p.invoke_streaming("sum", map(wire_u64, [2, 3]), 10), 15, runtime)
+            with self.assertRaises(TypeError):
+                p.call_streaming(self.SUM, wire_u64(1), data=wire_u64(0))  # one bytes object is no iterable of items
+            with self.assertRaises(TypeError):
+                p.call_streaming(self.SUM, 5, data=wire_u64(0))
+        self.assertEqual(fidius._live_callbacks(), self.callbacks)
+
+    def test_failing_source(self):
+        for runtime, p in self.runtimes():
+            def failing():
+                yield wire_u64(1)
+                yield wire_u64(2)
+                raise SourceFailed("the disk is on fire")
+
+            with self.assertRaises(FidiusError) as cm:
+                p.call_streaming(self.SUM, failing(), data=wire_u64(0))
+            e = cm.exception
+            self.assertEqual(e.status, Status.STREAM_SOURCE, f"{runtime}: {e}")
+            self.assertIsInstance(e.__cause__, SourceFailed, "raised from the iterable's exception")
+            self.assertEqual(str(e.__cause__), "the disk is on fire")
+            self.assertIn("SourceFailed", e.message)
+            self.assertIn("-1", e.message)  # libfidius' message carries the source's code
+
+            # An item that is not bytes-like is the iterable's failure too.
+            with self.assertRaises(FidiusError) as cm:
+                p.call_streaming(self.SUM, [wire_u64(1), 2], data=wire_u64(0))
+            self.assertEqual(cm.exception.status, Status.STREAM_SOURCE)
+            self.assertIsInstance(cm.exception.__cause__, TypeError)
+
+            # KeyboardInterrupt (or SystemExit) comes out as itself.
+            def interrupted():
+                yield wire_u64(1)
+                raise KeyboardInterrupt
+
+            with self.assertRaises(KeyboardInterrupt):
+                p.call_streaming(self.SUM, interrupted(), data=wire_u64(0))
+
+            # A bidirectional stream: the items before the failure, then the failure, then the end.
+            def words():
+                yield wire_string("a")
+                yield wire_string("b")
+                raise SourceFailed("no more words")
+
+            with p.stream_wire(self.SHOUT, wire_string(""), input=words()) as s:
+                got = []
+                with self.assertRaises(FidiusError) as cm:
+                    for item in s:
+                        got.append(read_wire_string(item))
+                self.assertEqual(got, ["A", "B"], runtime)
+                self.assertEqual(cm.exception.status, Status.STREAM_SOURCE, runtime)
+                self.assertIsInstance(cm.exception.__cause__, SourceFailed)
+                self.assertEqual(list(s), [])
+
+            # An input that pulls its own stream: RuntimeError, not a deadlock.
+            own = {}
+
+            def reentrant():
+                yield wire_string("x")
+                next(own["s"])
+                yield wire_string("never")
+
+            with p.stream_wire(self.SHOUT, wire_string(""), input=reentrant()) as s:
+                own["s"] = s
+                self.assertEqual(read_wire_string(next(s)), "X")
+                with self.assertRaises(FidiusError) as cm:
+                    next(s)
+                self.assertEqual(cm.exception.status, Status.STREAM_SOURCE)
+                self.assertIsInstance(cm.exception.__cause__, RuntimeError)
+            del own
+
+    def test_sum_checked_plugin_error(self):
+        for runtime, p in self.runtimes():
+            with self.assertRaises(PluginError) as cm:
+                p.call_streaming(self.SUM_CHECKED, map(wire_u64, [1, 2, 13, 4]))
+            e = cm.exception
+            self.assertEqual((e.status, e.code, e.plugin_message), (Status.PLUGIN_ERROR, "UNLUCKY", "item 13"), runtime)
+            self.assertIsNone(e.__cause__)
+            self.assertEqual(read_u64(p.call_streaming(self.SUM_CHECKED, map(wire_u64, [1, 2, 4]))), 7, runtime)
+            with self.assertRaises(PluginError) as cm:
+                p.invoke_streaming("sum_checked", map(wire_u64, [13]))
+            self.assertEqual(cm.exception.code, "UNLUCKY")
+
+    def test_bidirectional_shout(self):
+        for runtime, p in self.runtimes():
+            words = [wire_string(w) for w in ("hi", "yo", "", "fidius")]
+            with p.stream_wire(self.SHOUT, wire_string(">"), input=words) as s:
+                self.assertEqual(read_wire_string(next(s)), ">HI", runtime)
+                self.assertEqual([read_wire_string(b) for b in s], [">YO", ">", ">FIDIUS"], runtime)
+            self.assertEqual(fidius._live_callbacks(), self.callbacks, f"{runtime}: the input released at the end")
+
+            # Pulled lazily: the input is read as the output is.
+            fed = []
+
+            def lazy():
+                for i in range(50):
+                    fed.append(i)
+                    yield wire_string(f"w{i}")
+
+            with p.stream_wire(self.SHOUT, wire_string("-"), input=lazy()) as s:
+                self.assertEqual(read_wire_string(next(s)), "-W0")
+                self.assertLess(len(fed), 50, runtime)
+                # Moved to another thread.
+                rest = []
+                t = threading.Thread(target=lambda: rest.extend(read_wire_string(b) for b in s))
+                t.start()
+                t.join(60)
+                self.assertFalse(t.is_alive())
+                self.assertEqual(rest, [f"-W{i}" for i in range(1, 50)], runtime)
+
+            # Closed early: the input is released with it.
+            gen = lazy()
+            alive = weakref.ref(gen)
+            s = p.stream_wire(self.SHOUT, wire_string("-"), input=gen)
+            del gen
+            next(s)
+            self.assertGreater(fidius._live_callbacks(), self.callbacks)
+            s.close()
+            gc.collect()
+            self.assertIsNone(alive(), runtime)
+            self.assertEqual(fidius._live_callbacks(), self.callbacks, runtime)
+
+            # JSON: arguments and items in JSON, the input in wire bytes.
+            with p.stream_json(self.SHOUT, '{"prefix": "+"}', input=[wire_string("a")]) as s:
+                self.assertEqual(list(s), ['"+A"'], runtime)
+            with p.invoke_stream("shout", "+", input=[wire_string("b"), wire_string("c")]) as s:
+                self.assertEqual(list(s), ["+B", "+C"], runtime)
+
+    def check_json_streams(self, p, runtime):
+        points = [{"x": 0, "y": 0, "label": "p0"}, {"x": 1, "y": -1, "label": "p1"}, {"x": 2, "y": -2, "label": "p2"}]
+        with p.invoke_stream("points", 3) as s:
+            self.assertEqual(list(s), points, runtime)
+        with p.stream(self.POINTS, fidius.Format.JSON, b'{"n": 3}') as s:
+            self.assertEqual([json.loads(b) for b in s], points, runtime)
+        with p.stream_json("count", '[4, ""]') as s:
+            self.assertEqual([json.loads(t) for t in s], [0, 1, 2, 3], runtime)
+        self.assertEqual(list(p.invoke_stream("count", 3, "")), [0, 1, 2], runtime)
+        # Wrong argument types are refused before anything starts.
+        with self.assertRaises(FidiusError) as cm:
+            p.invoke_stream("count", "four", "")
+        self.assertEqual(cm.exception.status, Status.SERIALIZATION, runtime)
+        # Not a stream: refused (a schema or a component says so).
+        with self.assertRaises(FidiusError) as cm:
+            p.stream_wire(self.ADD, wire_i64_pair(1, 2))
+        self.assertEqual(cm.exception.status, Status.UNSUPPORTED, runtime)
+        with self.assertRaises(FidiusError) as cm:
+            p.call_streaming(self.SHOUT, [wire_string("x")], data=wire_string("x"))
+        self.assertEqual(cm.exception.status, Status.UNSUPPORTED, f"{runtime}: bidirectional as a client call")
+        with self.assertRaises(FidiusError) as cm:
+            p.stream_wire(99)
+        self.assertEqual(cm.exception.status, Status.METHOD_INDEX, runtime)
+        with self.assertRaises(FidiusError) as cm:
+            p.invoke_stream("no-such-method")
+        self.assertEqual(cm.exception.status, Status.METHOD_INDEX, runtime)
+
+    def test_json_points(self):
+        # The native library alone, without the .wit beside it: its schema comes from the load
+        # options.
+        lib = os.path.join(self.tmp, "libfixture_stream.so")
+        shutil.copy(os.path.join(PLUGIN_DIR, "libfixture_stream.so"), lib)
+        wit = os.path.join(PLUGIN_DIR, "libfixture_stream.so.wit")
+        with fidius.Host([self.tmp]) as host:
+            with host.load_path(lib, "StreamerImpl") as bare:
+                with self.assertRaises(FidiusError) as cm:
+                    bare.stream(self.POINTS, fidius.Format.JSON, b'{"n": 3}')
+                self.assertEqual(cm.exception.status, Status.UNSUPPORTED, "no item types without a schema")
+                with self.assertRaises(FidiusError) as cm:
+                    bare.invoke_stream("points", 3)
+                self.assertEqual(cm.exception.status, Status.METHOD_INDEX, "no names without a schema")
+                self.assertEqual([read_u64(b) for b in bare.stream_wire(self.COUNT, self.count_input(3))], [0, 1, 2])
+            with host.load_path(lib, "StreamerImpl", fidius.LoadOptions(schema_file=wit)) as typed:
+                self.check_json_streams(typed, "native with schema")
+        with new_host() as host, host.load("stream", self.wasm_options()) as wasm:
+            self.check_json_streams(wasm, "wasm")
+
+    def test_eight_threads(self):
+        # Each thread pulls with the GIL released in fidius_stream_next; a bidirectional
+        # stream's input and a client stream's items run back on the pulling thread, which
+        # ctypes gives the GIL again for the callback: no deadlock, nothing crossed.
+        for runtime, p in self.runtimes():
+            errors, done = [], []
+
+            def work(t):
+                try:
+                    n = 2_000 + t
+                    marker = self.marker(f"threads-{runtime}-{t}")
+                    with p.stream_wire(self.COUNT, self.count_input(n, marker)) as s:
+                        items = [read_u64(b) for b in s]
+                    if items != list(range(n)) or self.dropped(marker) != 1:
+                        errors.append((t, "server", len(items)))
+                    words = (wire_string(f"t{t}w{i}") for i in range(200))
+                    with p.stream_wire(self.SHOUT, wire_string(f"{t}:"), input=words) as s:
+                        shouted = [read_wire_string(b) for b in s]
+                    if shouted != [f"{t}:T{t}W{i}" for i in range(200)]:
+                        errors.append((t, "bidi", shouted[:3]))
+                    total = read_u64(p.call_streaming(self.SUM, map(wire_u64, range(500)), data=wire_u64(t)))
+                    if total != t + sum(range(500)):
+                        errors.append((t, "client", total))
+                    done.append(t)
+                except BaseException as e:
+                    errors.append((t, repr(e)))
+
+            threads = [threading.Thread(target=work, args=(t,), daemon=True) for t in range(8)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(120)
+            self.assertFalse(any(th.is_alive() for th in threads), f"{runtime}: a thread is stuck (deadlock?)")
+            self.assertEqual(errors, [], runtime)
+            self.assertEqual(sorted(done), list(range(8)), runtime)
+
+    def test_stream_outlives_its_plugin(self):
+        for runtime, p in self.runtimes():
+            s = p.stream_wire(self.COUNT, self.count_input(10))
+            p.close()
+            with self.assertRaises(fidius.ClosedError):
+                p.stream_wire(self.COUNT, self.count_input(1))
+            with self.assertRaises(fidius.ClosedError):
+                p.call_streaming(self.SUM, [wire_u64(1)], data=wire_u64(0))
+            self.assertEqual([read_u64(b) for b in s], list(range(10)), runtime)
+
+    def test_failed_start_destroys_the_source(self):
+        # libfidius destroys the source when the start fails (tearDown checks the registry
+        # and that nothing was destroyed twice).
+        with new_host() as host, host.load("stream", self.wasm_options()) as p:
+            gen = (wire_u64(i) for i in range(3))
+            alive = weakref.ref(gen)
+            with self.assertRaises(FidiusError) as cm:
+                p.stream_wire(self.ADD, wire_i64_pair(1, 2), input=gen)
+            self.assertEqual(cm.exception.status, Status.UNSUPPORTED)
+            del gen
+            gc.collect()
+            self.assertIsNone(alive())
+            self.assertEqual(fidius._live_callbacks(), self.callbacks)
+        with new_host() as host, host.load("calc") as calc:
+            with self.assertRaises(FidiusError) as cm:
+                calc.call_streaming(0, [wire_u64(1)], data=wire_i64_pair(1, 2))
+            self.assertEqual(cm.exception.status, Status.UNSUPPORTED, "a component that pulls no stream")
 
 
 if __name__ == "__main__":
