@@ -644,3 +644,33 @@ fn a_stream_outlives_its_plugin() {
     drop(host);
     assert_eq!(u64s(&wasm.drain().unwrap()), (0..10).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_wasm_streams_timeout_and_fuel_apply_to_each_item_not_the_whole_stream() {
+    let dir = scratch("wasm_stream_limits");
+    let grant = cstr(&format!("fs:rw:{}", dir.display()));
+    let grants = [grant.as_ptr()];
+    let host = wasm_host();
+    // Reused instance for calls: a stream still runs in an instance of its own.
+    let opts = TestOptions::new()
+        .set(|o, e| unsafe { fidius_load_options_set_grants(o, grants.as_ptr(), 1, e) })
+        .set(|o, e| unsafe { fidius_load_options_set_timeout_ms(o, 100, e) })
+        .set(|o, e| unsafe { fidius_load_options_set_fuel(o, 2_000_000, e) })
+        .set(|o, e| unsafe { fidius_load_options_set_reuse_instance(o, true, e) });
+    let plugin = host.load_opts("stream", Some(&opts)).unwrap();
+    let marker = dir.join("limits");
+    let mut endless = open(&plugin, FOREVER, WIRE, &wire(&marker.to_str().unwrap().to_string())).unwrap();
+    let started = std::time::Instant::now();
+    let mut pulled = 0u64;
+    // Far more time, and far more instructions, than one item's budget.
+    while started.elapsed() < Duration::from_millis(400) || pulled < 20_000 {
+        assert_eq!(unwire::<u64>(&endless.next().unwrap().unwrap()), pulled);
+        pulled += 1;
+        if pulled % 1000 == 0 {
+            // Calls on the reused instance go on beside the stream.
+            assert_eq!(unwire::<i64>(&plugin.call(ADD, &wire(&(pulled as i64, 1i64))).unwrap()), pulled as i64 + 1);
+        }
+    }
+    drop(endless);
+    assert_eq!(marker_lines(&marker), 1);
+}
