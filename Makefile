@@ -129,7 +129,7 @@ test-install: build plugins
 # fixture search path examples-c/build/plugins.
 
 plugins:
-	$(MAKE) -C examples-c build/plugins
+	$(MAKE) -C examples-c build/plugins build/python-plugins
 
 # target/pkgconfig/fidius-uninstalled.pc: pkg-config prefers it over an
 # installed fidius.pc, so cgo's `#cgo pkg-config: fidius` finds the tree's

@@ -272,7 +272,7 @@ typedef enum fidius_runtime {
    */
   FIDIUS_RUNTIME_WASM = 2,
   /**
-   * A Python package (listed by discovery; libfidius does not run Python).
+   * A Python package, run by a `python3` runner process per plugin.
    */
   FIDIUS_RUNTIME_PYTHON = 3,
 } fidius_runtime;
@@ -706,7 +706,7 @@ extern "C" {
  * On success `*plugin` receives a new plugin owned by the caller (release
  * with `fidius_plugin_free`); on failure it is set to NULL. Errors: ARCHIVE
  * (the message says which entry and which rule), IO, SIGNATURE_REQUIRED,
- * SIGNATURE_INVALID, INVALID_MANIFEST, UNSUPPORTED (a python or rust
+ * SIGNATURE_INVALID, INVALID_MANIFEST, UNSUPPORTED (a rust (source)
  * package), and those of loading a package by name. Thread-safe.
  */
 enum fidius_status fidius_host_load_fid(const struct fidius_host *host,
@@ -1124,6 +1124,19 @@ enum fidius_status fidius_host_builder_set_load_policy(struct fidius_host_builde
 enum fidius_status fidius_host_builder_set_require_signature(struct fidius_host_builder *builder,
                                                              bool require,
                                                              struct fidius_error **error);
+
+/**
+ * The Python interpreter that runs Python plugins (`runtime = "python"`
+ * packages): a path, or a command name looked up on the PATH (default
+ * `python3`). Each loaded Python plugin runs in a process of its own
+ * started from it (`<interpreter> -I -c <runner>`); libfidius itself never
+ * loads libpython, so hosts that load no Python plugin need no Python at
+ * all, and a missing interpreter only fails Python loads (LIBRARY_LOAD,
+ * naming it). Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT (empty).
+ */
+enum fidius_status fidius_host_builder_set_python_interpreter(struct fidius_host_builder *builder,
+                                                              const char *interpreter,
+                                                              struct fidius_error **error);
 
 /**
  * Deserialize a package's precompiled `.cwasm` even when no trusted key's
@@ -1680,11 +1693,12 @@ const char *fidius_plugin_warning(const struct fidius_plugin *plugin,
  *
  * ```text
  * { "name": "calc", "interface": "calc", "interface_hash": "0x47b1890a3bc4686f",
- *   "interface_version": 1, "runtime": "native" | "wasm",
+ *   "interface_version": 1, "runtime": "native" | "wasm" | "python",
  *   "abi_version": 500 | 400 | null, "buffer_strategy": "plugin-allocated" | "arena" | null,
  *   "capability_bits": 3 | null        (native: bit N = optional method N present),
  *   "capabilities": ["stdout", ...] | null (packages: the capabilities granted),
- *   "types_from": "component" | "<schema origin>" | null (null: types unknown),
+ *   "types_from": "component" | "<schema origin>" | null (null: types unknown;
+ *     a Python plugin without a schema lists its module's functions by name),
  *   "host_imports": [ {"name": "Kv", "hash": "0x...", "version": 1, "bound": true} ] | null
  *     (native: the host interfaces its library imports and whether one was
  *     bound; null for packages, whose components name them on each call),

@@ -17,6 +17,7 @@ use crate::files;
 use crate::package::{Manifest, PackageFiles, MANIFEST};
 use crate::plugin::{BufferStrategy, Plugin, PluginInfo, Runtime};
 use crate::schema::{Interface, Schema};
+use crate::python;
 use crate::signing;
 use crate::wasm::{self, EgressPolicy, WasmOptions, WasmRuntime};
 
@@ -46,6 +47,7 @@ pub struct HostBuilder {
     trust_precompiled: bool,
     schemas: Vec<Arc<Schema>>,
     host_interfaces: HostInterfaces,
+    python: Option<PathBuf>,
 }
 
 impl HostBuilder {
@@ -119,6 +121,12 @@ impl HostBuilder {
     /// The default egress policy for WASM plugins' outbound HTTP.
     pub fn egress_policy(&mut self, policy: Arc<dyn EgressPolicy>) -> &mut Self {
         self.egress = Some(policy);
+        self
+    }
+
+    /// The interpreter Python plugins run in (default: `python3` on the PATH).
+    pub fn python_interpreter(&mut self, path: impl Into<PathBuf>) -> &mut Self {
+        self.python = Some(path.into());
         self
     }
 
@@ -316,10 +324,7 @@ impl Host {
 
     fn load_package(&self, info: PluginInfo, manifest: &Manifest, files: &PackageFiles, options: &LoadOptions) -> Result<Plugin> {
         if info.runtime == Runtime::Python {
-            return fail(
-                Status::Unsupported,
-                format!("package {} is a Python plugin; libfidius does not run Python plugins", info.name),
-            );
+            return self.load_python(info, manifest, files, options);
         }
         let runtime = self.wasm_runtime(options.fuel.is_some())?;
         let options = WasmOptions {
@@ -338,6 +343,35 @@ impl Host {
             }
         }
         Ok(Plugin::wasm(info, loaded.plugin, loaded.warnings))
+    }
+
+    fn load_python(&self, info: PluginInfo, manifest: &Manifest, files: &PackageFiles, options: &LoadOptions) -> Result<Plugin> {
+        let config = match &options.config {
+            None => None,
+            Some(bytes) => Some(serde_json::from_slice(bytes).map_err(|e| {
+                Error::new(Status::InvalidArgument, format!("Python plugins take their config as JSON (for __fidius_configure__): {e}"))
+            })?),
+        };
+        let python_options = python::PythonOptions {
+            interpreter: self.config.python.clone().unwrap_or_else(python::default_interpreter),
+            timeout: options.timeout,
+            memory_limit: options.memory_limit,
+            config,
+        };
+        let plugin = python::load_package(files, manifest, python_options)?;
+        let got = PluginInfo { interface_hash: plugin.interface_hash, ..info.clone() };
+        self.check_expectations(&got).and_then(|()| check_hash(&got, options.interface_hash))?;
+        // The schema: the load's, else the host's for the package's interface.
+        let schema = match &options.schema {
+            Some(schema) => Some(schema.interface(&info.interface_name).map(|i| (i, schema.origin.clone())).ok_or_else(|| {
+                Error::new(
+                    Status::SchemaMismatch,
+                    format!("plugin {}: the schema given for the load declares no interface {}", info.name, info.interface_name),
+                )
+            })?),
+            None => self.config.schemas.iter().find_map(|s| s.interface_named(&info.interface_name).map(|i| (i, s.origin.clone()))),
+        };
+        Plugin::python(info, plugin, schema)
     }
 
     /// Load the package in `dir`, found by its (not yet verified) manifest

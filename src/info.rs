@@ -15,7 +15,7 @@ pub enum Runtime {
     Native,
     /// A WebAssembly component in a Fidius package.
     Wasm,
-    /// A Python package (listed by discovery; libfidius does not run Python).
+    /// A Python package, run by a `python3` runner process per plugin.
     Python,
 }
 

@@ -21,6 +21,7 @@ pub mod options;
 pub mod output;
 pub mod package;
 pub mod plugin;
+pub mod python;
 pub mod schema;
 pub mod signing;
 pub mod stream;

@@ -226,6 +226,11 @@ impl PackageFiles {
         }
     }
 
+    /// The files held in memory (None: read from the directory).
+    pub fn content(&self) -> Option<&PackageContent> {
+        self.memory.as_ref()
+    }
+
     /// Whether these files were covered by a package signature that a
     /// trusted key verified (only then may a `.cwasm`, which is machine
     /// code, be taken from them without the embedder's explicit trust).

@@ -10,6 +10,7 @@ use crate::schema::Interface;
 use crate::value::{json, Ty};
 use crate::native::NativePlugin;
 use crate::output::Output;
+use crate::python::PythonPlugin;
 use crate::stream::{with_feed, Feed, ItemSource, ItemStream};
 use crate::wasm::WasmPlugin;
 
@@ -29,6 +30,7 @@ pub struct Plugin {
 enum Backend {
     Native(NativePlugin),
     Wasm(WasmPlugin),
+    Python(PythonPlugin),
 }
 
 impl Plugin {
@@ -133,6 +135,71 @@ impl Plugin {
         }
     }
 
+    /// A Python plugin; with a schema, its methods are the schema's (each
+    /// must be in the module) and its calls also take wire bytes.
+    pub(crate) fn python(mut info: PluginInfo, plugin: PythonPlugin, schema: Option<(Arc<Interface>, String)>) -> Result<Self> {
+        info.interface_hash = plugin.interface_hash;
+        let (methods, types_from) = match schema {
+            Some((iface, origin)) => {
+                let missing: Vec<&str> = iface
+                    .methods
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .filter(|n| !plugin.methods.iter().any(|p| *p == crate::value::snake(n)))
+                    .collect();
+                if !missing.is_empty() {
+                    return fail(
+                        Status::SchemaMismatch,
+                        format!(
+                            "Python plugin {}: the schema ({origin}; interface {}) has methods the module does not define: {}",
+                            info.name,
+                            iface.name,
+                            missing.join(", ")
+                        ),
+                    );
+                }
+                let methods: Vec<MethodInfo> = iface
+                    .methods
+                    .iter()
+                    .map(|sig| MethodInfo {
+                        name: Some(sig.name.clone()),
+                        metadata: Vec::new(),
+                        signature: Some(Signature {
+                            params: sig.params.clone(),
+                            result: sig.result.clone(),
+                            raw: Signature::raw_shape(&sig.params, sig.result.as_ref()),
+                            streaming: sig.streaming,
+                            item: sig.item.clone(),
+                        }),
+                        implemented: true,
+                        optional: None,
+                    })
+                    .collect();
+                (methods, Some(origin))
+            }
+            // The module's own functions, in definition order: callable by
+            // name (or that order's index) with JSON.
+            None => (
+                plugin
+                    .methods
+                    .iter()
+                    .map(|n| MethodInfo { name: Some(n.clone()), metadata: Vec::new(), signature: None, implemented: true, optional: None })
+                    .collect(),
+                None,
+            ),
+        };
+        info.method_count = methods.len() as u32;
+        Ok(Plugin {
+            info,
+            methods,
+            trait_metadata: Vec::new(),
+            warnings: Vec::new(),
+            types_from,
+            capabilities: Vec::new(),
+            backend: Backend::Python(plugin),
+        })
+    }
+
     pub fn info(&self) -> &PluginInfo {
         &self.info
     }
@@ -160,9 +227,51 @@ impl Plugin {
                 );
             }
         }
+        if let Backend::Python(p) = &self.backend {
+            return self.call_python(p, index, format, input, None).map(Output::Owned);
+        }
         match format {
             Format::Wire => self.call_wire(index, input, cancel),
             Format::Json => self.call_json(index, input, cancel).map(Output::Owned),
+        }
+    }
+
+    /// A Python plugin's call: JSON goes to the module as it is; wire bytes
+    /// (and raw methods) need the method's types, from a schema.
+    fn call_python(&self, p: &PythonPlugin, index: u32, format: Format, input: &[u8], feed: Option<&Feed>) -> Result<Vec<u8>> {
+        let method = self.method(index)?;
+        let name = crate::value::snake(method.name.as_deref().unwrap_or_default());
+        let in_method = |e: Error| e.context(format!("method {name}"));
+        match (format, &method.signature) {
+            (_, Some(sig)) if sig.raw && feed.is_none() => {
+                let bytes = match format {
+                    Format::Json => json::raw_arg(input).map_err(in_method)?,
+                    Format::Wire => input.to_vec(),
+                };
+                let out = p.call_raw(&name, &bytes)?;
+                Ok(match format {
+                    Format::Json => serde_json::to_vec(&out.iter().map(|b| serde_json::Value::from(*b)).collect::<Vec<_>>()).expect("JSON"),
+                    Format::Wire => out,
+                })
+            }
+            (Format::Json, _) => p.call_json(&name, input, feed),
+            (Format::Wire, None) => fail(
+                Status::Unsupported,
+                format!(
+                    "Python plugin {} has no interface schema, so its calls take JSON, not wire bytes \
+                     (give it one: fidius_load_options_set_schema or fidius_host_builder_add_schema)",
+                    self.info.name
+                ),
+            ),
+            (Format::Wire, Some(sig)) => {
+                let args = json::output_to_exact_json(Some(&Ty::Tuple(sig.params.iter().map(|(_, t)| t.clone()).collect())), input)
+                    .map_err(|e| in_method(e.context("the arguments")))?;
+                let out = p.call_json(&name, &args, feed)?;
+                match sig.outcome() {
+                    None => Ok(Vec::new()),
+                    Some(ty) => json_value_to_wire(ty, &out).map_err(|e| in_method(e.context("the plugin's result"))),
+                }
+            }
         }
     }
 
@@ -183,6 +292,7 @@ impl Plugin {
                 p.call(index, input)
             }
             Backend::Wasm(p) => p.call(index, input, cancel).map(Output::Owned),
+            Backend::Python(_) => unreachable!("Python calls go through call_python"),
         }
     }
 
@@ -230,6 +340,26 @@ impl Plugin {
                 );
             }
         }
+        if let Backend::Python(p) = &self.backend {
+            let feed = source.map(|s| Arc::new(Feed::new(s)));
+            let python_name = crate::value::snake(name);
+            let started = match format {
+                Format::Json => p.stream(&python_name, input, feed.clone(), None),
+                Format::Wire => {
+                    let sig = self.typed(method)?;
+                    let Some(item) = &sig.item else {
+                        return fail(Status::Unsupported, format!("method {name}: its stream's item type is unknown, so items cannot be wire bytes"));
+                    };
+                    let args = json::output_to_exact_json(Some(&Ty::Tuple(sig.params.iter().map(|(_, t)| t.clone()).collect())), input)?;
+                    p.stream(&python_name, &args, feed.clone(), Some(item.clone()))
+                }
+            };
+            let inner = match (started, &feed) {
+                (Err(e), Some(feed)) => return with_feed(Err(e), feed),
+                (started, _) => started?,
+            };
+            return Ok(PluginStream { inner: Some(Box::new(inner)), json_item: None, feed });
+        }
         let (wire, json_item) = match format {
             Format::Wire => (std::borrow::Cow::Borrowed(input), None),
             Format::Json => {
@@ -246,6 +376,7 @@ impl Plugin {
         let started: Result<Box<dyn ItemStream>> = match &self.backend {
             Backend::Native(p) => p.stream(index, &wire, feed.clone()).map(|s| Box::new(s) as Box<dyn ItemStream>),
             Backend::Wasm(p) => p.stream(index, &wire, feed.clone(), cancel).map(|s| Box::new(s) as Box<dyn ItemStream>),
+            Backend::Python(_) => unreachable!("handled above"),
         };
         let inner = match (started, &feed) {
             (Err(e), Some(feed)) => return with_feed(Err(e), feed),
@@ -274,6 +405,12 @@ impl Plugin {
                 format!("method {name} returns a stream: open it with fidius_plugin_stream (with a source when it also takes one)"),
             );
         }
+        if let Backend::Python(p) = &self.backend {
+            let feed = Feed::new(source);
+            let out = self.call_python(p, index, format, input, Some(&feed));
+            feed.close();
+            return with_feed(out, &feed).map(Output::Owned);
+        }
         let (wire, outcome) = match format {
             Format::Wire => (std::borrow::Cow::Borrowed(input), None),
             Format::Json => {
@@ -292,6 +429,7 @@ impl Plugin {
         let out = match &self.backend {
             Backend::Native(p) => p.call_fed(index, &wire, feed.clone()),
             Backend::Wasm(p) => p.call_with(index, &wire, cancel, Some(feed.clone())).map(Output::Owned),
+            Backend::Python(_) => unreachable!("handled above"),
         };
         feed.close();
         let out = with_feed(out, &feed)?;
@@ -386,7 +524,7 @@ impl Plugin {
                     })
                 })
                 .collect(),
-            Backend::Wasm(_) => serde_json::Value::Null,
+            Backend::Wasm(_) | Backend::Python(_) => serde_json::Value::Null,
         }
     }
 
@@ -487,4 +625,13 @@ impl PluginStream {
             None => step,
         }
     }
+}
+
+/// One JSON value (a plugin's result) as the wire bytes of `ty`.
+fn json_value_to_wire(ty: &Ty, value: &[u8]) -> Result<Vec<u8>> {
+    let mut wrapped = Vec::with_capacity(value.len() + 2);
+    wrapped.push(b'[');
+    wrapped.extend_from_slice(value);
+    wrapped.push(b']');
+    json::args_to_wire(&[("result".to_string(), ty.clone())], &wrapped)
 }

@@ -211,8 +211,10 @@ fn marker_lines(path: &Path) -> usize {
 
 // ---- the plugins -------------------------------------------------------------
 
-fn native_host() -> (TestHost, PathBuf) {
-    let dir = search_path("streams_native", &[&native().stream, &native().stream_v4]);
+/// A host over copies of the native stream fixtures, in a directory of the
+/// test's own (tests run at once).
+fn native_host(test: &str) -> (TestHost, PathBuf) {
+    let dir = search_path(&format!("streams_native_{test}"), &[&native().stream, &native().stream_v4]);
     (TestHost::new(&[&dir]), dir)
 }
 
@@ -242,7 +244,7 @@ fn wasm_plugin(host: &TestHost, marker_dir: &Path) -> TestPlugin {
 /// Both runtimes, for the tests that hold for each.
 fn each_runtime(test: &str, f: impl Fn(&TestPlugin, &Path, &str)) {
     let dir = scratch(&format!("{test}_markers"));
-    let (host, _) = native_host();
+    let (host, _) = native_host(test);
     f(&native_plugin(&host), &dir.join("native"), "native");
     let host = wasm_host();
     f(&wasm_plugin(&host, &dir), &dir.join("wasm"), "wasm");
@@ -469,13 +471,13 @@ fn json_streams(plugin: &TestPlugin, runtime: &str) {
 
 #[test]
 fn json_streams_convert_arguments_and_items_by_the_interface_types() {
-    let (host, _) = native_host();
+    let (host, _) = native_host("json_typed");
     json_streams(&native_typed(&host), "native with schema");
     let dir = scratch("json_streams_wasm");
     let host = wasm_host();
     json_streams(&wasm_plugin(&host, &dir), "wasm");
     // Without a schema, a native plugin's items have no known type.
-    let (host, _) = native_host();
+    let (host, _) = native_host("json_untyped");
     let f = open(&native_plugin(&host), POINTS, JSON, br#"{"n": 3}"#).unwrap_err();
     assert_eq!(f.status, Status::Unsupported, "{}", f.message);
 }
@@ -496,13 +498,13 @@ fn kind_checks(plugin: &TestPlugin, runtime: &str) {
 
 #[test]
 fn the_kinds_that_can_be_checked_are() {
-    let (host, _) = native_host();
+    let (host, _) = native_host("kinds_typed");
     kind_checks(&native_typed(&host), "native with schema");
     let dir = scratch("kinds_wasm");
     let host = wasm_host();
     kind_checks(&wasm_plugin(&host, &dir), "wasm");
     // Without a schema: a unary method's output is not taken for a handle.
-    let (host, _) = native_host();
+    let (host, _) = native_host("kinds_untyped");
     let plugin = native_plugin(&host);
     let f = open(&plugin, ADD, WIRE, &wire(&(1i64, 2i64))).unwrap_err();
     assert_eq!(f.status, Status::Unsupported, "{}", f.message);
@@ -529,7 +531,7 @@ fn describe_names_each_streams_item_type() {
         assert_eq!(method("add")["stream_item"], serde_json::Value::Null, "{runtime}");
         assert!(doc["types"].as_array().unwrap().iter().any(|t| t["name"] == "point"), "{runtime}: item types are listed");
     };
-    let (host, _) = native_host();
+    let (host, _) = native_host("describe");
     check(native_typed(&host).describe(), "native");
     let dir = scratch("describe_streams");
     let host = wasm_host();
@@ -540,7 +542,7 @@ fn describe_names_each_streams_item_type() {
 
 #[test]
 fn a_fidius_0_4_server_stream_is_read_and_its_other_kinds_refused() {
-    let (host, _) = native_host();
+    let (host, _) = native_host("v4");
     let plugin = host.load("LegacyCounter").unwrap();
     assert_eq!(plugin.info().abi_version, 400);
     for n in [0u64, 1, 10_000] {
@@ -592,7 +594,7 @@ fn hand_made_streams_that_misbehave_get_clear_errors_and_are_dropped_once() {
 
 #[test]
 fn bad_arguments_fail_cleanly_and_the_source_is_still_destroyed() {
-    let (host, _) = native_host();
+    let (host, _) = native_host("bad_args");
     let plugin = native_plugin(&host);
     unsafe {
         let mut stream = ptr::null_mut();
@@ -631,7 +633,7 @@ fn bad_arguments_fail_cleanly_and_the_source_is_still_destroyed() {
 
 #[test]
 fn a_stream_outlives_its_plugin() {
-    let (host, _) = native_host();
+    let (host, _) = native_host("outlives");
     let plugin = native_plugin(&host);
     let mut native = open(&plugin, COUNT, WIRE, &count_input(10, Path::new(""))).unwrap();
     drop(plugin);

@@ -19,7 +19,7 @@ use crate::error::Status;
 /// On success `*plugin` receives a new plugin owned by the caller (release
 /// with `fidius_plugin_free`); on failure it is set to NULL. Errors: ARCHIVE
 /// (the message says which entry and which rule), IO, SIGNATURE_REQUIRED,
-/// SIGNATURE_INVALID, INVALID_MANIFEST, UNSUPPORTED (a python or rust
+/// SIGNATURE_INVALID, INVALID_MANIFEST, UNSUPPORTED (a rust (source)
 /// package), and those of loading a package by name. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn fidius_host_load_fid(

@@ -18,7 +18,7 @@ pub enum fidius_runtime {
     Native = 1,
     /// A WebAssembly component in a Fidius package.
     Wasm = 2,
-    /// A Python package (listed by discovery; libfidius does not run Python).
+    /// A Python package, run by a `python3` runner process per plugin.
     Python = 3,
 }
 

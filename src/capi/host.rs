@@ -151,6 +151,29 @@ pub unsafe extern "C" fn fidius_host_builder_set_require_signature(
     })
 }
 
+/// The Python interpreter that runs Python plugins (`runtime = "python"`
+/// packages): a path, or a command name looked up on the PATH (default
+/// `python3`). Each loaded Python plugin runs in a process of its own
+/// started from it (`<interpreter> -I -c <runner>`); libfidius itself never
+/// loads libpython, so hosts that load no Python plugin need no Python at
+/// all, and a missing interpreter only fails Python loads (LIBRARY_LOAD,
+/// naming it). Errors: NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT (empty).
+#[no_mangle]
+pub unsafe extern "C" fn fidius_host_builder_set_python_interpreter(
+    builder: *mut fidius_host_builder,
+    interpreter: *const c_char,
+    error: *mut *mut fidius_error,
+) -> Status {
+    with_builder(builder, error, |b| {
+        let path = super::c_str(interpreter, "interpreter")?;
+        if path.is_empty() {
+            return Err(Error::new(Status::InvalidArgument, "interpreter is empty"));
+        }
+        b.python_interpreter(path);
+        Ok(())
+    })
+}
+
 /// Deserialize a package's precompiled `.cwasm` even when no trusted key's
 /// package signature covers it (default: off). A `.cwasm` is machine code
 /// that runs in the host process unchecked, past every capability and

@@ -348,11 +348,12 @@ pub unsafe extern "C" fn fidius_plugin_warning(plugin: *const fidius_plugin, ind
 ///
 /// ```text
 /// { "name": "calc", "interface": "calc", "interface_hash": "0x47b1890a3bc4686f",
-///   "interface_version": 1, "runtime": "native" | "wasm",
+///   "interface_version": 1, "runtime": "native" | "wasm" | "python",
 ///   "abi_version": 500 | 400 | null, "buffer_strategy": "plugin-allocated" | "arena" | null,
 ///   "capability_bits": 3 | null        (native: bit N = optional method N present),
 ///   "capabilities": ["stdout", ...] | null (packages: the capabilities granted),
-///   "types_from": "component" | "<schema origin>" | null (null: types unknown),
+///   "types_from": "component" | "<schema origin>" | null (null: types unknown;
+///     a Python plugin without a schema lists its module's functions by name),
 ///   "host_imports": [ {"name": "Kv", "hash": "0x...", "version": 1, "bound": true} ] | null
 ///     (native: the host interfaces its library imports and whether one was
 ///     bound; null for packages, whose components name them on each call),

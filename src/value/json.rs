@@ -125,6 +125,21 @@ pub fn output_to_json(ty: Option<&Ty>, bytes: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// As [`output_to_json`], but 64-bit integers are always JSON numbers, for
+/// a reader that keeps them exact (a Python plugin's arguments) rather than
+/// one that may read them as doubles.
+pub fn output_to_exact_json(ty: Option<&Ty>, bytes: &[u8]) -> Result<Vec<u8>> {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            EXACT_WIDE.with(|e| e.set(false));
+        }
+    }
+    EXACT_WIDE.with(|e| e.set(true));
+    let _reset = Reset;
+    output_to_json(ty, bytes)
+}
+
 // ---- JSON text -> wire bytes, streamed ----------------------------------------
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -611,8 +626,13 @@ fn number(out: &mut Vec<u8>, v: impl serde::Serialize) {
     serde_json::to_writer(&mut *out, &v).expect("numbers serialize");
 }
 
+thread_local! {
+    /// Set by [`output_to_exact_json`]: 64-bit integers stay numbers.
+    static EXACT_WIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 fn wide(out: &mut Vec<u8>, i: i128) {
-    if i.unsigned_abs() > EXACT_IN_DOUBLE as u128 {
+    if i.unsigned_abs() > EXACT_IN_DOUBLE as u128 && !EXACT_WIDE.with(std::cell::Cell::get) {
         out.push(b'"');
         number(out, i);
         out.push(b'"');

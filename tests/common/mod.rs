@@ -13,6 +13,7 @@ use fidius::capi::*;
 use fidius::Status;
 
 
+pub mod python_fixtures;
 pub mod schema_fixtures;
 pub mod sign;
 
@@ -357,6 +358,7 @@ impl Drop for TestOptions {
     }
 }
 
+#[derive(Debug)]
 pub struct TestPlugin(pub *mut fidius_plugin);
 
 unsafe impl Send for TestPlugin {}
