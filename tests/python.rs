@@ -270,6 +270,23 @@ fn the_timeout_stops_a_python_plugin_and_the_next_call_gets_a_fresh_runner() {
 }
 
 #[test]
+fn the_memory_limit_caps_the_runner_process() {
+    let dir = search("py_memory");
+    let host = TestHost::new(&[&dir]);
+    let opts = TestOptions::new().set(|o, e| unsafe { fidius_load_options_set_memory_limit(o, 256 << 20, e) });
+    let plugin = host.load_opts("pycalc", Some(&opts)).unwrap();
+    let hog = plugin.index("hog").unwrap();
+    assert_eq!(plugin.json(hog, "[16]").unwrap(), json!(16 << 20), "within the limit");
+    let f = plugin.json(hog, "[1024]").unwrap_err();
+    assert_eq!(f.status, Status::PluginError, "{}", f.message);
+    assert_eq!(f.plugin_code.as_deref(), Some("MemoryError"));
+    assert_eq!(plugin.json(plugin.index("add").unwrap(), "[1, 2]").unwrap(), json!(3), "the runner serves on");
+    // Without a limit the same allocation succeeds.
+    let free = host.load("pycalc").unwrap();
+    assert_eq!(free.json(hog, "[512]").unwrap(), json!(512 << 20));
+}
+
+#[test]
 fn fid_archives_signatures_and_discovery_apply_as_for_wasm_packages() {
     // The .fid the CLI packed, loaded from memory (staged privately for the interpreter).
     let host = TestHost::new(&[]);
