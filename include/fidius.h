@@ -421,7 +421,10 @@ typedef enum fidius_response_directive {
  *   next call;
  * - a native call only if the token was triggered before the call started:
  *   native code cannot be interrupted safely, so a native call already
- *   running finishes normally.
+ *   running finishes normally;
+ * - a Python call wherever it is, within 20 ms: its runner process is
+ *   stopped (the plugin's open streams end with it) and the next call
+ *   starts a fresh one.
  * Once triggered it stays triggered (use a new token for new calls).
  * Created by `fidius_cancel_new`, released with `fidius_cancel_free`;
  * calls hold their own reference, so freeing it while a call runs is safe.
@@ -537,6 +540,8 @@ typedef struct fidius_socket_request fidius_socket_request;
  * time may use a stream, but it may move between threads; any number of
  * streams of one plugin (and calls) may run at once. A stream keeps what it
  * needs of its plugin, so it may outlive `fidius_plugin_free`.
+ * `fidius_stream_cancel` is the one function any thread may call on a
+ * stream while another uses it.
  */
 typedef struct fidius_stream fidius_stream;
 
@@ -664,8 +669,8 @@ typedef uint32_t (*fidius_socket_fn)(void *user_data,
  * Feeds a plugin's `Stream<T>` argument (a client-streaming or
  * bidirectional method), one item per call. Answer with:
  * - `1`: an item: `*item` and `*item_len` are its Fidius wire bytes (the
- *   bincode of one `T`; `*item` may be NULL when `*item_len` is 0). The
- *   bytes are copied before the callback is called again, so they need to
+ *   bincode of one `T`; `*item` may be NULL when `*item_len` is 0).
+ *   libfidius copies them as soon as the callback returns, so they need to
  *   stay valid only until then;
  * - `0`: the end of the stream (every later pull is answered for you);
  * - a negative number: a failure. The plugin sees its input end there, and
@@ -674,6 +679,8 @@ typedef uint32_t (*fidius_socket_fn)(void *user_data,
  *
  * Items are always wire bytes, whatever the call's format: the `Stream<T>`
  * argument appears in no interface schema, so its item type is unknown.
+ * Python plugins are the exception: their items cross as JSON
+ * (fidius-python's convention), so each item is the JSON text of one item.
  *
  * It runs on the thread that makes the plugin pull: the caller of
  * `fidius_plugin_call_streaming` for a client stream, the caller of
@@ -1302,6 +1309,8 @@ void fidius_load_options_free(struct fidius_load_options *options);
  * the plugin's constructor (native) or `fidius-configure` export (WASM,
  * which then keeps one configured instance). `config` may be NULL when `config_len` is 0.
  * A plugin that cannot decode it fails to load with CONFIG_REJECTED.
+ * Python plugins take JSON text instead, passed to the entry module's
+ * `__fidius_configure__` (INVALID_ARGUMENT at load when it is not JSON).
  */
 enum fidius_status fidius_load_options_set_config(struct fidius_load_options *options,
                                                   const uint8_t *config,
@@ -1385,7 +1394,10 @@ enum fidius_status fidius_load_options_set_schema_file(struct fidius_load_option
  * stream such as stdin, an HTTP response that never comes) at the deadline;
  * its instance is discarded and the plugin serves the next call. 0 means
  * no timeout (the default). This is the only bound on blocking: fuel does
- * not count time spent in host calls.
+ * not count time spent in host calls. Python: the plugin's runner process
+ * is killed at the deadline (its open streams end with it) and the next
+ * call starts a fresh one; the import at load gets at least 60 s. Native
+ * calls cannot be stopped.
  */
 enum fidius_status fidius_load_options_set_timeout_ms(struct fidius_load_options *options,
                                                       uint64_t timeout_ms,
@@ -1396,6 +1408,8 @@ enum fidius_status fidius_load_options_set_timeout_ms(struct fidius_load_options
  * together (a component holds several core instances, each with memories
  * of its own); growing past it stops the call with
  * FIDIUS_STATUS_MEMORY_LIMIT. 0 means no cap beyond 4 GiB (the default).
+ * Python: the runner process's address space (RLIMIT_AS); an allocation
+ * past it is the plugin's MemoryError (PLUGIN_ERROR). 0: no limit.
  */
 enum fidius_status fidius_load_options_set_memory_limit(struct fidius_load_options *options,
                                                         uint64_t bytes,
@@ -1838,7 +1852,10 @@ enum fidius_status fidius_socket_request_set_deny_reason(struct fidius_socket_re
  *
  * `destroy` (may be NULL) is called exactly once with `user_data`, when the
  * plugin no longer needs the source: when its input ends, when the stream
- * ends or is freed, or at once if this function fails.
+ * ends or is freed, or at once if this function fails. **Unlike the
+ * callback registrations (egress, log, host interfaces), a failure here
+ * still calls `destroy`**: the source is the call's from the start, so the
+ * caller never releases `user_data` itself.
  *
  * Native descriptors do not say which methods stream: the caller states
  * the kind by the function it uses and whether it gives a source, and a
@@ -1899,12 +1916,29 @@ enum fidius_status fidius_plugin_call_streaming(const struct fidius_plugin *plug
  * ends the stream: its status is returned once, with the error, and every
  * later call answers STREAM_END. The plugin's side of the stream is
  * released as soon as it ends. Errors: as for the call that started it,
- * NULL_ARGUMENT, INVALID_HANDLE. Not thread-safe for one stream: one thread
- * at a time.
+ * NULL_ARGUMENT, INVALID_HANDLE. One thread at a time per stream (a second
+ * caller waits for the first); `fidius_stream_cancel` stops it from another.
  */
 enum fidius_status fidius_stream_next(struct fidius_stream *stream,
                                       struct fidius_bytes *item,
                                       struct fidius_error **error);
+
+/**
+ * Cancel `stream` from any thread, also while another thread is in
+ * `fidius_stream_next` on it: the stream ends with FIDIUS_STATUS_CANCELLED
+ * (returned once by the `fidius_stream_next` it interrupts, or by the
+ * next one), and then answers STREAM_END. A WASM stream's item is stopped
+ * wherever it is (guest code at the next 5 ms epoch tick, a blocked host
+ * call at once), and its instance goes with it without running the
+ * resource's destructor (its state is unknown mid-item); a Python plugin's runner is stopped within 20 ms (its
+ * other streams end too, and its next call starts a fresh runner); a
+ * native item cannot be interrupted, so a native stream ends before its
+ * next item. The stream still needs `fidius_stream_free`, which must not
+ * race with any other use of it. Idempotent. Errors: NULL_ARGUMENT,
+ * INVALID_HANDLE.
+ */
+enum fidius_status fidius_stream_cancel(const struct fidius_stream *stream,
+                                        struct fidius_error **error);
 
 /**
  * Release a stream, cancelling it if it has not ended: the plugin's

@@ -228,7 +228,7 @@ impl Plugin {
             }
         }
         if let Backend::Python(p) = &self.backend {
-            return self.call_python(p, index, format, input, None).map(Output::Owned);
+            return self.call_python(p, index, format, input, None, cancel.as_deref()).map(Output::Owned);
         }
         match format {
             Format::Wire => self.call_wire(index, input, cancel),
@@ -238,8 +238,19 @@ impl Plugin {
 
     /// A Python plugin's call: JSON goes to the module as it is; wire bytes
     /// (and raw methods) need the method's types, from a schema.
-    fn call_python(&self, p: &PythonPlugin, index: u32, format: Format, input: &[u8], feed: Option<&Feed>) -> Result<Vec<u8>> {
+    fn call_python(
+        &self,
+        p: &PythonPlugin,
+        index: u32,
+        format: Format,
+        input: &[u8],
+        feed: Option<&Feed>,
+        cancel: Option<&Cancel>,
+    ) -> Result<Vec<u8>> {
         let method = self.method(index)?;
+        if cancel.is_some_and(Cancel::is_triggered) {
+            return fail(Status::Cancelled, format!("plugin {}: the call was cancelled before it started", self.info.name));
+        }
         let name = crate::value::snake(method.name.as_deref().unwrap_or_default());
         let in_method = |e: Error| e.context(format!("method {name}"));
         match (format, &method.signature) {
@@ -248,13 +259,13 @@ impl Plugin {
                     Format::Json => json::raw_arg(input).map_err(in_method)?,
                     Format::Wire => input.to_vec(),
                 };
-                let out = p.call_raw(&name, &bytes)?;
+                let out = p.call_raw(&name, &bytes, cancel)?;
                 Ok(match format {
                     Format::Json => serde_json::to_vec(&out.iter().map(|b| serde_json::Value::from(*b)).collect::<Vec<_>>()).expect("JSON"),
                     Format::Wire => out,
                 })
             }
-            (Format::Json, _) => p.call_json(&name, input, feed),
+            (Format::Json, _) => p.call_json(&name, input, feed, cancel),
             (Format::Wire, None) => fail(
                 Status::Unsupported,
                 format!(
@@ -266,7 +277,7 @@ impl Plugin {
             (Format::Wire, Some(sig)) => {
                 let args = json::output_to_exact_json(Some(&Ty::Tuple(sig.params.iter().map(|(_, t)| t.clone()).collect())), input)
                     .map_err(|e| in_method(e.context("the arguments")))?;
-                let out = p.call_json(&name, &args, feed)?;
+                let out = p.call_json(&name, &args, feed, cancel)?;
                 match sig.outcome() {
                     None => Ok(Vec::new()),
                     Some(ty) => json_value_to_wire(ty, &out).map_err(|e| in_method(e.context("the plugin's result"))),
@@ -329,6 +340,7 @@ impl Plugin {
     ) -> Result<PluginStream> {
         let method = self.method(index)?;
         let name = method.name.as_deref().unwrap_or("?");
+        let cancel_token = cancel.clone();
         if let Some(sig) = &method.signature {
             if !sig.streaming {
                 return fail(
@@ -344,21 +356,21 @@ impl Plugin {
             let feed = source.map(|s| Arc::new(Feed::new(s)));
             let python_name = crate::value::snake(name);
             let started = match format {
-                Format::Json => p.stream(&python_name, input, feed.clone(), None),
+                Format::Json => p.stream(&python_name, input, feed.clone(), None, cancel.clone()),
                 Format::Wire => {
                     let sig = self.typed(method)?;
                     let Some(item) = &sig.item else {
                         return fail(Status::Unsupported, format!("method {name}: its stream's item type is unknown, so items cannot be wire bytes"));
                     };
                     let args = json::output_to_exact_json(Some(&Ty::Tuple(sig.params.iter().map(|(_, t)| t.clone()).collect())), input)?;
-                    p.stream(&python_name, &args, feed.clone(), Some(item.clone()))
+                    p.stream(&python_name, &args, feed.clone(), Some(item.clone()), cancel.clone())
                 }
             };
             let inner = match (started, &feed) {
                 (Err(e), Some(feed)) => return with_feed(Err(e), feed),
                 (started, _) => started?,
             };
-            return Ok(PluginStream { inner: Some(Box::new(inner)), json_item: None, feed });
+            return Ok(PluginStream { inner: Some(Box::new(inner)), json_item: None, feed, cancel: cancel_token });
         }
         let (wire, json_item) = match format {
             Format::Wire => (std::borrow::Cow::Borrowed(input), None),
@@ -382,7 +394,7 @@ impl Plugin {
             (Err(e), Some(feed)) => return with_feed(Err(e), feed),
             (started, _) => started?,
         };
-        Ok(PluginStream { inner: Some(inner), json_item, feed })
+        Ok(PluginStream { inner: Some(inner), json_item, feed, cancel: cancel_token })
     }
 
     /// Call client-streaming method `index` (`fn m(.., Stream<T>) -> R`):
@@ -407,7 +419,7 @@ impl Plugin {
         }
         if let Backend::Python(p) = &self.backend {
             let feed = Feed::new(source);
-            let out = self.call_python(p, index, format, input, Some(&feed));
+            let out = self.call_python(p, index, format, input, Some(&feed), cancel.as_deref());
             feed.close();
             return with_feed(out, &feed).map(Output::Owned);
         }
@@ -602,6 +614,9 @@ pub struct PluginStream {
     json_item: Option<Ty>,
     /// A bidirectional stream's input, whose failure ends it.
     feed: Option<Arc<Feed>>,
+    /// Triggered from any thread: the stream ends (a WASM item or Python
+    /// runner wherever it is, a native stream before its next item).
+    cancel: Option<Arc<Cancel>>,
 }
 
 impl PluginStream {
@@ -609,7 +624,13 @@ impl PluginStream {
     /// error the stream has ended: every later call answers `None`.
     pub fn next(&mut self) -> Result<Option<Vec<u8>>> {
         let Some(inner) = self.inner.as_mut() else { return Ok(None) };
-        let step = match (inner.next(), &self.json_item) {
+        let cancelled = || Error::new(Status::Cancelled, "the stream was cancelled");
+        let step = if self.cancel.as_ref().is_some_and(|c| c.is_triggered()) {
+            Err(cancelled())
+        } else {
+            inner.next()
+        };
+        let step = match (step, &self.json_item) {
             (Ok(Some(item)), Some(ty)) => json::output_to_json(Some(ty), &item).map(Some),
             (step, _) => step,
         };

@@ -226,6 +226,43 @@ fn a_python_plugins_streams_are_generators() {
     }
 }
 
+#[test]
+fn a_python_stream_is_cancelled_from_another_thread() {
+    let dir = search("py_cancel");
+    let host = TestHost::new(&[&dir]);
+    let plugin = host.load_opts("pycalc", Some(&schema_options())).unwrap();
+    struct Raw(*mut fidius_stream);
+    unsafe impl Send for Raw {}
+    unsafe impl Sync for Raw {}
+    unsafe {
+        let mut stream = ptr::null_mut();
+        let mut err = ptr::null_mut();
+        check(fidius_plugin_stream(plugin.0, COUNT, 1, b"[1000000000]".as_ptr(), 12, None, ptr::null_mut(), None, &mut stream, &mut err), err)
+            .unwrap();
+        let stream = Arc::new(Raw(stream));
+        let puller = {
+            let stream = stream.clone();
+            std::thread::spawn(move || loop {
+                let mut item = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
+                let mut err = ptr::null_mut();
+                let status = fidius_stream_next(stream.0, &mut item, &mut err);
+                fidius_bytes_free(&mut item);
+                if let Err(f) = check(status, err) {
+                    return f;
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        check(fidius_stream_cancel(stream.0, &mut err), err).unwrap();
+        let f = within(Duration::from_secs(30), "a cancelled Python stream", move || puller.join().unwrap());
+        assert_eq!(f.status, Status::Cancelled, "{}", f.message);
+        let mut item = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
+        assert_eq!(fidius_stream_next(stream.0, &mut item, &mut err), Status::StreamEnd);
+        fidius_stream_free(stream.0);
+    }
+    assert_eq!(plugin.json(ADD, "[1, 2]").unwrap(), json!(3), "a fresh runner serves on");
+}
+
 unsafe extern "C" fn json_items(user: *mut std::ffi::c_void, item: *mut *const u8, len: *mut usize) -> i32 {
     let items = &mut *(user as *mut Vec<&'static [u8]>);
     match items.pop() {
@@ -343,4 +380,37 @@ fn without_python_native_and_wasm_plugins_still_load() {
         assert_eq!(check(fidius_host_builder_set_python_interpreter(b, empty.as_ptr(), &mut err), err).unwrap_err().status, Status::InvalidArgument);
         fidius_host_builder_free(b);
     }
+}
+
+#[test]
+fn a_cancel_token_stops_a_python_call() {
+    let dir = search("py_cancel_call");
+    let host = TestHost::new(&[&dir]);
+    let plugin = Arc::new(host.load_opts("pycalc", Some(&schema_options())).unwrap());
+    struct Token(*mut fidius_cancel);
+    unsafe impl Send for Token {}
+    unsafe impl Sync for Token {}
+    let token = Arc::new(Token(fidius_cancel_new()));
+    let call = {
+        let (plugin, token) = (plugin.clone(), token.clone());
+        std::thread::spawn(move || unsafe {
+            let mut out = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
+            let mut err = ptr::null_mut();
+            let status = fidius_plugin_call_cancellable(plugin.0, SPIN, 1, ptr::null(), 0, token.0, &mut out, &mut err);
+            check(status, err).unwrap_err()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { fidius_cancel_trigger(token.0) };
+    let f = within(Duration::from_secs(30), "a cancelled Python call", move || call.join().unwrap());
+    assert_eq!(f.status, Status::Cancelled, "{}", f.message);
+    // A token triggered before the call: refused at once.
+    unsafe {
+        let mut out = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
+        let mut err = ptr::null_mut();
+        let status = fidius_plugin_call_cancellable(plugin.0, ADD, 1, b"[1, 2]".as_ptr(), 6, token.0, &mut out, &mut err);
+        assert_eq!(check(status, err).unwrap_err().status, Status::Cancelled);
+        fidius_cancel_free(token.0);
+    }
+    assert_eq!(plugin.json(ADD, "[1, 2]").unwrap(), json!(3), "a fresh runner serves on");
 }

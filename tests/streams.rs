@@ -42,6 +42,7 @@ const JSON: u32 = 1;
 struct Stream(*mut fidius_stream);
 
 unsafe impl Send for Stream {}
+unsafe impl Sync for Stream {}
 
 impl Stream {
     /// The next item; `None` at FIDIUS_STATUS_STREAM_END.
@@ -675,4 +676,56 @@ fn a_wasm_streams_timeout_and_fuel_apply_to_each_item_not_the_whole_stream() {
     }
     drop(endless);
     assert_eq!(marker_lines(&marker), 1);
+}
+
+#[test]
+fn another_thread_cancels_a_stream_being_pulled() {
+    each_runtime("cancel_threads", |plugin, marker, runtime| {
+        let endless = marker.with_extension("cancelled");
+        let stream = Arc::new(open(plugin, FOREVER, WIRE, &wire(&endless.to_str().unwrap().to_string())).unwrap());
+        let puller = {
+            let stream = stream.clone();
+            std::thread::spawn(move || {
+                let mut pulled = 0u64;
+                loop {
+                    unsafe {
+                        let mut item = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
+                        let mut err = ptr::null_mut();
+                        let status = fidius_stream_next(stream.0, &mut item, &mut err);
+                        fidius_bytes_free(&mut item);
+                        match check(status, err) {
+                            Ok(()) => pulled += 1,
+                            Err(f) => return (pulled, f),
+                        }
+                    }
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        unsafe {
+            let mut err = ptr::null_mut();
+            check(fidius_stream_cancel(stream.0, &mut err), err).unwrap();
+            check(fidius_stream_cancel(stream.0, &mut err), err).unwrap(); // idempotent
+        }
+        let (pulled, f) = within(Duration::from_secs(30), "a cancelled stream", move || puller.join().unwrap());
+        assert!(pulled > 0, "{runtime}");
+        assert_eq!(f.status, Status::Cancelled, "{runtime}: {}", f.message);
+        let mut stream = Arc::try_unwrap(stream).unwrap();
+        assert!(stream.next().unwrap().is_none(), "{runtime}: ended");
+        drop(stream);
+        // Native: cancelled between items, the producer is dropped. WASM: an
+        // item stopped mid-way takes its instance with it, destructor unrun
+        // (its state is unknown); one stopped between items is dropped.
+        let lines = marker_lines(&endless);
+        if runtime == "native" {
+            assert_eq!(lines, 1, "{runtime}: the producer dropped once");
+        } else {
+            assert!(lines <= 1, "{runtime}: never dropped twice ({lines})");
+        }
+        assert_eq!(unwire::<i64>(&plugin.call(ADD, &wire(&(1i64, 2i64))).unwrap()), 3, "{runtime}");
+        unsafe {
+            let mut err = ptr::null_mut();
+            assert_eq!(check(fidius_stream_cancel(ptr::null(), &mut err), err).unwrap_err().status, Status::NullArgument);
+        }
+    });
 }

@@ -15,7 +15,10 @@ use crate::error::Status;
 ///   next call;
 /// - a native call only if the token was triggered before the call started:
 ///   native code cannot be interrupted safely, so a native call already
-///   running finishes normally.
+///   running finishes normally;
+/// - a Python call wherever it is, within 20 ms: its runner process is
+///   stopped (the plugin's open streams end with it) and the next call
+///   starts a fresh one.
 /// Once triggered it stays triggered (use a new token for new calls).
 /// Created by `fidius_cancel_new`, released with `fidius_cancel_free`;
 /// calls hold their own reference, so freeing it while a call runs is safe.

@@ -418,6 +418,8 @@ pub unsafe extern "C" fn fidius_load_options_free(options: *mut fidius_load_opti
 /// the plugin's constructor (native) or `fidius-configure` export (WASM,
 /// which then keeps one configured instance). `config` may be NULL when `config_len` is 0.
 /// A plugin that cannot decode it fails to load with CONFIG_REJECTED.
+/// Python plugins take JSON text instead, passed to the entry module's
+/// `__fidius_configure__` (INVALID_ARGUMENT at load when it is not JSON).
 #[no_mangle]
 pub unsafe extern "C" fn fidius_load_options_set_config(
     options: *mut fidius_load_options,
@@ -558,7 +560,10 @@ pub unsafe extern "C" fn fidius_load_options_set_schema_file(
 /// stream such as stdin, an HTTP response that never comes) at the deadline;
 /// its instance is discarded and the plugin serves the next call. 0 means
 /// no timeout (the default). This is the only bound on blocking: fuel does
-/// not count time spent in host calls.
+/// not count time spent in host calls. Python: the plugin's runner process
+/// is killed at the deadline (its open streams end with it) and the next
+/// call starts a fresh one; the import at load gets at least 60 s. Native
+/// calls cannot be stopped.
 #[no_mangle]
 pub unsafe extern "C" fn fidius_load_options_set_timeout_ms(
     options: *mut fidius_load_options,
@@ -575,6 +580,8 @@ pub unsafe extern "C" fn fidius_load_options_set_timeout_ms(
 /// together (a component holds several core instances, each with memories
 /// of its own); growing past it stops the call with
 /// FIDIUS_STATUS_MEMORY_LIMIT. 0 means no cap beyond 4 GiB (the default).
+/// Python: the runner process's address space (RLIMIT_AS); an allocation
+/// past it is the plugin's MemoryError (PLUGIN_ERROR). 0: no limit.
 #[no_mangle]
 pub unsafe extern "C" fn fidius_load_options_set_memory_limit(
     options: *mut fidius_load_options,

@@ -3,10 +3,12 @@
 
 use std::ffi::c_void;
 use std::ptr;
+use std::sync::{Arc, Mutex};
 
 use super::egress::{fidius_destroy_fn, UserData};
 use super::plugin::{fidius_bytes, fidius_plugin, parse_format};
 use super::{c_bytes, fidius_error, guard, guard_value, handle, out_param, Handle};
+use crate::cancel::Cancel;
 use crate::error::{Error, Result, Status};
 use crate::plugin::PluginStream;
 use crate::stream::ItemSource;
@@ -14,8 +16,8 @@ use crate::stream::ItemSource;
 /// Feeds a plugin's `Stream<T>` argument (a client-streaming or
 /// bidirectional method), one item per call. Answer with:
 /// - `1`: an item: `*item` and `*item_len` are its Fidius wire bytes (the
-///   bincode of one `T`; `*item` may be NULL when `*item_len` is 0). The
-///   bytes are copied before the callback is called again, so they need to
+///   bincode of one `T`; `*item` may be NULL when `*item_len` is 0).
+///   libfidius copies them as soon as the callback returns, so they need to
 ///   stay valid only until then;
 /// - `0`: the end of the stream (every later pull is answered for you);
 /// - a negative number: a failure. The plugin sees its input end there, and
@@ -24,6 +26,8 @@ use crate::stream::ItemSource;
 ///
 /// Items are always wire bytes, whatever the call's format: the `Stream<T>`
 /// argument appears in no interface schema, so its item type is unknown.
+/// Python plugins are the exception: their items cross as JSON
+/// (fidius-python's convention), so each item is the JSON text of one item.
 ///
 /// It runs on the thread that makes the plugin pull: the caller of
 /// `fidius_plugin_call_streaming` for a client stream, the caller of
@@ -41,10 +45,19 @@ pub type fidius_stream_source_fn =
 /// time may use a stream, but it may move between threads; any number of
 /// streams of one plugin (and calls) may run at once. A stream keeps what it
 /// needs of its plugin, so it may outlive `fidius_plugin_free`.
+/// `fidius_stream_cancel` is the one function any thread may call on a
+/// stream while another uses it.
 pub struct fidius_stream {
     _opaque: [u8; 0],
 }
-handle!(fidius_stream => PluginStream, 0x4649_4453_5452_4d31);
+handle!(fidius_stream => StreamBox, 0x4649_4453_5452_4d31);
+
+pub struct StreamBox {
+    /// Locked by the one thread pulling; a second puller waits.
+    stream: Mutex<PluginStream>,
+    /// Not behind the lock: cancelling reaches a stream mid-item.
+    cancel: Arc<Cancel>,
+}
 
 struct CSource {
     next: unsafe extern "C" fn(*mut c_void, *mut *const u8, *mut usize) -> i32,
@@ -86,7 +99,10 @@ fn source(next: fidius_stream_source_fn, user_data: *mut c_void, destroy: fidius
 ///
 /// `destroy` (may be NULL) is called exactly once with `user_data`, when the
 /// plugin no longer needs the source: when its input ends, when the stream
-/// ends or is freed, or at once if this function fails.
+/// ends or is freed, or at once if this function fails. **Unlike the
+/// callback registrations (egress, log, host interfaces), a failure here
+/// still calls `destroy`**: the source is the call's from the start, so the
+/// caller never releases `user_data` itself.
 ///
 /// Native descriptors do not say which methods stream: the caller states
 /// the kind by the function it uses and whether it gives a source, and a
@@ -123,8 +139,9 @@ pub unsafe extern "C" fn fidius_plugin_stream(
         *out = ptr::null_mut();
         let format = parse_format(format)?;
         let plugin = &fidius_plugin::get(plugin)?.plugin;
-        let started = plugin.stream(method, format, c_bytes(input, input_len, "input")?, source, None)?;
-        *out = fidius_stream::into_raw(started);
+        let cancel = Arc::new(Cancel::new());
+        let started = plugin.stream(method, format, c_bytes(input, input_len, "input")?, source, Some(cancel.clone()))?;
+        *out = fidius_stream::into_raw(StreamBox { stream: Mutex::new(started), cancel });
         Ok(())
     })
 }
@@ -172,14 +189,16 @@ pub unsafe extern "C" fn fidius_plugin_call_streaming(
 /// ends the stream: its status is returned once, with the error, and every
 /// later call answers STREAM_END. The plugin's side of the stream is
 /// released as soon as it ends. Errors: as for the call that started it,
-/// NULL_ARGUMENT, INVALID_HANDLE. Not thread-safe for one stream: one thread
-/// at a time.
+/// NULL_ARGUMENT, INVALID_HANDLE. One thread at a time per stream (a second
+/// caller waits for the first); `fidius_stream_cancel` stops it from another.
 #[no_mangle]
 pub unsafe extern "C" fn fidius_stream_next(stream: *mut fidius_stream, item: *mut fidius_bytes, error: *mut *mut fidius_error) -> Status {
     guard_or(error, Status::StreamEnd, || {
         let out = out_param(item, "item")?;
         *out = fidius_bytes::EMPTY;
-        Ok(match fidius_stream::get_mut(stream)?.next()? {
+        let stream = fidius_stream::get(stream)?;
+        let mut stream = stream.stream.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(match stream.next()? {
             Some(bytes) => {
                 *out = fidius_bytes::from_vec(bytes);
                 true
@@ -197,6 +216,26 @@ fn guard_or(error: *mut *mut fidius_error, otherwise: Status, body: impl FnOnce(
         Status::Ok if !full => otherwise,
         status => status,
     }
+}
+
+/// Cancel `stream` from any thread, also while another thread is in
+/// `fidius_stream_next` on it: the stream ends with FIDIUS_STATUS_CANCELLED
+/// (returned once by the `fidius_stream_next` it interrupts, or by the
+/// next one), and then answers STREAM_END. A WASM stream's item is stopped
+/// wherever it is (guest code at the next 5 ms epoch tick, a blocked host
+/// call at once), and its instance goes with it without running the
+/// resource's destructor (its state is unknown mid-item); a Python plugin's runner is stopped within 20 ms (its
+/// other streams end too, and its next call starts a fresh runner); a
+/// native item cannot be interrupted, so a native stream ends before its
+/// next item. The stream still needs `fidius_stream_free`, which must not
+/// race with any other use of it. Idempotent. Errors: NULL_ARGUMENT,
+/// INVALID_HANDLE.
+#[no_mangle]
+pub unsafe extern "C" fn fidius_stream_cancel(stream: *const fidius_stream, error: *mut *mut fidius_error) -> Status {
+    guard(error, || {
+        fidius_stream::get(stream)?.cancel.trigger();
+        Ok(())
+    })
 }
 
 /// Release a stream, cancelling it if it has not ended: the plugin's

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::cancel::Cancel;
 use crate::error::{fail, Error, PluginError, Result, Status};
 use crate::package::{Manifest, PackageFiles};
 use crate::stream::{Feed, ItemStream};
@@ -120,7 +121,7 @@ impl Shared {
         });
         let in_package = |e: Error| e.context(format!("Python plugin {}", self.name));
         let deadline = Instant::now() + self.options.timeout.map_or(MIN_IMPORT_TIME, |t| t.max(MIN_IMPORT_TIME));
-        let reply = runner.exchange(&request, &[], Some(deadline), None).map_err(in_package)?;
+        let reply = runner.exchange(&request, &[], Some(deadline), None, None).map_err(in_package)?;
         let loaded = match answer(reply) {
             Ok(Answer::Value(v)) => v,
             Err(e) if e.status == Status::PluginError => {
@@ -166,7 +167,14 @@ impl Shared {
 
     /// One exchange with the plugin's runner (started again if an earlier
     /// one was stopped), and the runner generation it ran in.
-    fn exchange(&self, request: &Value, data: &[u8], feed: Option<&Feed>, generation: Option<u64>) -> Result<(Reply, u64)> {
+    fn exchange(
+        &self,
+        request: &Value,
+        data: &[u8],
+        feed: Option<&Feed>,
+        generation: Option<u64>,
+        cancel: Option<&Cancel>,
+    ) -> Result<(Reply, u64)> {
         let mut slot = self.runner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(g) = generation {
             if slot.generation != g || slot.runner.is_none() {
@@ -179,7 +187,7 @@ impl Shared {
             slot.generation += 1;
         }
         let deadline = self.deadline();
-        let result = slot.runner.as_mut().expect("started").exchange(request, data, deadline, feed);
+        let result = slot.runner.as_mut().expect("started").exchange(request, data, deadline, feed, cancel);
         match result {
             Ok(reply) => Ok((reply, slot.generation)),
             Err(e) => {
@@ -245,18 +253,19 @@ impl PythonPlugin {
     /// object by parameter name); the output is the JSON of its result.
     /// With `feed`, a client-streaming call: the host-fed iterator is the
     /// first argument.
-    pub fn call_json(&self, method: &str, input: &[u8], feed: Option<&Feed>) -> Result<Vec<u8>> {
+    /// `cancel` stops the call wherever it is (its runner is stopped).
+    pub fn call_json(&self, method: &str, input: &[u8], feed: Option<&Feed>, cancel: Option<&Cancel>) -> Result<Vec<u8>> {
         let request = json!({ "op": "call", "m": method, "args": args_value(input)?, "fed": feed.is_some() });
-        match answer(self.shared.exchange(&request, &[], feed, None)?.0)? {
+        match answer(self.shared.exchange(&request, &[], feed, None, cancel)?.0)? {
             Answer::Value(v) => Ok(serde_json::to_vec(&v).expect("JSON values serialize")),
             _ => fail(Status::Serialization, format!("method {method}: an unexpected reply")),
         }
     }
 
     /// Call raw method `method`: bytes in (as `bytes`), bytes out.
-    pub fn call_raw(&self, method: &str, input: &[u8]) -> Result<Vec<u8>> {
+    pub fn call_raw(&self, method: &str, input: &[u8], cancel: Option<&Cancel>) -> Result<Vec<u8>> {
         let request = json!({ "op": "call", "m": method, "raw": true });
-        match answer(self.shared.exchange(&request, input, None, None)?.0)? {
+        match answer(self.shared.exchange(&request, input, None, None, cancel)?.0)? {
             Answer::Bytes(b) => Ok(b),
             _ => fail(Status::Serialization, format!("method {method}: an unexpected reply")),
         }
@@ -265,12 +274,19 @@ impl PythonPlugin {
     /// Start `method` as a stream (its result is iterated: a generator);
     /// with `feed`, bidirectional. Items are JSON, or the wire bytes of
     /// `wire_item` when given.
-    pub fn stream(&self, method: &str, input: &[u8], feed: Option<Arc<Feed>>, wire_item: Option<Ty>) -> Result<PythonStream> {
+    pub fn stream(
+        &self,
+        method: &str,
+        input: &[u8],
+        feed: Option<Arc<Feed>>,
+        wire_item: Option<Ty>,
+        cancel: Option<Arc<Cancel>>,
+    ) -> Result<PythonStream> {
         let id = self.shared.next_stream.fetch_add(1, Ordering::Relaxed);
         let request = json!({ "op": "open", "id": id, "m": method, "args": args_value(input)?, "fed": feed.is_some() });
-        let (reply, generation) = self.shared.exchange(&request, &[], feed.as_deref(), None)?;
+        let (reply, generation) = self.shared.exchange(&request, &[], feed.as_deref(), None, cancel.as_deref())?;
         answer(reply)?;
-        Ok(PythonStream { shared: self.shared.clone(), id, generation, feed, wire_item, ended: false })
+        Ok(PythonStream { shared: self.shared.clone(), id, generation, feed, wire_item, cancel, ended: false })
     }
 }
 
@@ -281,6 +297,7 @@ pub struct PythonStream {
     generation: u64,
     feed: Option<Arc<Feed>>,
     wire_item: Option<Ty>,
+    cancel: Option<Arc<Cancel>>,
     ended: bool,
 }
 
@@ -292,7 +309,7 @@ impl ItemStream for PythonStream {
         let request = json!({ "op": "next", "id": self.id });
         let step = self
             .shared
-            .exchange(&request, &[], self.feed.as_deref(), Some(self.generation))
+            .exchange(&request, &[], self.feed.as_deref(), Some(self.generation), self.cancel.as_deref())
             .and_then(|(reply, _)| answer(reply));
         let item = match step {
             Ok(Answer::Value(v)) => v,
@@ -327,7 +344,7 @@ impl Drop for PythonStream {
         if !self.ended {
             // Closes the generator (its `finally` runs), in the runner it came from.
             let request = json!({ "op": "close", "id": self.id });
-            let _ = self.shared.exchange(&request, &[], None, Some(self.generation));
+            let _ = self.shared.exchange(&request, &[], None, Some(self.generation), None);
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::cancel::Cancel;
 use crate::error::{fail, Error, Result, Status};
 use crate::stream::Feed;
 
@@ -26,6 +27,12 @@ pub struct Runner {
     /// runner that died is an error (MSG_NOSIGNAL), never a SIGPIPE that
     /// would kill the host process.
     socket: UnixStream,
+}
+
+/// What bounds one exchange.
+struct Limits<'a> {
+    deadline: Option<Instant>,
+    cancel: Option<&'a Cancel>,
 }
 
 /// A reply: its JSON, and the bytes of a raw method's result.
@@ -79,10 +86,19 @@ impl Runner {
 
     /// Send one request and read its reply, answering the runner's pulls of
     /// the host-fed stream from `feed` (on this thread) meanwhile.
-    pub fn exchange(&mut self, request: &Value, data: &[u8], deadline: Option<Instant>, feed: Option<&Feed>) -> Result<Reply> {
-        self.send(request, data, deadline)?;
+    /// `cancel`, once triggered, stops the wait (and so this runner).
+    pub fn exchange(
+        &mut self,
+        request: &Value,
+        data: &[u8],
+        deadline: Option<Instant>,
+        feed: Option<&Feed>,
+        cancel: Option<&Cancel>,
+    ) -> Result<Reply> {
+        let limits = Limits { deadline, cancel };
+        self.send(request, data, &limits)?;
         loop {
-            let reply = self.receive(deadline)?;
+            let reply = self.receive(&limits)?;
             if reply.message.get("pull").is_none() {
                 return Ok(reply);
             }
@@ -101,11 +117,11 @@ impl Runner {
                 }
                 _ => serde_json::json!({ "end": true }),
             };
-            self.send(&answer, &[], deadline)?;
+            self.send(&answer, &[], &limits)?;
         }
     }
 
-    fn send(&mut self, message: &Value, data: &[u8], deadline: Option<Instant>) -> Result<()> {
+    fn send(&mut self, message: &Value, data: &[u8], limits: &Limits<'_>) -> Result<()> {
         let text = serde_json::to_vec(message).expect("JSON values serialize");
         let mut frame = Vec::with_capacity(8 + text.len() + data.len());
         frame.extend_from_slice(&(text.len() as u32).to_le_bytes());
@@ -115,7 +131,7 @@ impl Runner {
         let fd = self.socket.as_raw_fd();
         let mut written = 0;
         while written < frame.len() {
-            wait(fd, libc::POLLOUT, deadline)?;
+            wait(fd, libc::POLLOUT, limits)?;
             let rest = &frame[written..];
             let n = unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL) };
             match n {
@@ -132,28 +148,28 @@ impl Runner {
         Ok(())
     }
 
-    fn receive(&mut self, deadline: Option<Instant>) -> Result<Reply> {
+    fn receive(&mut self, limits: &Limits<'_>) -> Result<Reply> {
         let mut header = [0u8; 8];
-        self.read_exact(&mut header, deadline)?;
+        self.read_exact(&mut header, limits)?;
         let json_len = u32::from_le_bytes(header[..4].try_into().unwrap());
         let bin_len = u32::from_le_bytes(header[4..].try_into().unwrap());
         if json_len > MAX_FRAME || bin_len > MAX_FRAME {
             return fail(Status::Serialization, format!("the Python runner sent a {}-byte reply, more than the limit", json_len as u64 + bin_len as u64));
         }
         let mut text = vec![0u8; json_len as usize];
-        self.read_exact(&mut text, deadline)?;
+        self.read_exact(&mut text, limits)?;
         let mut data = vec![0u8; bin_len as usize];
-        self.read_exact(&mut data, deadline)?;
+        self.read_exact(&mut data, limits)?;
         let message = serde_json::from_slice(&text)
             .map_err(|e| Error::new(Status::Serialization, format!("the Python runner sent a reply that is not JSON: {e}")))?;
         Ok(Reply { message, data })
     }
 
-    fn read_exact(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> Result<()> {
+    fn read_exact(&mut self, buf: &mut [u8], limits: &Limits<'_>) -> Result<()> {
         let fd = self.socket.as_raw_fd();
         let mut got = 0;
         while got < buf.len() {
-            wait(fd, libc::POLLIN, deadline)?;
+            wait(fd, libc::POLLIN, limits)?;
             match (&self.socket).read(&mut buf[got..]) {
                 Ok(0) => {
                     let status = self.child.try_wait().ok().flatten();
@@ -182,10 +198,18 @@ impl Drop for Runner {
     }
 }
 
-/// Wait until `fd` is ready for `events`, or fail with TIMEOUT at `deadline`.
-fn wait(fd: i32, events: i16, deadline: Option<Instant>) -> Result<()> {
+/// How often a wait looks at its cancel token.
+const CANCEL_CHECK_MS: i32 = 20;
+
+/// Wait until `fd` is ready for `events`, or fail with TIMEOUT at
+/// `deadline`, or CANCELLED once `cancel` is triggered.
+fn wait(fd: i32, events: i16, limits: &Limits<'_>) -> Result<()> {
+    let Limits { deadline, cancel } = *limits;
     loop {
-        let timeout_ms = match deadline {
+        if cancel.is_some_and(Cancel::is_triggered) {
+            return fail(Status::Cancelled, "cancelled (the Python runner was stopped)");
+        }
+        let mut timeout_ms = match deadline {
             None => -1,
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
@@ -195,11 +219,15 @@ fn wait(fd: i32, events: i16, deadline: Option<Instant>) -> Result<()> {
                 left.as_millis().clamp(1, i32::MAX as u128) as i32
             }
         };
+        if cancel.is_some() && (timeout_ms < 0 || timeout_ms > CANCEL_CHECK_MS) {
+            timeout_ms = CANCEL_CHECK_MS;
+        }
         let mut pfd = libc::pollfd { fd, events, revents: 0 };
         let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
         if n > 0 {
             return Ok(());
         }
+        // n == 0: a slice passed; look at the deadline and the token again.
         if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             return fail(Status::Trap, format!("waiting for the Python runner failed ({})", std::io::Error::last_os_error()));
         }
