@@ -21,7 +21,7 @@ type Description struct {
 	Interface        string
 	InterfaceHash    uint64 // from the document's "0x..." string
 	InterfaceVersion uint32
-	Runtime          string // "native" or "wasm"
+	Runtime          string // "native", "wasm" or "python"
 	ABIVersion       uint32 // 500 or 400 for native plugins, 0 for WASM
 	BufferStrategy   string // "plugin-allocated", "arena"; "" for WASM
 	// CapabilityBits: native plugins, bit N set = optional method N present; nil for WASM.

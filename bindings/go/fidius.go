@@ -1,5 +1,6 @@
-// Package fidius hosts Fidius plugins (native cdylibs and sandboxed WASM
-// components) from Go, through libfidius' C API (fidius.h).
+// Package fidius hosts Fidius plugins (native cdylibs, sandboxed WASM
+// components, and Python packages run in a python3 process each) from Go,
+// through libfidius' C API (fidius.h).
 //
 // Ownership: Host, Plugin, Stream, EgressPolicy and HostInterface wrap a C handle each. Close
 // releases it; a finalizer releases it too if Close was never called, but
@@ -15,7 +16,8 @@
 //
 // Cancellation: CallContext, CallJSONContext and InvokeContext stop a call
 // when its context is done (a WASM call wherever it is, a native call only
-// if the context was done before it started). The error then has Status
+// if the context was done before it started; a Python call not at all:
+// LoadOptions.Timeout bounds those). The error then has Status
 // StatusCancelled and also matches ctx.Err() with errors.Is.
 //
 // Errors: every failure is an *Error carrying a Status, or a *PluginError
@@ -199,7 +201,8 @@ const (
 	FormatWire Format = C.FIDIUS_FORMAT_WIRE
 	// FormatJSON is a JSON array (or object) of the arguments; the output
 	// is the JSON of the result. For plugins whose types are known: WASM
-	// plugins, and native plugins with an interface schema (LoadOptions.Schema,
+	// plugins, Python plugins (always: JSON goes to the module as it is),
+	// and native plugins with an interface schema (LoadOptions.Schema,
 	// HostConfig.Schemas, or a "<library>.wit" beside the library); a native
 	// plugin without one answers StatusUnsupported.
 	FormatJSON Format = C.FIDIUS_FORMAT_JSON

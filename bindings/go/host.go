@@ -8,8 +8,10 @@ package fidius
 import "C"
 
 import (
+	"fmt"
 	"runtime"
 	"runtime/cgo"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -65,6 +67,14 @@ type HostConfig struct {
 	// HostInterfaces are offered to every plugin the host loads (host
 	// functions, see HostInterface); one named like an earlier one replaces it.
 	HostInterfaces []*HostInterface
+	// PythonInterpreter is the interpreter Python plugins (runtime =
+	// "python" packages) run in: a path, or a command name looked up on the
+	// PATH. Empty (the default) is "python3". Each loaded Python plugin runs
+	// in a process of its own started from it; libfidius never loads
+	// libpython, so a host that loads no Python plugin needs no Python, and a
+	// missing interpreter fails only Python loads (StatusLibraryLoad, naming
+	// it). A NUL byte in it is StatusInvalidArgument (C would cut it short).
+	PythonInterpreter string
 	// Log receives the host's log lines (level 1 error, 2 warning, 3 info):
 	// egress denials, load warnings. It is called on any thread,
 	// concurrently, and must not block for long.
@@ -95,6 +105,17 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	for _, p := range cfg.SearchPaths {
 		cs := C.CString(p)
 		st := C.fidius_host_builder_add_search_path(b, cs, &cerr)
+		C.free(unsafe.Pointer(cs))
+		if err := takeError(st, cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.PythonInterpreter != "" {
+		if strings.IndexByte(cfg.PythonInterpreter, 0) >= 0 {
+			return nil, &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf("HostConfig.PythonInterpreter %q contains a NUL byte", cfg.PythonInterpreter)}
+		}
+		cs := C.CString(cfg.PythonInterpreter)
+		st := C.fidius_host_builder_set_python_interpreter(b, cs, &cerr)
 		C.free(unsafe.Pointer(cs))
 		if err := takeError(st, cerr); err != nil {
 			return nil, err
@@ -257,9 +278,12 @@ func (h *Host) Discover() (*Discovery, error) {
 // LoadOptions are per-load settings. The zero value (or nil) is the default.
 type LoadOptions struct {
 	// Config is the bincode of the plugin's config type (fidius 0.5
-	// `config = C`); nil means no config.
+	// `config = C`); for a Python plugin, JSON text, passed to its module's
+	// __fidius_configure__ (not JSON: StatusInvalidArgument). nil means no
+	// config.
 	Config []byte
-	// InterfaceHash, when not 0, is required of the plugin (native or WASM).
+	// InterfaceHash, when not 0, is required of the plugin (native, WASM,
+	// or a Python module's __interface_hash__).
 	InterfaceHash uint64
 	// Egress overrides the host's egress policy for this WASM plugin.
 	Egress *EgressPolicy
@@ -268,11 +292,16 @@ type LoadOptions struct {
 	HostInterfaces []*HostInterface
 	// InterfaceExport picks the component's exported interface (WASM).
 	InterfaceExport string
-	// Timeout stops WASM calls that run longer (0: none). Rounded up to whole milliseconds.
+	// Timeout stops WASM calls that run longer (0: none). Rounded up to
+	// whole milliseconds. For a Python plugin it bounds each call and stream
+	// item: the runner process is killed (StatusTimeout) and the next call
+	// starts a fresh one. It is the only way to stop a Python call: a
+	// Context or Plugin.Close does not interrupt one (see Plugin.Close).
 	Timeout time.Duration
-	// MemoryLimit caps each WASM instance's memory in bytes (0: 4 GiB).
+	// MemoryLimit caps each WASM instance's memory in bytes (0: 4 GiB); for
+	// a Python plugin, its runner process's address space (0: no limit).
 	MemoryLimit uint64
-	// Fuel gives each WASM call this much fuel (0: unmetered).
+	// Fuel gives each WASM call this much fuel (0: unmetered). Not for Python plugins.
 	Fuel uint64
 	// ReuseInstance keeps one WASM instance for all calls.
 	ReuseInstance bool
@@ -291,6 +320,9 @@ type LoadOptions struct {
 	// methods beyond them are optional methods the plugin lacks
 	// (StatusNotImplemented when called). WIT cannot pin the interface
 	// hash: set InterfaceHash where that matters. Ignored for WASM plugins.
+	// A Python plugin with a schema takes the schema's method order, wire
+	// bytes and raw methods; without one, its methods are its module's
+	// functions, called by name with JSON only.
 	Schema     string
 	SchemaFile string
 }

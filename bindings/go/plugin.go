@@ -49,7 +49,10 @@ func newPlugin(ptr *C.fidius_plugin) *Plugin {
 // read at once) with StatusCancelled (errors.Is(err, ErrClosed) also holds),
 // so a call blocked for good cannot make Close hang. A native call cannot be
 // interrupted: one already running finishes normally, and Close waits for
-// it (as it must: freeing must not race with a call).
+// it (as it must: freeing must not race with a call). Neither can a Python
+// call (libfidius takes no cancel token for one): Close waits for it until
+// it returns or LoadOptions.Timeout kills its runner, so a Python plugin
+// that may hang needs a Timeout, or Close hangs with it.
 func (p *Plugin) Close() error {
 	p.closeOnce.Do(func() {
 		close(p.closing)
@@ -91,9 +94,11 @@ func (p *Plugin) Call(method uint32, format Format, input []byte) ([]byte, error
 // WASM call wherever it is (guest code within about 5 ms, a call blocked in
 // a host function at once; the plugin serves the next call normally), a
 // native call only if ctx was done before it started (native code cannot be
-// interrupted, so a running native call finishes). The returned *Error also
-// matches ctx.Err() with errors.Is. A goroutine watches ctx for the
-// duration of the call.
+// interrupted, so a running native call finishes). A Python call is not
+// stopped at all, not even when ctx is done before it starts (libfidius
+// takes no cancel token for it): LoadOptions.Timeout bounds it. The
+// returned *Error also matches ctx.Err() with errors.Is. A goroutine
+// watches ctx for the duration of the call.
 func (p *Plugin) CallContext(ctx context.Context, method uint32, format Format, input []byte) ([]byte, error) {
 	if ctx == nil {
 		panic("fidius: nil Context")
@@ -178,8 +183,8 @@ func (p *Plugin) CallWireContext(ctx context.Context, method uint32, input []byt
 }
 
 // CallJSON calls method with a JSON array (or object) of the arguments
-// and returns the JSON of the result. For WASM plugins, and native plugins
-// with an interface schema (else StatusUnsupported).
+// and returns the JSON of the result. For WASM and Python plugins, and
+// native plugins with an interface schema (else StatusUnsupported).
 func (p *Plugin) CallJSON(method uint32, input string) (string, error) {
 	out, err := p.Call(method, FormatJSON, []byte(input))
 	return string(out), err
@@ -206,7 +211,8 @@ func (p *Plugin) CallJSONContext(ctx context.Context, method uint32, input strin
 // (which takes both forms); an `any` out receives numbers as json.Number.
 // A plugin's own error is a
 // *PluginError, a failed call an *Error; a marshalling failure is returned
-// as encoding/json reports it, wrapped.
+// as encoding/json reports it, wrapped. Python plugins take JSON always:
+// without a schema, their methods are their module's functions.
 func (p *Plugin) Invoke(name string, out any, args ...any) error {
 	return p.invoke(nil, name, out, args)
 }
@@ -245,7 +251,8 @@ func (p *Plugin) invoke(ctx context.Context, name string, out any, args []any) e
 
 // MethodIndex finds a method's index by name (kebab-case or snake_case).
 // A native plugin's descriptor carries no method names: without an
-// interface schema, always StatusMethodIndex.
+// interface schema, always StatusMethodIndex. A Python plugin's methods are
+// its schema's, else its module's functions (in definition order).
 func (p *Plugin) MethodIndex(name string) (uint32, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()

@@ -159,8 +159,10 @@ func (s *Stream) Close() error {
 //
 //   - (item, true, nil): the next item, its Fidius wire bytes (the bincode
 //     of one T, whatever the call's format: the argument's item type is in
-//     no interface schema). The bytes are copied before Next returns to
-//     libfidius, so the Source may reuse the slice;
+//     no interface schema); for a Python plugin, the item's JSON text
+//     (fidius-python's convention: []byte("3"), whatever the call's
+//     format; not JSON: StatusStreamSource). The bytes are copied before
+//     Next returns to libfidius, so the Source may reuse the slice;
 //   - (nil, false, nil): the end of the stream (Next is not called again);
 //   - an error: a failure. The plugin sees its input end there, and the call
 //     or stream fails with StatusStreamSource, an *Error that unwraps to
