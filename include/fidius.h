@@ -231,8 +231,9 @@ typedef enum fidius_status {
    */
   FIDIUS_STATUS_SCHEMA_MISMATCH = 62,
   /**
-   * The call was cancelled through its `fidius_cancel` token (a WASM call
-   * wherever it was; a native call only before it started).
+   * The call was cancelled through its `fidius_cancel` token, or the
+   * stream with `fidius_stream_cancel` (a WASM or Python call wherever it
+   * was; a native call only before it started).
    */
   FIDIUS_STATUS_CANCELLED = 63,
   /**
@@ -1930,8 +1931,9 @@ enum fidius_status fidius_stream_next(struct fidius_stream *stream,
  * next one), and then answers STREAM_END. A WASM stream's item is stopped
  * wherever it is (guest code at the next 5 ms epoch tick, a blocked host
  * call at once), and its instance goes with it without running the
- * resource's destructor (its state is unknown mid-item); a Python plugin's runner is stopped within 20 ms (its
- * other streams end too, and its next call starts a fresh runner); a
+ * resource's destructor (its state is unknown mid-item); a Python item is
+ * stopped within 20 ms by stopping the plugin's runner (then its other
+ * open streams end too, and its next call starts a fresh runner); a
  * native item cannot be interrupted, so a native stream ends before its
  * next item. The stream still needs `fidius_stream_free`, which must not
  * race with any other use of it. Idempotent. Errors: NULL_ARGUMENT,

@@ -97,8 +97,9 @@ pub enum Status {
     /// An interface schema does not fit the plugin it was given for (fewer
     /// methods than the plugin has); the message names both.
     SchemaMismatch = 62,
-    /// The call was cancelled through its `fidius_cancel` token (a WASM call
-    /// wherever it was; a native call only before it started).
+    /// The call was cancelled through its `fidius_cancel` token, or the
+    /// stream with `fidius_stream_cancel` (a WASM or Python call wherever it
+    /// was; a native call only before it started).
     Cancelled = 63,
     /// A host interface a native plugin imports could not be bound: the
     /// plugin was built against another version or signature hash of it,

@@ -66,13 +66,7 @@ impl Plugin {
                     );
                 }
                 for (i, sig) in iface.methods.iter().enumerate() {
-                    let signature = Some(Signature {
-                        params: sig.params.clone(),
-                        result: sig.result.clone(),
-                        raw: Signature::raw_shape(&sig.params, sig.result.as_ref()),
-                        streaming: sig.streaming,
-                        item: sig.item.clone(),
-                    });
+                    let signature = Some(sig.signature());
                     match methods.get_mut(i) {
                         Some(m) => {
                             m.name = Some(sig.name.clone());
@@ -164,13 +158,7 @@ impl Plugin {
                     .map(|sig| MethodInfo {
                         name: Some(sig.name.clone()),
                         metadata: Vec::new(),
-                        signature: Some(Signature {
-                            params: sig.params.clone(),
-                            result: sig.result.clone(),
-                            raw: Signature::raw_shape(&sig.params, sig.result.as_ref()),
-                            streaming: sig.streaming,
-                            item: sig.item.clone(),
-                        }),
+                        signature: Some(sig.signature()),
                         implemented: true,
                         optional: None,
                     })
@@ -265,7 +253,14 @@ impl Plugin {
                     Format::Wire => out,
                 })
             }
-            (Format::Json, _) => p.call_json(&name, input, feed, cancel),
+            (Format::Json, None) => p.call_json(&name, input, feed, cancel),
+            // With types, JSON is checked and normalized by them both ways,
+            // as for the other runtimes.
+            (Format::Json, Some(sig)) => {
+                let wire = json::args_to_wire(&sig.params, input).map_err(in_method)?;
+                let out = self.call_python(p, index, Format::Wire, &wire, feed, cancel)?;
+                json::output_to_json(sig.outcome(), &out).map_err(in_method)
+            }
             (Format::Wire, None) => fail(
                 Status::Unsupported,
                 format!(

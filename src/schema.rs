@@ -40,6 +40,19 @@ pub struct MethodSig {
     pub item: Option<Ty>,
 }
 
+impl MethodSig {
+    /// The method's signature as calls use it (raw when shaped like a raw method).
+    pub fn signature(&self) -> crate::info::Signature {
+        crate::info::Signature {
+            params: self.params.clone(),
+            result: self.result.clone(),
+            raw: crate::info::Signature::raw_shape(&self.params, self.result.as_ref()),
+            streaming: self.streaming,
+            item: self.item.clone(),
+        }
+    }
+}
+
 /// A parsed schema: every interface in the WIT text.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Schema {

@@ -103,8 +103,12 @@ fn exceptions_become_plugin_errors_with_code_message_and_details() {
     assert_eq!(f.plugin_message.as_deref(), Some("boom"));
     let details: serde_json::Value = serde_json::from_str(f.plugin_details.as_deref().unwrap()).unwrap();
     assert!(details["traceback"].as_str().unwrap().contains("pycalc_plugin.py"), "{details}");
-    // Wrong arguments are the module's TypeError, reported the same way.
+    // Wrong arguments: with the schema, refused by its types; without, the
+    // module's own TypeError, reported as any exception is.
     let f = plugin.json(ADD, "[1]").unwrap_err();
+    assert_eq!(f.status, Status::Serialization, "{f:?}");
+    let untyped = host.load("pycalc").unwrap();
+    let f = untyped.json(untyped.index("add").unwrap(), "[1]").unwrap_err();
     assert_eq!(f.plugin_code.as_deref(), Some("TypeError"), "{f:?}");
     assert_eq!(plugin.json(ADD, "[1, 1]").unwrap(), json!(2), "the plugin serves on");
 }
@@ -356,11 +360,12 @@ fn fid_archives_signatures_and_discovery_apply_as_for_wasm_packages() {
 
 #[test]
 fn without_python_native_and_wasm_plugins_still_load() {
-    // libfidius never links libpython.
-    let lib = repo().join("target/debug/libfidius.so");
-    let out = std::process::Command::new("readelf").arg("-d").arg(&lib).output().unwrap();
-    let needed = String::from_utf8_lossy(&out.stdout);
-    assert!(needed.contains("NEEDED") && !needed.contains("libpython"), "{needed}");
+    // libfidius never loads libpython, even after running a Python plugin.
+    let dir = search("py_maps");
+    let plugin = TestHost::new(&[&dir]).load("pycalc").unwrap();
+    assert_eq!(plugin.json(plugin.index("add").unwrap(), "[1, 2]").unwrap(), json!(3));
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    assert!(!maps.contains("libpython"), "libpython is mapped into the host process");
     // A host whose interpreter does not exist.
     let dir = search("py_none");
     common::sign::copy_dir(&wasm_packages().join("calc"), &dir.join("calc"));
@@ -413,4 +418,46 @@ fn a_cancel_token_stops_a_python_call() {
         fidius_cancel_free(token.0);
     }
     assert_eq!(plugin.json(ADD, "[1, 2]").unwrap(), json!(3), "a fresh runner serves on");
+}
+
+#[test]
+fn with_a_schema_json_calls_are_checked_by_its_types_and_an_interpreter_that_is_not_python_is_refused() {
+    let dir = search("py_json_types");
+    let host = TestHost::new(&[&dir]);
+    let plugin = host.load_opts("pycalc", Some(&schema_options())).unwrap();
+    let f = plugin.json(ADD, r#"["x", "y"]"#).unwrap_err();
+    assert_eq!(f.status, Status::Serialization, "{}", f.message);
+    // A result beyond 2^53 is written as WASM results are: a decimal string.
+    assert_eq!(plugin.json(ADD, r#"[9007199254740993, 0]"#).unwrap(), json!("9007199254740993"));
+    let f = plugin.json(ADD, &format!("[{}, 1]", i64::MAX)).unwrap_err();
+    assert_eq!(f.status, Status::Serialization, "the result does not fit s64: {}", f.message);
+    // Tracebacks show the plugin's frames, not the runner's.
+    let f = plugin.json(plugin.index("crash").unwrap(), "").unwrap_err();
+    let details: serde_json::Value = serde_json::from_str(f.plugin_details.as_deref().unwrap()).unwrap();
+    let tb = details["traceback"].as_str().unwrap();
+    assert!(tb.contains("pycalc_plugin.py") && !tb.contains("<string>"), "{tb}");
+    // An interpreter that runs but is not Python.
+    let not_python = cstr("/bin/true");
+    let host = TestHost::configured(&[&dir], |b| unsafe { ok(|e| fidius_host_builder_set_python_interpreter(b, not_python.as_ptr(), e)) });
+    let f = host.load("pycalc").unwrap_err();
+    assert_eq!(f.status, Status::LibraryLoad, "{}", f.message);
+    assert!(f.message.contains("/bin/true"), "{}", f.message);
+}
+
+#[test]
+fn an_interpreter_whose_site_packages_have_a_fidius_module_still_runs_the_plugin() {
+    // The libfidius Python binding is also called `fidius`: a runner must
+    // not take it for the plugin SDK.
+    let site = scratch("py_site_fidius");
+    std::fs::create_dir_all(site.join("fidius")).unwrap();
+    std::fs::write(site.join("fidius/__init__.py"), "raise ImportError('the wrong fidius')\n").unwrap();
+    let wrapper = site.join("python3-with-site");
+    std::fs::write(&wrapper, format!("#!/bin/sh\nexec env PYTHONPATH= python3 -c 'import sys; sys.path.insert(0, \"{}\"); exec(sys.argv[3])' \"$@\"\n", site.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = search("py_site_fidius_pkg");
+    let w = cstr(wrapper.to_str().unwrap());
+    let host = TestHost::configured(&[&dir], |b| unsafe { ok(|e| fidius_host_builder_set_python_interpreter(b, w.as_ptr(), e)) });
+    let plugin = host.load("pycalc").unwrap();
+    assert_eq!(plugin.json(plugin.index("add").unwrap(), "[1, 2]").unwrap(), json!(3));
 }

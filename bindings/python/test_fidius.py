@@ -6,6 +6,9 @@ or against the source tree:
 
     cd bindings/python && FIDIUS_LIBRARY=../../target/debug/libfidius.so \
         FIDIUS_PLUGIN_DIR=../../examples-c/build/plugins python3 -m unittest -v test_fidius
+
+The Python plugin package is looked for in examples-c/build/python-plugins (beside
+FIDIUS_PLUGIN_DIR; FIDIUS_PYTHON_PLUGIN_DIR overrides it).
 """
 
 import asyncio
@@ -14,9 +17,11 @@ import gc
 import http.server
 import json
 import os
+import pathlib
 import shutil
 import socket
 import struct
+import sys
 import tarfile
 import tempfile
 import threading
@@ -30,6 +35,9 @@ from fidius import FidiusError, PluginError, Runtime, Status, Verdict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLUGIN_DIR = os.environ.get("FIDIUS_PLUGIN_DIR", os.path.join(HERE, "..", "..", "examples-c", "build", "plugins"))
+# The `pycalc` Python plugin package (make -C examples-c build/python-plugins), beside PLUGIN_DIR.
+PYTHON_PLUGIN_DIR = os.environ.get("FIDIUS_PYTHON_PLUGIN_DIR",
+                                   os.path.join(os.path.dirname(os.path.abspath(PLUGIN_DIR)), "python-plugins"))
 
 CALC_ADD, CALC_GREET, CALC_DIVIDE = 0, 1, 3
 
@@ -1539,6 +1547,37 @@ class TestStreams(Base):
             self.assertEqual(errors, [], runtime)
             self.assertEqual(sorted(done), list(range(8)), runtime)
 
+    def test_cancel_from_another_thread(self):
+        # forever() never ends: cancel() from another thread stops the next() in progress (a
+        # WASM item wherever it is, a native stream before its next item), which raises
+        # CANCELLED once; the plugin serves on.
+        for runtime, p in self.runtimes():
+            marker = self.marker(f"cancel-{runtime}")
+            s = p.stream_wire(self.FOREVER, wire_string(marker))
+            got = []
+
+            def pull():
+                try:
+                    for item in s:
+                        got.append(read_u64(item))
+                except BaseException as e:
+                    got.append(e)
+
+            puller = threading.Thread(target=pull, daemon=True)
+            puller.start()
+            time.sleep(0.1)
+            s.cancel()
+            puller.join(10)
+            self.assertFalse(puller.is_alive(), f"{runtime}: next() still running 10 s after cancel()")
+            error = got.pop()
+            self.assertIsInstance(error, FidiusError, (runtime, error))
+            self.assertEqual(error.status, Status.CANCELLED, (runtime, error.message))
+            self.assertEqual(got, list(range(len(got))), runtime)
+            self.assertEqual(list(s), [])
+            s.close()
+            s.cancel()
+            self.assertEqual([read_u64(b) for b in p.stream_wire(self.COUNT, self.count_input(3))], [0, 1, 2], runtime)
+
     def test_stream_outlives_its_plugin(self):
         for runtime, p in self.runtimes():
             s = p.stream_wire(self.COUNT, self.count_input(10))
@@ -1566,6 +1605,415 @@ class TestStreams(Base):
             with self.assertRaises(FidiusError) as cm:
                 calc.call_streaming(0, [wire_u64(1)], data=wire_i64_pair(1, 2))
             self.assertEqual(cm.exception.status, Status.UNSUPPORTED, "a component that pulls no stream")
+
+
+class TestPythonPlugins(Base):
+    """The `pycalc` Python plugin package (``runtime = "python"``, made with fidius-cli 0.5.9),
+    hosted from this Python process through ctypes. libfidius runs each Python plugin in a
+    runner process of its own, so these tests are also the Python-host case: no second
+    interpreter is loaded into this process, and no GIL is shared with the plugin (calls
+    release ours while the runner works: eight threads calling at once cannot deadlock).
+
+    Interface Pycalc, in its schema's order: add(a, b) (0), greet(name) (1; through a
+    vendored requirement), echo(raw bytes, reversed) (2), divide(a, b) -> Result (3; DIV_ZERO),
+    count(n) -> Stream<u64> (4), total(Stream<u64>) -> u64 (5), crash() (6; ValueError("boom")),
+    spin() (7; never returns), whoami() (8; "module", or the configured name). Without the
+    schema, methods are the module's functions, found by name, and calls take JSON only."""
+    ADD, GREET, ECHO, DIVIDE, COUNT, TOTAL, CRASH, SPIN, WHOAMI = range(9)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.wit = os.path.join(PYTHON_PLUGIN_DIR, "pycalc.wit")
+        cls.fid = os.path.join(PYTHON_PLUGIN_DIR, "pycalc.fid")
+        for needed in ("pycalc", "pycalc.wit", "pycalc.fid", "pycalc.hash"):
+            if not os.path.exists(os.path.join(PYTHON_PLUGIN_DIR, needed)):
+                raise RuntimeError(f"Python plugin fixture {needed} not found in {PYTHON_PLUGIN_DIR} "
+                                   "(make -C examples-c build/python-plugins)")
+        with open(os.path.join(PYTHON_PLUGIN_DIR, "pycalc.hash")) as f:
+            cls.hash = int(f.read().strip(), 16)
+
+    def setUp(self):
+        self.host = fidius.Host([PYTHON_PLUGIN_DIR])
+        self.addCleanup(self.host.close)
+
+    def load(self, *, schema=True, **options):
+        """pycalc by name from the search path; with its schema unless schema=False."""
+        if schema:
+            options["schema_file"] = self.wit
+        plugin = self.host.load("pycalc", fidius.LoadOptions(**options))
+        self.addCleanup(plugin.close)
+        return plugin
+
+    def test_load_by_name_and_json_calls(self):
+        """Load by name without a schema: the module's functions by name, JSON in and out."""
+        p = self.load(schema=False)
+        self.assertEqual((p.info.name, p.info.runtime, p.info.interface_name), ("pycalc", Runtime.PYTHON, "pycalc"))
+        self.assertEqual(p.info.interface_hash, self.hash, "__interface_hash__ from fidius python-stub")
+        self.assertEqual(self.hash, 0x9967cef57cdd10cb)
+        add = p.method_index("add")
+        self.assertEqual(p.method_name(add), "add")
+        self.assertEqual(p.call_json(add, "[2, 40]"), "42")
+        self.assertEqual(json.loads(p.call_json(add, '{"a": 1, "b": 2}')), 3, "arguments by name")
+        self.assertEqual(p.invoke("add", 2, 40), 42)
+        self.assertEqual(p.invoke("greet", "Ada"), "Hello, Ada!", "the vendored requirement")
+        self.assertEqual(p.invoke("whoami"), "module")
+        self.assertEqual(p.call(p.method_index("greet"), fidius.Format.JSON, b'["Bo"]'), b'"Hello, Bo!"')
+        # Without a schema there are no types to turn wire bytes into Python values.
+        with self.assertRaises(FidiusError) as cm:
+            p.call_wire(add, wire_i64_pair(1, 2))
+        self.assertEqual(cm.exception.status, Status.UNSUPPORTED, cm.exception.message)
+        with self.assertRaises(FidiusError) as cm:
+            p.method_index("no_such_function")
+        self.assertEqual(cm.exception.status, Status.METHOD_INDEX)
+        d = p.describe()
+        self.assertEqual((d["runtime"], d["types_from"], d["interface_hash"]), ("python", None, "0x9967cef57cdd10cb"))
+        # The module's functions in definition order (it may define more than the interface).
+        self.assertEqual([m["name"] for m in d["methods"]][:9],
+                         ["add", "greet", "echo", "divide", "count", "total", "crash", "spin", "whoami"])
+        # Discovery lists the package as a Python plugin (without starting an interpreter).
+        found = {i.name: i for i in self.host.discover().plugins}
+        self.assertEqual(found["pycalc"].runtime, Runtime.PYTHON)
+
+    def test_async_invoke(self):
+        p = self.load(schema=False)
+
+        async def main():
+            return await asyncio.gather(*(p.invoke_async("add", i, i) for i in range(4)))
+
+        self.assertEqual(asyncio.run(main()), [0, 2, 4, 6])
+
+    def test_schema_wire_calls_and_raw_echo(self):
+        """With the schema: its method order, wire bytes converted by its types, raw bytes."""
+        p = self.load()
+        self.assertEqual([p.method_index(n) for n in ("add", "greet", "echo", "divide", "count", "total",
+                                                     "crash", "spin", "whoami")], list(range(9)))
+        self.assertEqual(struct.unpack("<q", p.call_wire(self.ADD, wire_i64_pair(40, 2)))[0], 42)
+        self.assertEqual(struct.unpack("<q", p.call_wire(self.ADD, wire_i64_pair(-50, 8)))[0], -42)
+        self.assertEqual(read_wire_string(p.call_wire(self.GREET, wire_string("Bo"))), "Hello, Bo!")
+        self.assertEqual(p.call_wire(self.ECHO, b"\x01\x02\x03"), b"\x03\x02\x01", "raw: bytes as they are")
+        self.assertEqual(p.call_wire(self.ECHO, b""), b"")
+        self.assertEqual(p.call_wire(self.ECHO, bytes(range(256))), bytes(reversed(range(256))))
+        self.assertEqual(p.invoke("echo", b"\x01\x02\x03"), [3, 2, 1], "list<u8> through JSON")
+        self.assertEqual(struct.unpack("<q", p.call_wire(self.DIVIDE, wire_i64_pair(9, 2)))[0], 4)
+        self.assertEqual(p.invoke("add", 2, 40), 42, "JSON still works")
+        # The result is checked against the declared type (s64) on the wire.
+        with self.assertRaises(FidiusError) as cm:
+            p.call_wire(self.ADD, wire_i64_pair(2**63 - 1, 1))
+        self.assertEqual(cm.exception.status, Status.SERIALIZATION, cm.exception.message)
+        self.assertEqual(p.invoke("add", 1, 1), 2, "the plugin serves on")
+        d = p.describe()
+        self.assertEqual(d["types_from"], self.wit)
+        self.assertEqual(d["methods"][self.DIVIDE]["result"], "result<s64, plugin-error>")
+        self.assertEqual(d["methods"][self.COUNT]["stream_item"], "u64")
+        # The schema as text, and from the host, are the same schema.
+        with open(self.wit) as f:
+            wit = f.read()
+        inline = self.host.load("pycalc", fidius.LoadOptions(schema=wit))
+        self.addCleanup(inline.close)
+        self.assertEqual(inline.call_wire(self.ECHO, b"ab"), b"ba")
+        with fidius.Host([PYTHON_PLUGIN_DIR], schema_files=[self.wit]) as host, host.load("pycalc") as hosted:
+            self.assertEqual(struct.unpack("<q", hosted.call_wire(self.ADD, wire_i64_pair(1, 2)))[0], 3)
+
+    def test_divide_by_zero_is_a_plugin_error(self):
+        with_schema, without = self.load(), self.load(schema=False)
+        self.assert_div_zero(lambda: with_schema.call_wire(self.DIVIDE, wire_i64_pair(7, 0)))
+        self.assert_div_zero(lambda: with_schema.invoke("divide", 7, 0))
+        self.assert_div_zero(lambda: without.invoke("divide", 7, 0))
+        self.assert_div_zero(lambda: without.call_json(without.method_index("divide"), "[7, 0]"))
+        with self.assertRaises(PluginError) as cm:
+            without.invoke("divide", -3, 0)
+        self.assertEqual(json.loads(cm.exception.details), {"dividend": -3})
+        self.assertEqual(without.invoke("divide", 7, 2), 3)
+
+    def test_crash_is_a_plugin_error_with_a_traceback(self):
+        for p in (self.load(), self.load(schema=False)):
+            with self.assertRaises(PluginError) as cm:
+                p.invoke("crash")
+            e = cm.exception
+            self.assertEqual((e.status, e.code, e.plugin_message), (Status.PLUGIN_ERROR, "ValueError", "boom"))
+            traceback = json.loads(e.details)["traceback"]
+            self.assertIn("pycalc_plugin.py", traceback)
+            self.assertIn("ValueError: boom", traceback)
+            # Wrong arguments are the module's TypeError, reported the same way.
+            with self.assertRaises(PluginError) as cm:
+                p.invoke("add", 1)
+            self.assertEqual(cm.exception.code, "TypeError")
+            self.assertEqual(p.invoke("add", 1, 1), 2, "the plugin serves on")
+        with self.assertRaises(PluginError) as cm:
+            self.load().call_wire(self.CRASH, b"")
+        self.assertEqual(cm.exception.code, "ValueError")
+
+    def test_configured_instance(self):
+        ada = self.load(config=b'{"name": "ada"}')
+        self.assertEqual(ada.invoke("whoami"), "ada")
+        self.assertEqual(read_wire_string(ada.call_wire(self.WHOAMI, b"")), "ada")
+        self.assertEqual(ada.invoke("add", 2, 3), 5)
+        self.assertEqual(self.load(config=bytearray(b'{"name": "bo"}'), schema=False).invoke("whoami"), "bo")
+        self.assertEqual(self.load().invoke("whoami"), "module", "instances are independent")
+        self.assertEqual(ada.invoke("whoami"), "ada")
+        # A config the module rejects (KeyError in __fidius_configure__), and one that is not JSON.
+        with self.assertRaises(FidiusError) as cm:
+            self.load(config=b'{"nom": 1}')
+        self.assertEqual(cm.exception.status, Status.CONFIG_REJECTED, cm.exception.message)
+        self.assertIn("KeyError", cm.exception.message)
+        with self.assertRaises(FidiusError) as cm:
+            self.load(config=b"\x00\x01")
+        self.assertEqual(cm.exception.status, Status.INVALID_ARGUMENT, cm.exception.message)
+
+    def test_interface_hash_is_checked(self):
+        self.assertEqual(self.load(interface_hash=self.hash).invoke("add", 1, 2), 3)
+        with self.assertRaises(FidiusError) as cm:
+            self.load(interface_hash=0x1234)
+        self.assertEqual(cm.exception.status, Status.INTERFACE_HASH_MISMATCH, cm.exception.message)
+
+    def test_timeout_then_a_fresh_runner(self):
+        """spin() never returns: the timeout kills the runner (TIMEOUT), the next call starts a
+        fresh one. 20 s is a bound against a hang, not a timing check."""
+        p = self.load(timeout=0.5)
+        for call in (lambda: p.invoke("spin"), lambda: p.call_wire(self.SPIN, b"")):
+            outcome = []
+
+            def run():
+                started = time.monotonic()
+                try:
+                    outcome.append(call())
+                except BaseException as e:
+                    outcome.append(e)
+                outcome.append(time.monotonic() - started)
+
+            worker = threading.Thread(target=run, daemon=True)
+            worker.start()
+            worker.join(20)
+            self.assertFalse(worker.is_alive(), "spin() still running 20 s past a 0.5 s timeout")
+            error, took = outcome
+            self.assertIsInstance(error, FidiusError, outcome)
+            self.assertEqual(error.status, Status.TIMEOUT, error.message)
+            self.assertGreaterEqual(took, 0.45)
+            self.assertEqual(p.invoke("add", 20, 22), 42, "a fresh runner after the timeout")
+            self.assertEqual(p.invoke("greet", "again"), "Hello, again!")
+
+    def test_cancel_token(self):
+        """A Cancel token stops a Python call wherever it is (its runner is stopped), and the
+        next call gets a fresh runner; one triggered before the call stops it from starting."""
+        p = self.load()
+        with fidius.Cancel() as token:
+            token.cancel()
+            for call in (lambda: p.invoke("add", 1, 2, cancel=token),
+                         lambda: p.call_wire(self.ADD, wire_i64_pair(1, 2), cancel=token)):
+                with self.assertRaises(FidiusError) as cm:
+                    call()
+                self.assertEqual(cm.exception.status, Status.CANCELLED)
+        for call in (lambda c: p.invoke("spin", cancel=c), lambda c: p.call_wire(self.SPIN, b"", cancel=c)):
+            with fidius.Cancel() as token:
+                outcome = []
+
+                def run():
+                    try:
+                        outcome.append(call(token))
+                    except BaseException as e:
+                        outcome.append(e)
+
+                worker = threading.Thread(target=run, daemon=True)
+                worker.start()
+                time.sleep(0.2)
+                token.cancel()
+                worker.join(10)
+                self.assertFalse(worker.is_alive(), "spin() still running 10 s after the cancel")
+                self.assertIsInstance(outcome[0], FidiusError, outcome)
+                self.assertEqual(outcome[0].status, Status.CANCELLED, outcome[0].message)
+            self.assertEqual(p.invoke("add", 20, 22), 42, "a fresh runner after the cancel")
+
+        async def main():
+            with self.assertRaises(asyncio.TimeoutError):
+                await asyncio.wait_for(p.invoke_async("spin"), 0.3)   # cancels the call's token
+            return await p.invoke_async("greet", "async")
+
+        self.assertEqual(asyncio.run(main()), "Hello, async!")
+
+    def test_stream_cancel(self):
+        """Stream.cancel() from another thread stops a Python stream while it is being pulled."""
+        p = self.load()
+        s = p.invoke_stream("count", 10**12)
+        got = []
+
+        def pull():
+            try:
+                for item in s:
+                    got.append(item)
+            except BaseException as e:
+                got.append(e)
+
+        puller = threading.Thread(target=pull, daemon=True)
+        puller.start()
+        time.sleep(0.2)
+        s.cancel()
+        puller.join(10)
+        self.assertFalse(puller.is_alive(), "next() still running 10 s after cancel()")
+        error = got.pop()
+        self.assertIsInstance(error, FidiusError, error)
+        self.assertEqual(error.status, Status.CANCELLED, error.message)
+        self.assertEqual(got, list(range(len(got))), "the items before the cancel, in order")
+        self.assertEqual(list(s), [], "ended")
+        s.cancel()   # idempotent, also once ended
+        s.close()
+        s.cancel()
+        self.assertEqual(p.invoke("add", 1, 2), 3, "a fresh runner after the cancel")
+        # Cancelled before it is pulled.
+        with p.invoke_stream("count", 10) as s:
+            self.assertEqual(next(s), 0)
+            s.cancel()
+            with self.assertRaises(FidiusError) as cm:
+                next(s)
+            self.assertEqual(cm.exception.status, Status.CANCELLED)
+            self.assertEqual(list(s), [])
+
+    def test_server_stream(self):
+        for p in (self.load(), self.load(schema=False)):
+            self.assertEqual(list(p.invoke_stream("count", 4)), [0, 1, 2, 3])
+            self.assertEqual(list(p.invoke_stream("count", 0)), [])
+            with p.stream_json("count", "[3]") as s:
+                self.assertIsInstance(s, fidius.Stream)
+                self.assertEqual(list(s), ["0", "1", "2"])
+            self.assertEqual(list(p.stream(p.method_index("count"), fidius.Format.JSON, b"[2]")), [b"0", b"1"])
+            # Closed early, with items left: the runner drops the generator and serves on.
+            with p.stream_json("count", "[1000000]") as s:
+                self.assertEqual([next(s), next(s)], ["0", "1"])
+            self.assertTrue(s.closed)
+            self.assertEqual(p.invoke("add", 1, 2), 3)
+        # With the schema, items can be wire bytes too.
+        p = self.load()
+        self.assertEqual([read_u64(b) for b in p.stream_wire(self.COUNT, wire_u64(3))], [0, 1, 2])
+        # A method that returns no stream: the schema says so.
+        with self.assertRaises(FidiusError) as cm:
+            p.stream_json("add", "[1, 2]")
+        self.assertEqual(cm.exception.status, Status.UNSUPPORTED)
+
+    def test_client_stream(self):
+        """total(Stream<u64>): the items are JSON texts for Python plugins, not wire bytes."""
+        callbacks = fidius._live_callbacks()
+        for p in (self.load(), self.load(schema=False)):
+            self.assertEqual(p.invoke_streaming("total", [b"3", b"2", b"1"]), 6)
+            self.assertEqual(p.invoke_streaming("total", iter([])), 0)
+            items = (str(i).encode() for i in range(1000))
+            self.assertEqual(p.call_streaming("total", items, fidius.Format.JSON, b"[]"), str(sum(range(1000))).encode())
+            # Wire items are not JSON: the input fails (STREAM_SOURCE) and the plugin serves on.
+            with self.assertRaises(FidiusError) as cm:
+                p.call_streaming("total", [wire_u64(3)], fidius.Format.JSON, b"[]")
+            self.assertEqual(cm.exception.status, Status.STREAM_SOURCE, cm.exception.message)
+            self.assertEqual(p.invoke("add", 1, 2), 3)
+            # An iterable that raises: chained as the FidiusError's cause.
+            def failing():
+                yield b"1"
+                raise SourceFailed("no more")
+            with self.assertRaises(FidiusError) as cm:
+                p.invoke_streaming("total", failing())
+            self.assertEqual(cm.exception.status, Status.STREAM_SOURCE)
+            self.assertIsInstance(cm.exception.__cause__, SourceFailed)
+            self.assertEqual(p.invoke_streaming("total", [b"40", b"2"]), 42)
+        # The result in wire bytes, by the schema's type (u64).
+        self.assertEqual(read_u64(self.load().call_streaming(self.TOTAL, [b"5", b"6"])), 11)
+        gc.collect()
+        self.assertEqual(fidius._live_callbacks(), callbacks, "a stream source leaked")
+
+    def test_eight_threads(self):
+        """Eight threads calling add at once (wire and JSON): every result checked, none stuck.
+        The Python-host case: this interpreter hosts a Python plugin through ctypes, and the
+        plugin runs in its runner process, not in here (no second interpreter in-process, no
+        GIL shared with it). Calls to one Python plugin are serialized by libfidius (one
+        runner); each waits with our GIL released, so the other threads run: no deadlock."""
+        p = self.load()
+        errors, done = [], []
+
+        def work(t):
+            try:
+                for i in range(100):
+                    if i % 2:
+                        got = struct.unpack("<q", p.call_wire(self.ADD, wire_i64_pair(t, i)))[0]
+                    else:
+                        got = p.invoke("add", t, i)
+                    if got != t + i:
+                        errors.append((t, i, got))
+                done.append(t)
+            except BaseException as e:
+                errors.append((t, repr(e)))
+
+        threads = [threading.Thread(target=work, args=(t,), daemon=True) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(120)
+        self.assertFalse(any(th.is_alive() for th in threads), "a thread is stuck (deadlock?)")
+        self.assertEqual(errors, [])
+        self.assertEqual(sorted(done), list(range(8)))
+
+    def test_load_fid(self):
+        with fidius.Host() as host:
+            with host.load_fid(self.fid) as p:
+                self.assertEqual((p.info.name, p.info.runtime), ("pycalc", Runtime.PYTHON))
+                self.assertEqual(p.invoke("greet", "Fid"), "Hello, Fid!", "the vendored requirement, from memory")
+                self.assertEqual(p.invoke("add", 2, 40), 42)
+            options = fidius.LoadOptions(schema_file=self.wit, config=b'{"name": "ada"}')
+            with host.load_fid(self.fid, options) as p:
+                self.assertEqual(p.call_wire(self.ECHO, b"xyz"), b"zyx")
+                self.assertEqual(p.invoke("whoami"), "ada")
+
+    def test_python_interpreter(self):
+        """Host(python_interpreter=...): a missing interpreter fails only Python loads
+        (LIBRARY_LOAD, naming it); native and WASM plugins of the same host still work."""
+        missing = "/nonexistent/python3"
+        with fidius.Host([PLUGIN_DIR, PYTHON_PLUGIN_DIR], python_interpreter=missing) as host:
+            with self.assertRaises(FidiusError) as cm:
+                host.load("pycalc")
+            self.assertEqual(cm.exception.status, Status.LIBRARY_LOAD)
+            self.assertIn(missing, cm.exception.message)
+            with self.assertRaises(FidiusError) as cm:
+                host.load_fid(self.fid)
+            self.assertEqual(cm.exception.status, Status.LIBRARY_LOAD)
+            with host.load("BasicCalc") as basic:
+                self.assertEqual(struct.unpack("<q", basic.call_wire(CALC_ADD, wire_i64_pair(1, 2)))[0], 3)
+            with host.load("calc") as calc:
+                self.assertEqual(calc.invoke("add", 1, 2), 3)
+            # Discovery needs no interpreter.
+            found = {i.name: i.runtime for i in host.discover().plugins}
+            self.assertEqual(found["pycalc"], Runtime.PYTHON)
+        # An explicit interpreter, as a path or a path-like: the python3 the default finds,
+        # named by its full path (see test_an_interpreter_with_this_binding_installed for why
+        # not this process' own under make test-python).
+        python3 = shutil.which("python3")
+        self.assertIsNotNone(python3, "no python3 on the PATH")
+        for interpreter in (os.path.realpath(python3), pathlib.Path(python3)):
+            with fidius.Host([PYTHON_PLUGIN_DIR], python_interpreter=interpreter) as host, \
+                    host.load("pycalc") as p:
+                self.assertEqual(p.invoke("greet", "venv"), "Hello, venv!")
+        # An empty name is refused when the host is built.
+        with self.assertRaises(FidiusError) as cm:
+            fidius.Host([PYTHON_PLUGIN_DIR], python_interpreter="")
+        self.assertEqual(cm.exception.status, Status.INVALID_ARGUMENT)
+        self.assertIn("empty", cm.exception.message)
+
+    @unittest.skipUnless(os.environ.get("FIDIUS_TEST_INSTALLED"), "needs an interpreter with this binding installed")
+    def test_an_interpreter_with_this_binding_installed(self):
+        """This binding's package is also named ``fidius``. The runner never takes a
+        ``fidius`` from the interpreter's site-packages for the plugin SDK (only one the
+        package itself brings), so an interpreter with this binding installed (the test
+        venv's, or ``python3`` in an activated venv) still runs the plugin."""
+        self.assertIn(os.path.realpath(sys.prefix), os.path.realpath(fidius.__file__))
+        with fidius.Host([PYTHON_PLUGIN_DIR], python_interpreter=sys.executable) as host, \
+                host.load("pycalc") as p:
+            self.assertEqual(p.invoke("greet", "venv"), "Hello, venv!")
+
+    def test_memory_limit_bounds_the_runner(self):
+        """LoadOptions.memory_limit is the runner's address space: a MemoryError past it (a
+        plugin error), and the runner serves on. hog(mib) is a module function outside the
+        interface, callable by name."""
+        p = self.load(schema=False, memory_limit=256 << 20)
+        self.assertEqual(p.invoke("hog", 16), 16 << 20)
+        with self.assertRaises(PluginError) as cm:
+            p.invoke("hog", 1024)
+        self.assertEqual(cm.exception.code, "MemoryError")
+        self.assertEqual(p.invoke("add", 1, 2), 3, "the runner serves on")
+        self.assertEqual(self.load(schema=False).invoke("hog", 512), 512 << 20, "no limit by default")
 
 
 if __name__ == "__main__":

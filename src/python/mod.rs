@@ -121,7 +121,14 @@ impl Shared {
         });
         let in_package = |e: Error| e.context(format!("Python plugin {}", self.name));
         let deadline = Instant::now() + self.options.timeout.map_or(MIN_IMPORT_TIME, |t| t.max(MIN_IMPORT_TIME));
-        let reply = runner.exchange(&request, &[], Some(deadline), None, None).map_err(in_package)?;
+        let reply = runner.exchange(&request, &[], Some(deadline), None, None).map_err(|e| match e.status {
+            // No frame back at all: the interpreter is not a Python that runs the runner.
+            Status::Trap | Status::Serialization => in_package(Error::new(
+                Status::LibraryLoad,
+                format!("{} did not run the Python runner ({})", self.options.interpreter.display(), e.message),
+            )),
+            _ => in_package(e),
+        })?;
         let loaded = match answer(reply) {
             Ok(Answer::Value(v)) => v,
             Err(e) if e.status == Status::PluginError => {

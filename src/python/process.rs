@@ -55,7 +55,13 @@ impl Runner {
             .arg(RUNNER)
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::from(OwnedFd::from(theirs_out)))
-            .stderr(Stdio::inherit());
+.stderr(Stdio::inherit());
+        {
+            // A process group of its own: the host's terminal (Ctrl-C) signals
+            // the host, which decides what happens to its plugins.
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
+        }
         if let Some(limit) = memory_limit {
             use std::os::unix::process::CommandExt;
             let limit = limit as libc::rlim_t;

@@ -76,7 +76,10 @@ def plugin_error(exc):
         if details is not None and not isinstance(details, str):
             details = json.dumps(details, default=_jsonable)
         return {"code": code, "message": message, "details": details}
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == "<string>":
+        tb = tb.tb_next  # the runner's own frames
+    tb = "".join(traceback.format_exception(type(exc), exc, tb))
     return {"code": type(exc).__name__, "message": str(exc), "details": json.dumps({"traceback": tb})}
 
 
@@ -108,9 +111,12 @@ def load(msg):
     for entry in (pkg, os.path.join(pkg, "vendor")):
         if entry not in sys.path:
             sys.path.insert(0, entry)
-    try:
-        import fidius  # noqa: F401  (the package's own, if it brings one)
-    except ImportError:
+    # The package's own `fidius` (vendored) if it brings one; otherwise the
+    # runner's, never one from the interpreter's site-packages (which may be
+    # the libfidius ctypes binding, also called `fidius`).
+    own = any(os.path.isfile(os.path.join(d, *rel)) for d in (pkg, os.path.join(pkg, "vendor"))
+              for rel in (("fidius.py",), ("fidius", "__init__.py")))
+    if not own:
         sys.modules["fidius"] = _fidius_shim()
     module = __import__(msg["module"], fromlist=["*"])
     digest = getattr(module, "__interface_hash__", None)

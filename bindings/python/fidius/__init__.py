@@ -1,5 +1,5 @@
-"""fidius: host Fidius plugins (native cdylibs and sandboxed WASM components)
-from Python, through libfidius' C API (fidius.h), with ctypes.
+"""fidius: host Fidius plugins (native cdylibs, sandboxed WASM components and
+Python packages) from Python, through libfidius' C API (fidius.h), with ctypes.
 
     import fidius
     with fidius.Host(search_paths=["./plugins"]) as host:
@@ -7,12 +7,14 @@ from Python, through libfidius' C API (fidius.h), with ctypes.
             calc.invoke("add", 2, 40)            # 42 (through JSON)
             calc.call_wire(0, wire_bytes)        # Fidius wire bytes in and out
 
-invoke() and call_json() work for WASM plugins and for native plugins with
-an interface schema (WIT: a "<library>.wit" beside the library,
+invoke() and call_json() work for WASM plugins, Python plugins and native
+plugins with an interface schema (WIT: a "<library>.wit" beside the library,
 LoadOptions(schema=...), Host(schemas=...)); describe() says what a plugin
-has. Calls take ``cancel=fidius.Cancel()`` to be stopped from another thread;
-invoke_async() and call_async() stop the call when the awaiting task is
-cancelled.
+has. A Python plugin (a ``runtime = "python"`` package) runs in a runner
+process of its own (``Host(python_interpreter=...)``, default ``python3``),
+never in this interpreter. Calls take ``cancel=fidius.Cancel()`` to be
+stopped from another thread; invoke_async() and call_async() stop the call
+when the awaiting task is cancelled.
 
 Streaming methods: ``plugin.stream(...)`` / ``invoke_stream(...)`` return a Stream, an
 iterator of the items (a context manager: close() cancels it); ``call_streaming(method,
@@ -288,6 +290,7 @@ _SIGNATURES = {
     "fidius_host_builder_set_load_policy": (_S, [_P, c_uint32, _E]),
     "fidius_host_builder_set_require_signature": (_S, [_P, c_bool, _E]),
     "fidius_host_builder_set_trust_precompiled": (_S, [_P, c_bool, _E]),
+    "fidius_host_builder_set_python_interpreter": (_S, [_P, c_char_p, _E]),
     "fidius_host_builder_allow_capability": (_S, [_P, c_char_p, _E]),
     "fidius_host_builder_add_trusted_key": (_S, [_P, c_char_p, c_size_t, _E]),
     "fidius_host_builder_add_trusted_key_file": (_S, [_P, c_char_p, _E]),
@@ -406,6 +409,7 @@ _SIGNATURES = {
                                           _DESTROY_FN, POINTER(_Bytes), _E]),
     "fidius_stream_next": (_S, [_P, POINTER(_Bytes), _E]),
     "fidius_stream_free": (None, [_P]),
+    "fidius_stream_cancel": (_S, [_P, _E]),
 }
 
 for _name, (_restype, _argtypes) in _SIGNATURES.items():
@@ -863,12 +867,14 @@ class Discovery:
 @dataclass
 class LoadOptions:
     """Per-load settings; the defaults are libfidius' defaults."""
-    config: Optional[bytes] = None        #: bincode of the plugin's config type
+    config: Optional[bytes] = None        #: bincode of the plugin's config type (Python plugins: JSON text)
     interface_hash: int = 0               #: when not 0, required of the plugin
     egress: Optional["EgressPolicy"] = None  #: overrides the host's policy (WASM)
     interface_export: Optional[str] = None   #: the component's exported interface (WASM)
-    timeout: float = 0.0                  #: seconds; stops longer WASM calls (0: none)
-    memory_limit: int = 0                 #: bytes per WASM instance (0: 4 GiB)
+    #: seconds; stops longer WASM and Python calls (0: none). A Python plugin's runner is
+    #: killed, and the next call starts a fresh one.
+    timeout: float = 0.0
+    memory_limit: int = 0                 #: bytes per WASM instance (0: 4 GiB); a Python runner's address space
     fuel: int = 0                         #: fuel per WASM call (0: unmetered)
     reuse_instance: bool = False
     wire_raw: Dict[str, bool] = None      #: per WASM method name: is it #[wire(raw)]
@@ -1235,7 +1241,8 @@ class Host(_Owner):
                  allow_capabilities: Sequence[str] = (),
                  schemas: Sequence[Union[str, bytes]] = (),
                  schema_files: Sequence[str] = (),
-                 host_interfaces: Sequence[HostInterface] = ()):
+                 host_interfaces: Sequence[HostInterface] = (),
+                 python_interpreter: Optional[Union[str, "os.PathLike[str]"]] = None):
         """``log(level, message)`` (1 error, 2 warning, 3 info) runs on any thread, concurrently.
 
         ``trust_precompiled``: deserialize a package's ``.cwasm`` even when no trusted key's
@@ -1257,6 +1264,13 @@ class Host(_Owner):
         ``<library>.wit`` beside the library give one. Not valid WIT: Status.INVALID_ARGUMENT.
 
         ``host_interfaces``: HostInterface objects offered to every plugin loaded.
+
+        ``python_interpreter``: the interpreter that runs Python plugins (``runtime =
+        "python"`` packages), a path or a command name looked up on the PATH (None: libfidius'
+        default, ``python3``). Each loaded Python plugin runs in a process of its own started
+        from it; no second interpreter is loaded into this process. It is not checked here: a
+        missing one fails only Python loads (Status.LIBRARY_LOAD, naming it). ``""``:
+        Status.INVALID_ARGUMENT.
         """
         b = _lib.fidius_host_builder_new()
         if not b:
@@ -1270,6 +1284,8 @@ class Host(_Owner):
                 _check(_lib.fidius_host_builder_set_require_signature, b, True)
             if trust_precompiled:
                 _check(_lib.fidius_host_builder_set_trust_precompiled, b, True)
+            if python_interpreter is not None:
+                _check(_lib.fidius_host_builder_set_python_interpreter, b, _b(os.fspath(python_interpreter)))
             if isinstance(allow_capabilities, str):
                 raise TypeError("allow_capabilities must be a sequence of patterns, not a str")
             for pattern in allow_capabilities:
@@ -1454,8 +1470,9 @@ class Plugin(_Owner):
         (else Status.UNSUPPORTED). Native plugins without a schema do not say which methods
         stream: opening a method that does not return one (or a bidirectional one without
         ``input``) is undefined behaviour there; WASM plugins and schemas refuse it
-        (Status.UNSUPPORTED). No ``cancel``: close() the stream to cancel it; a WASM
-        stream's timeout and fuel apply to each item."""
+        (Status.UNSUPPORTED). No ``cancel=``: the Stream's cancel() stops it from any thread
+        (close() cancels one that is not being pulled); a WASM stream's timeout and fuel
+        apply to each item."""
         return self._open_stream(method, fmt, data, input, _identity)
 
     def stream_wire(self, method: Union[int, str], data: bytes = b"", *,
@@ -1505,7 +1522,10 @@ class Plugin(_Owner):
         reads it; ``data`` holds the other arguments in ``fmt`` (for a method with none, an
         empty tuple: ``b""`` in wire bytes, ``"[]"`` in JSON); returns the result in ``fmt``.
         The iterable is released by the time this returns. An exception it raises ends the
-        plugin's input and is raised from this call's FidiusError (Status.STREAM_SOURCE)."""
+        plugin's input and is raised from this call's FidiusError (Status.STREAM_SOURCE).
+
+        Python plugins read each item as JSON text (``b"3"``), not wire bytes, and their
+        ``Stream<T>`` argument is the first one: ``data`` holds the others (``"[]"``)."""
         index = self._index(method)
         data = _buf(data, "call input")
         out, err = _Bytes(), c_void_p()
@@ -1531,7 +1551,7 @@ class Plugin(_Owner):
 
     def describe(self) -> Dict[str, Any]:
         """What the plugin is, as a dict (fidius_plugin_describe's JSON document): name,
-        interface, interface_hash ("0x..."), runtime ("native" or "wasm"), abi_version,
+        interface, interface_hash ("0x..."), runtime ("native", "wasm" or "python"), abi_version,
         buffer_strategy, capability_bits, capabilities, types_from, metadata, methods (index,
         name, params [{name, type}], result, returns, fallible, raw, streaming, optional,
         implemented, metadata) and types (records, variants, enums, flags). None where
@@ -1609,6 +1629,7 @@ class Stream(_Owner, Generic[T]):
     One thread pulls at a time: a ``next()`` from another thread waits for the one in
     progress; one from the same thread (its own input iterable pulling it) raises
     RuntimeError. The stream may move between threads, and outlives its Plugin's close().
+    ``cancel()`` stops a ``next()`` in progress on another thread (close() alone waits for it).
     """
 
     def __init__(self, ptr: int, decode: Callable[[bytes], T], source: Optional[_Source]):
@@ -1652,6 +1673,19 @@ class Stream(_Owner, Generic[T]):
             raise StopIteration
         raise _failure(status, err, self._source)
 
+    def cancel(self) -> None:
+        """Cancel the stream from any thread, also while another thread is in ``next()``: that
+        ``next()`` (or the next one) raises FidiusError with Status.CANCELLED, once, and later
+        ones StopIteration. A WASM item is stopped wherever it is, a Python plugin's item too
+        (when that stops its runner, the plugin's other open streams end with it and its next
+        call starts a fresh runner), a native stream ends before its next item. Idempotent; a no-op once the stream has ended or was
+        closed. Still close() it (or use ``with``)."""
+        try:
+            with self._h as s:
+                _check(_lib.fidius_stream_cancel, s)
+        except ClosedError:
+            pass
+
     @property
     def closed(self) -> bool:
         """Whether close() was called (or the stream ended and released its handle)."""
@@ -1675,7 +1709,9 @@ class Cancel(_Owner):
     - a WASM call wherever it is (guest code within about 5 ms, a call blocked in a host
       function such as a sleep or a read at once); the plugin serves the next call;
     - a native call only if the token was triggered before the call started (native code
-      cannot be interrupted safely: a running native call finishes).
+      cannot be interrupted safely: a running native call finishes);
+    - a Python plugin's call wherever it is, within about 20 ms: its runner process is stopped
+      (the plugin's open streams end with it) and the next call starts a fresh one.
 
     Once triggered it stays triggered: use a new token for new calls. Owns a C handle:
     close() (or ``with``) releases it, a finalizer does otherwise; calls in flight keep it.
