@@ -11,14 +11,16 @@
 // Threads: a Host and a Plugin may be used from any number of goroutines at
 // once. Close makes later calls fail with ErrClosed and waits for calls in
 // flight on the same object (the C API forbids freeing while a call runs;
-// the wrapper enforces it). Plugin.Close first cancels its WASM calls in
-// flight, so it waits only for calls that will finish (see Plugin.Close).
+// the wrapper enforces it). Plugin.Close first cancels its WASM and Python
+// calls in flight, so it waits only for calls that will finish (see
+// Plugin.Close).
 //
 // Cancellation: CallContext, CallJSONContext and InvokeContext stop a call
-// when its context is done (a WASM call wherever it is, a native call only
-// if the context was done before it started; a Python call not at all:
-// LoadOptions.Timeout bounds those). The error then has Status
-// StatusCancelled and also matches ctx.Err() with errors.Is.
+// when its context is done (a WASM or Python call wherever it is, a native
+// call only if the context was done before it started). Stream.Cancel and
+// Stream.NextContext stop a stream, also from another goroutine while one
+// is in Stream.Next. The error then has Status StatusCancelled and also
+// matches ctx.Err() with errors.Is.
 //
 // Errors: every failure is an *Error carrying a Status, or a *PluginError
 // when the plugin itself returned an error (Status PLUGIN_ERROR). Both
@@ -107,8 +109,8 @@ func (s Status) Error() string { return fmt.Sprintf("fidius: %s (%d)", s.String(
 type Error struct {
 	Status  Status
 	Message string
-	// cause is why a call was cancelled (the context's error, or ErrClosed
-	// when Plugin.Close cancelled it); nil otherwise.
+	// cause is why a call or stream was cancelled (the context's error, or
+	// ErrClosed when Plugin.Close or Stream.Close cancelled it); nil otherwise.
 	cause error
 }
 
@@ -122,8 +124,9 @@ func (e *Error) Is(target error) bool {
 	return ok && s == e.Status
 }
 
-// Unwrap is why a call was cancelled (StatusCancelled): the context's error
-// (context.Canceled, context.DeadlineExceeded) or ErrClosed; for
+// Unwrap is why a call or stream was cancelled (StatusCancelled): the
+// context's error (context.Canceled, context.DeadlineExceeded) or ErrClosed
+// (nil for Stream.Cancel); for
 // StatusStreamSource, the error the Source returned (or its recovered
 // panic); nil otherwise. So errors.Is(err, context.Canceled) holds for a
 // call its context stopped, and errors.Is(err, mySourceErr) for a call

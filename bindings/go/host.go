@@ -295,8 +295,9 @@ type LoadOptions struct {
 	// Timeout stops WASM calls that run longer (0: none). Rounded up to
 	// whole milliseconds. For a Python plugin it bounds each call and stream
 	// item: the runner process is killed (StatusTimeout) and the next call
-	// starts a fresh one. It is the only way to stop a Python call: a
-	// Context or Plugin.Close does not interrupt one (see Plugin.Close).
+	// starts a fresh one. A Context, Plugin.Close and Stream.Cancel stop a
+	// Python call or stream item too, by stopping the runner the same way
+	// (StatusCancelled).
 	Timeout time.Duration
 	// MemoryLimit caps each WASM instance's memory in bytes (0: 4 GiB); for
 	// a Python plugin, its runner process's address space (0: no limit).

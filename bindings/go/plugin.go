@@ -17,8 +17,8 @@ import (
 )
 
 // Plugin is a loaded plugin instance. Safe for concurrent use: any number
-// of goroutines may call methods at once. Close cancels the WASM calls in
-// flight and waits for them.
+// of goroutines may call methods at once. Close cancels the WASM and Python
+// calls in flight and waits for them.
 type Plugin struct {
 	// mu is held for reading across every C call on ptr, for writing by
 	// Close while it frees ptr.
@@ -27,7 +27,7 @@ type Plugin struct {
 	info PluginInfo
 	// closing is closed, and stop triggered, when Close starts: calls in
 	// flight are cancelled, later calls fail with ErrClosed. stop is the
-	// cancel token of WASM calls made without a context.
+	// cancel token of WASM and Python calls made without a context.
 	closing   chan struct{}
 	closeOnce sync.Once
 	stop      *C.fidius_cancel
@@ -47,12 +47,12 @@ func newPlugin(ptr *C.fidius_plugin) *Plugin {
 // to return, then frees the plugin. A WASM call stops at once (guest code
 // within about 5 ms, a call blocked in a host function such as a sleep or a
 // read at once) with StatusCancelled (errors.Is(err, ErrClosed) also holds),
-// so a call blocked for good cannot make Close hang. A native call cannot be
-// interrupted: one already running finishes normally, and Close waits for
-// it (as it must: freeing must not race with a call). Neither can a Python
-// call (libfidius takes no cancel token for one): Close waits for it until
-// it returns or LoadOptions.Timeout kills its runner, so a Python plugin
-// that may hang needs a Timeout, or Close hangs with it.
+// so a call blocked for good cannot make Close hang. So does a Python call,
+// within about 20 ms: its runner process is stopped (the plugin's open
+// streams end with it). A native call cannot be interrupted: one already
+// running finishes normally, and Close waits for it (as it must: freeing
+// must not race with a call). Neither can a CallStreaming call, which takes
+// no cancel token (see CallStreaming).
 func (p *Plugin) Close() error {
 	p.closeOnce.Do(func() {
 		close(p.closing)
@@ -93,12 +93,13 @@ func (p *Plugin) Call(method uint32, format Format, input []byte) ([]byte, error
 // CallContext is Call, stopped with StatusCancelled when ctx is done: a
 // WASM call wherever it is (guest code within about 5 ms, a call blocked in
 // a host function at once; the plugin serves the next call normally), a
-// native call only if ctx was done before it started (native code cannot be
-// interrupted, so a running native call finishes). A Python call is not
-// stopped at all, not even when ctx is done before it starts (libfidius
-// takes no cancel token for it): LoadOptions.Timeout bounds it. The
-// returned *Error also matches ctx.Err() with errors.Is. A goroutine
-// watches ctx for the duration of the call.
+// Python call wherever it is, within about 20 ms (its runner process is
+// stopped, ending the plugin's open streams too; the next call starts a
+// fresh runner), a native call only if ctx was done before it started
+// (native code cannot be interrupted, so a running native call finishes).
+// A call whose ctx is done before it starts is refused, whatever the
+// runtime. The returned *Error also matches ctx.Err() with errors.Is. A
+// goroutine watches ctx for the duration of the call.
 func (p *Plugin) CallContext(ctx context.Context, method uint32, format Format, input []byte) ([]byte, error) {
 	if ctx == nil {
 		panic("fidius: nil Context")

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -250,9 +251,14 @@ func TestPythonPluginErrors(t *testing.T) {
 		!strings.Contains(details.Traceback, "ValueError: boom") {
 		t.Errorf("crash details: %q (%v)", pe.Details, err)
 	}
-	// Wrong arguments are the module's TypeError, reported the same way; the plugin serves on.
+	// Wrong arguments: with the schema, refused by its types (libfidius
+	// checks JSON against them, as for the other runtimes); without, the
+	// module's own TypeError, reported as any exception is. The plugin serves on.
 	_, err = p.CallJSON(pyAdd, "[1]")
-	wantPluginCode(t, "add(1)", err, "TypeError")
+	wantStatus(t, "add(1) with the schema", err, StatusSerialization)
+	untyped := loadPycalc(t, nil)
+	_, err = untyped.CallJSON(methodIdx(t, untyped, "add"), "[1]")
+	wantPluginCode(t, "add(1) without a schema", err, "TypeError")
 	if got := callJSON(t, p, pyAdd, "[1, 1]"); got != "2" {
 		t.Errorf("add after the errors = %s", got)
 	}
@@ -529,30 +535,80 @@ func TestPythonInterpreter(t *testing.T) {
 	}
 }
 
-// Python calls are not cancellable (libfidius takes no cancel token for
-// them): a context does not stop one, and Plugin.Close waits for a call in
-// flight. LoadOptions.Timeout is what bounds them.
-func TestPythonCallsEndOnlyByTheTimeout(t *testing.T) {
-	p := loadPycalc(t, withSchema(t, &LoadOptions{Timeout: 500 * time.Millisecond}))
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	_, err := p.CallJSONContext(ctx, pySpin, "")
-	wantStatus(t, "spin under a 50 ms context", err, StatusTimeout)
+// Python calls honour cancellation: a context stops a spinning call within
+// about 20 ms of its deadline (the runner is stopped; the next call starts
+// a fresh one), a context done before the call refuses it, and Plugin.Close
+// stops a call in flight instead of waiting for it. The plugin's Timeout
+// (30 s) is only a safety net here: StatusTimeout would mean the context
+// did nothing.
+func TestPythonCallsAreCancellable(t *testing.T) {
+	p := loadPycalc(t, withSchema(t, &LoadOptions{Timeout: 30 * time.Second}))
+	for round := 0; round < 2; round++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		started := time.Now()
+		_, err := p.CallJSONContext(ctx, pySpin, "")
+		took := time.Since(started)
+		cancel()
+		wantStatus(t, "spin under a 50 ms context", err, StatusCancelled)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("round %d: %v does not match context.DeadlineExceeded", round, err)
+		}
+		if took < 40*time.Millisecond || took > 5*time.Second {
+			t.Errorf("round %d: spin stopped after %v (deadline 50 ms)", round, took)
+		}
+		t.Logf("round %d: spin stopped after %v", round, took)
+		if got := callJSON(t, p, pyAdd, "[20, 22]"); got != "42" {
+			t.Errorf("round %d: add after the cancelled spin = %s", round, got)
+		}
+		if got := callAdd(t, p, 1, 2); got != 3 {
+			t.Errorf("round %d: wire add after the cancelled spin = %d", round, got)
+		}
+	}
+	// Cancelled from another goroutine, through InvokeContext.
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		cancel()
+	}()
+	err := p.InvokeContext(ctx, "spin", nil)
+	wantStatus(t, "spin cancelled from another goroutine", err, StatusCancelled)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("%v does not match context.Canceled", err)
+	}
+	// A context done before the call: refused (add would have answered at once).
+	_, err = p.CallJSONContext(ctx, pyAdd, "[1, 2]")
+	wantStatus(t, "add under a done context", err, StatusCancelled)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("%v does not match context.Canceled", err)
+	}
+	// A live context changes nothing.
+	if out, err := p.CallJSONContext(context.Background(), pyAdd, "[1, 2]"); err != nil || out != "3" {
+		t.Errorf("add under a live context: %s, %v", out, err)
+	}
 
-	// Close waits for a spinning call (until the timeout kills its runner).
+	// Close stops a spinning call (no context) instead of waiting for it.
 	spun := make(chan error, 1)
 	go func() {
 		_, err := p.CallJSON(pySpin, "")
 		spun <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // let the call start
+	time.Sleep(200 * time.Millisecond) // let the call start
 	started := time.Now()
-	p.Close()
-	if took := time.Since(started); took > 20*time.Second {
+	closed := make(chan struct{})
+	go func() {
+		p.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Plugin.Close hangs on a spinning Python call")
+	}
+	if took := time.Since(started); took > 5*time.Second {
 		t.Errorf("Close took %v", took)
 	}
-	if err := <-spun; !errors.Is(err, StatusTimeout) && !errors.Is(err, ErrClosed) {
-		t.Errorf("the spinning call: %v", err)
+	if err := <-spun; !errors.Is(err, StatusCancelled) || !errors.Is(err, ErrClosed) {
+		t.Errorf("the spinning call Close stopped: %v (want StatusCancelled and ErrClosed)", err)
 	}
 	if _, err := p.CallJSON(pyAdd, "[1, 2]"); !errors.Is(err, ErrClosed) {
 		t.Errorf("a call after Close: %v", err)
@@ -569,5 +625,62 @@ func TestPythonCallsEndOnlyByTheTimeout(t *testing.T) {
 	items, err := s.Collect()
 	if err != nil || len(items) != 3 || string(items[2]) != "2" {
 		t.Errorf("the stream after Plugin.Close: %q, %v", items, err)
+	}
+}
+
+// Stream.Cancel stops a Python stream being pulled on another goroutine
+// (its runner is stopped: the next call starts a fresh one), and
+// DecodeContext cancels one when its context is done.
+func TestPythonStreamCancel(t *testing.T) {
+	p := loadPycalc(t, withSchema(t, nil))
+	s, err := p.OpenStream(pyCount, FormatWire, wireU64(1<<40))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var pulled atomic.Int64
+	done := pullUntilError(s, nil, &pulled)
+	waitPulled(t, &pulled, 50)
+	started := time.Now()
+	if err := s.Cancel(); err != nil {
+		t.Fatal(err)
+	}
+	err = waitErr(t, "Cancel", done)
+	wantStatus(t, "the Python stream Cancel stopped", err, StatusCancelled)
+	t.Logf("stopped %v after Cancel, %d items", time.Since(started), pulled.Load())
+	if _, err := s.Next(); err != io.EOF {
+		t.Errorf("after the cancellation: %v, want io.EOF", err)
+	}
+	s.Close()
+	if got := callJSON(t, p, pyAdd, "[2, 3]"); got != "5" {
+		t.Errorf("add after a cancelled stream = %s", got)
+	}
+
+	// By name, decoding under a context.
+	s, err = p.InvokeStream("count", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var v uint64
+	for i := uint64(0); i < 3; i++ {
+		if err := s.DecodeContext(ctx, &v); err != nil || v != i {
+			t.Fatalf("item %d: %d, %v", i, v, err)
+		}
+	}
+	cancel()
+	err = s.DecodeContext(ctx, &v)
+	wantStatus(t, "DecodeContext with a done context", err, StatusCancelled)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("%v does not match context.Canceled", err)
+	}
+	if err := s.Decode(&v); err != io.EOF {
+		t.Errorf("then: %v, want io.EOF", err)
+	}
+	s.Close()
+	var sum int64
+	if err := p.Invoke("add", &sum, 40, 2); err != nil || sum != 42 {
+		t.Errorf("add after the cancelled streams = %d, %v", sum, err)
 	}
 }

@@ -9,6 +9,7 @@ import "C"
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"runtime"
 	"runtime/cgo"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -31,17 +33,36 @@ import (
 // A Stream keeps what it needs of its plugin: it stays usable after
 // Plugin.Close.
 //
-// Safe for concurrent use (a mutex serialises its methods, as the C API
-// allows one thread at a time per stream), and it may move between
-// goroutines. Close waits for a Next in progress: an item of a WASM plugin
-// is bounded by its LoadOptions.Timeout, but a native plugin's item, or a
-// bidirectional stream's Source, can make it wait for as long as they take.
+// Cancel (or NextContext's context) stops the stream from another
+// goroutine, also while a Next is in progress: the stream ends with
+// StatusCancelled, then io.EOF. See Cancel for what each runtime stops.
+//
+// Safe for concurrent use (a mutex serialises Next and Close, as the C API
+// allows one thread at a time per stream; Cancel runs beside them), and it
+// may move between goroutines. Close cancels a Next in progress (as Cancel
+// does) and waits for it to return.
 type Stream struct {
-	mu  sync.Mutex
-	ptr *C.fidius_stream
+	// mu serialises Next and Close.
+	mu sync.Mutex
+	// life is held for reading by Cancel across fidius_stream_cancel (which
+	// runs beside a Next, without mu), for writing by Close while it frees
+	// ptr: freeing must not race with any other use, a cancel included.
+	life sync.RWMutex
+	ptr  *C.fidius_stream // written with both mu and life held
 	// src is a bidirectional stream's source (nil for a server stream),
 	// kept to tell a StreamSource failure's cause.
 	src *sourceState
+	// closing is set when Close starts: later Next calls answer ErrClosed.
+	// pulling counts the Next calls in progress (or waiting for mu), for
+	// Close to cancel. Next adds itself before it reads closing, and Close
+	// sets closing before it reads pulling: one of them sees the other.
+	closing atomic.Bool
+	pulling atomic.Int32
+	// why is the first cancellation's cause (the context's error, ErrClosed,
+	// nil for Cancel), reported by the Next that answers StatusCancelled.
+	whyMu     sync.Mutex
+	cancelled bool
+	why       error
 }
 
 func newStream(ptr *C.fidius_stream, src *sourceState) *Stream {
@@ -53,17 +74,49 @@ func newStream(ptr *C.fidius_stream, src *sourceState) *Stream {
 // Next returns the next item. At the end it returns io.EOF (not an error:
 // the stream is finished), and io.EOF again on every later call. A failure
 // (the plugin's *PluginError, a panic, a trap, a timeout, the Source's
-// failure) ends the stream: it is returned once, and io.EOF afterwards.
-// After Close, ErrClosed. An item may be empty (a non-nil empty slice).
+// failure, a cancellation) ends the stream: it is returned once, and io.EOF
+// afterwards. After Close, ErrClosed. An item may be empty (a non-nil
+// empty slice).
 func (s *Stream) Next() ([]byte, error) {
+	return s.next(nil)
+}
+
+// NextContext is Next, cancelling the stream (see Cancel) when ctx is done
+// before the item arrives: the stream then ends with an *Error of
+// StatusCancelled that also matches ctx.Err() with errors.Is (returned by
+// this call, or by the next one when the item was already on its way), and
+// io.EOF afterwards. A stream cancellation is final: a context meant to
+// bound one item ends the whole stream. If ctx is already done, the stream
+// is cancelled before the item is asked for (so a native stream stops too).
+// A goroutine watches ctx for the duration of the call.
+//
+// To bound a whole loop (All, Collect) by a context, with Go 1.21:
+//
+//	stop := context.AfterFunc(ctx, func() { s.Cancel() })
+//	defer stop()
+func (s *Stream) NextContext(ctx context.Context) ([]byte, error) {
+	if ctx == nil {
+		panic("fidius: nil Context")
+	}
+	return s.next(ctx)
+}
+
+func (s *Stream) next(ctx context.Context) ([]byte, error) {
+	s.pulling.Add(1)
+	defer s.pulling.Add(-1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ptr == nil {
+	if s.ptr == nil || s.closing.Load() {
 		return nil, ErrClosed
+	}
+	unwatch := func() {}
+	if ctx != nil && ctx.Done() != nil {
+		unwatch = s.watch(ctx)
 	}
 	var item C.fidius_bytes
 	var cerr *C.fidius_error
 	st := C.fidius_stream_next(s.ptr, &item, &cerr)
+	unwatch()
 	if st == C.FIDIUS_STATUS_STREAM_END {
 		if cerr != nil { // documented: no error is set at the end
 			C.fidius_error_free(cerr)
@@ -71,9 +124,82 @@ func (s *Stream) Next() ([]byte, error) {
 		return nil, io.EOF
 	}
 	if err := takeError(st, cerr); err != nil {
+		if e, ok := err.(*Error); ok && e.Status == StatusCancelled {
+			e.cause = s.cancelCause()
+		}
 		return nil, s.src.explain(err)
 	}
 	return takeBytes(&item), nil
+}
+
+// watch cancels the stream when ctx is done, until the returned function
+// is called; that function returns once the watching goroutine is gone.
+// Called with mu held (so Close cannot free the stream meanwhile).
+func (s *Stream) watch(ctx context.Context) (unwatch func()) {
+	if err := ctx.Err(); err != nil { // already done: cancel before the item is asked for
+		s.cancel(err)
+		return func() {}
+	}
+	finished := make(chan struct{})
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		select {
+		case <-ctx.Done():
+			s.cancel(ctx.Err())
+		case <-finished:
+		}
+	}()
+	return func() {
+		close(finished)
+		<-gone
+	}
+}
+
+// Cancel stops the stream from any goroutine, also while another is inside
+// Next: the stream ends with an *Error of StatusCancelled (returned once,
+// by the Next it interrupts or by the next one), then Next answers io.EOF.
+// What stops depends on the runtime:
+//
+//   - a WASM stream's item is stopped wherever it is (guest code within
+//     about 5 ms, a call blocked in a host function at once), and its
+//     instance is dropped without running the stream resource's destructor
+//     (its state is unknown mid-item; cancelled between items, it may not
+//     run either);
+//   - a Python item in progress is stopped within about 20 ms by stopping
+//     the plugin's runner process: the plugin's other open streams end
+//     with it, and its next call starts a fresh runner (cancelled between
+//     items, the stream just ends);
+//   - a native item cannot be interrupted: one in progress finishes (its
+//     Next returns the item), and the stream ends before the next one.
+//
+// The stream still needs Close. Cancel is idempotent, and harmless after
+// Close (it returns nil). A Source feeding a bidirectional stream is not
+// interrupted by it: a Source blocked in Next keeps the stream's Next waiting.
+func (s *Stream) Cancel() error {
+	return s.cancel(nil)
+}
+
+// cancel cancels the stream, recording why (the first cause wins).
+func (s *Stream) cancel(why error) error {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.ptr == nil {
+		return nil
+	}
+	s.whyMu.Lock()
+	if !s.cancelled {
+		s.cancelled, s.why = true, why
+	}
+	s.whyMu.Unlock()
+	var cerr *C.fidius_error
+	return takeError(C.fidius_stream_cancel(s.ptr, &cerr), cerr)
+}
+
+func (s *Stream) cancelCause() error {
+	s.whyMu.Lock()
+	defer s.whyMu.Unlock()
+	return s.why
 }
 
 // Decode unmarshals the next item, the JSON of a stream opened with
@@ -81,16 +207,29 @@ func (s *Stream) Next() ([]byte, error) {
 // json.Unmarshal; numbers into an `any` become json.Number, as for Invoke).
 // It returns io.EOF at the end, and Next's errors.
 func (s *Stream) Decode(out any) error {
-	item, err := s.Next()
-	if err != nil {
-		return err
+	return decodeItem(s.Next())(out)
+}
+
+// DecodeContext is Decode, pulling the item with NextContext.
+func (s *Stream) DecodeContext(ctx context.Context, out any) error {
+	if ctx == nil {
+		panic("fidius: nil Context")
 	}
-	dec := json.NewDecoder(bytes.NewReader(item))
-	dec.UseNumber()
-	if err := dec.Decode(out); err != nil {
-		return fmt.Errorf("fidius: stream item %s: %w", item, err)
+	return decodeItem(s.next(ctx))(out)
+}
+
+func decodeItem(item []byte, err error) func(out any) error {
+	return func(out any) error {
+		if err != nil {
+			return err
+		}
+		dec := json.NewDecoder(bytes.NewReader(item))
+		dec.UseNumber()
+		if err := dec.Decode(out); err != nil {
+			return fmt.Errorf("fidius: stream item %s: %w", item, err)
+		}
+		return nil
 	}
-	return nil
 }
 
 // Collect pulls every remaining item. It returns them with a nil error at
@@ -143,12 +282,28 @@ func (s *Stream) All() func(yield func([]byte, error) bool) {
 // Close releases the stream, cancelling it if it has not ended (the plugin's
 // producer is dropped, exactly once), and releases a bidirectional stream's
 // Source (its Close is called, if it has one). Closing twice is harmless.
+//
+// A Next in progress on another goroutine is cancelled first, as by Cancel
+// and with its effects (a WASM item's destructor does not run, a Python
+// item's runner is stopped): that Next returns StatusCancelled, matching
+// ErrClosed with errors.Is, unless its item was already done. Close then
+// waits for it to return before freeing the stream; Next calls made after
+// Close started answer ErrClosed. So Close waits only for what cannot be
+// interrupted: a native item in progress, or a bidirectional stream's
+// Source blocked in Next. Without a Next in progress the producer is
+// dropped normally (a WASM stream's destructor runs, within its timeout).
 func (s *Stream) Close() error {
+	s.closing.Store(true)
+	if s.pulling.Load() > 0 {
+		s.cancel(ErrClosed)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ptr != nil {
+		s.life.Lock() // waits for a Cancel in progress
 		C.fidius_stream_free(s.ptr)
 		s.ptr = nil
+		s.life.Unlock()
 		runtime.SetFinalizer(s, nil)
 	}
 	return nil

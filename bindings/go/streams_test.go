@@ -1,6 +1,7 @@
 package fidius
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -936,5 +937,336 @@ func TestStreamFinalizer(t *testing.T) {
 			t.Errorf("finalizers: %d drops, source closed %d", markerLines(marker), src.closes())
 		}
 		checkLive(t, before)
+	})
+}
+
+// pullUntilError pulls s on a goroutine of its own until Next (or
+// NextContext, when ctx is not nil) fails, counting the items (checked to
+// be 0, 1, 2, ...); the failure is sent on the returned channel.
+func pullUntilError(s *Stream, ctx context.Context, pulled *atomic.Int64) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		for {
+			var item []byte
+			var err error
+			if ctx != nil {
+				item, err = s.NextContext(ctx)
+			} else {
+				item, err = s.Next()
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+			if len(item) != 8 || binary.LittleEndian.Uint64(item) != uint64(pulled.Load()) {
+				done <- fmt.Errorf("item %d is %x", pulled.Load(), item)
+				return
+			}
+			pulled.Add(1)
+		}
+	}()
+	return done
+}
+
+// waitPulled waits until at least n items were pulled.
+func waitPulled(t *testing.T, pulled *atomic.Int64, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for pulled.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d items pulled in 30 s", pulled.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func waitErr(t *testing.T, label string, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s: the pulling goroutine was not stopped within 30 s", label)
+		return nil
+	}
+}
+
+// checkMarker: a native producer is dropped exactly once; a WASM stream
+// cancelled mid-item drops its instance without running the destructor, so
+// at most once.
+func checkMarker(t *testing.T, p *Plugin, label, marker string) {
+	t.Helper()
+	l := markerLines(marker)
+	if isWasm(p) {
+		if l > 1 {
+			t.Errorf("%s: the WASM producer was dropped %d times, want at most 1", label, l)
+		}
+		t.Logf("%s: WASM drop marker: %d line(s)", label, l)
+	} else if l != 1 {
+		t.Errorf("%s: the native producer was dropped %d times, want exactly 1", label, l)
+	}
+}
+
+// Stream.Cancel from another goroutine stops one pulling forever:
+// StatusCancelled once (no cause: nothing but Cancel stopped it), then
+// io.EOF; the plugin serves on; Cancel is idempotent and safe after Close.
+func TestStreamCancelFromAnotherGoroutine(t *testing.T) {
+	eachStreamer(t, func(t *testing.T, p *Plugin, markers string) {
+		marker := filepath.Join(markers, "cancelled")
+		s, err := p.OpenStream(streamForever, FormatWire, wireString(marker))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var pulled atomic.Int64
+		done := pullUntilError(s, nil, &pulled)
+		waitPulled(t, &pulled, 100)
+		if err := s.Cancel(); err != nil {
+			t.Fatalf("Cancel: %v", err)
+		}
+		err = waitErr(t, "Cancel", done)
+		if e := wantStatus(t, "the pull Cancel stopped", err, StatusCancelled); e.Unwrap() != nil {
+			t.Errorf("a Cancel has no cause, got %v", e.Unwrap())
+		}
+		if err := s.Cancel(); err != nil { // idempotent
+			t.Errorf("a second Cancel: %v", err)
+		}
+		for i := 0; i < 2; i++ {
+			if _, err := s.Next(); err != io.EOF {
+				t.Errorf("Next after the cancellation: %v, want io.EOF", err)
+			}
+		}
+		t.Logf("%d items before the cancel", pulled.Load())
+		s.Close()
+		checkMarker(t, p, "forever cancelled", marker)
+		if err := s.Cancel(); err != nil {
+			t.Errorf("Cancel after Close: %v", err)
+		}
+		if _, err := s.Next(); err != ErrClosed {
+			t.Errorf("Next after Close: %v", err)
+		}
+		out, err := p.CallWire(streamAdd, wireI64Pair(2, 40))
+		if err != nil || int64(binary.LittleEndian.Uint64(out)) != 42 {
+			t.Errorf("add after a cancelled stream: %x %v", out, err)
+		}
+
+		// Cancelled between items, with no Next in progress: the next Next
+		// answers StatusCancelled, then io.EOF.
+		idle := filepath.Join(markers, "idle")
+		s, err = p.OpenStream(streamCount, FormatWire, countInput(100, idle))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if item, err := s.Next(); err != nil || unwireU64(t, item) != 0 {
+			t.Fatalf("first item: %x %v", item, err)
+		}
+		if err := s.Cancel(); err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Next()
+		wantStatus(t, "Next after an idle Cancel", err, StatusCancelled)
+		if _, err := s.Next(); err != io.EOF {
+			t.Errorf("then: %v, want io.EOF", err)
+		}
+		s.Close()
+		if l := markerLines(idle); l > 1 || (!isWasm(p) && l != 1) {
+			t.Errorf("idle cancel: dropped %d times", l)
+		}
+		// A stream that already ended: Cancel changes nothing.
+		s, err = p.OpenStream(streamCount, FormatWire, countInput(2, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if items, err := s.Collect(); err != nil || len(items) != 2 {
+			t.Fatalf("count(2): %d items, %v", len(items), err)
+		}
+		if err := s.Cancel(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Next(); err != io.EOF {
+			t.Errorf("Next on an ended stream after Cancel: %v, want io.EOF", err)
+		}
+	})
+}
+
+// Close while another goroutine pulls: it cancels that Next (its error
+// matches ErrClosed) and waits for it, and Cancel racing Close from other
+// goroutines is safe (run with -race: the binding serializes the free).
+func TestStreamCancelRacesClose(t *testing.T) {
+	eachStreamer(t, func(t *testing.T, p *Plugin, markers string) {
+		var drops [2]int
+		for round := 0; round < 40; round++ {
+			marker := filepath.Join(markers, fmt.Sprintf("race%d", round))
+			s, err := p.OpenStream(streamForever, FormatWire, wireString(marker))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pulled atomic.Int64
+			done := pullUntilError(s, nil, &pulled)
+			if round%2 == 0 {
+				waitPulled(t, &pulled, 1) // else: Cancel and Close may come before any item
+			}
+			var cancellers sync.WaitGroup
+			stop := make(chan struct{})
+			for g := 0; g < 3; g++ {
+				cancellers.Add(1)
+				go func() {
+					defer cancellers.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if err := s.Cancel(); err != nil {
+							t.Errorf("Cancel: %v", err)
+							return
+						}
+						runtime.Gosched()
+					}
+				}()
+			}
+			closed := make(chan struct{})
+			go func() {
+				s.Close()
+				close(closed)
+			}()
+			select {
+			case <-closed:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("round %d: Close hangs", round)
+			}
+			close(stop)
+			cancellers.Wait()
+			err = waitErr(t, "Close", done)
+			if err != ErrClosed && !errors.Is(err, StatusCancelled) {
+				t.Errorf("round %d: the pull stopped by Close and Cancel: %v", round, err)
+			}
+			if err := s.Cancel(); err != nil {
+				t.Errorf("Cancel after Close: %v", err)
+			}
+			if _, err := s.Next(); err != ErrClosed {
+				t.Errorf("Next after Close: %v", err)
+			}
+			if l := markerLines(marker); l > 1 || (!isWasm(p) && l != 1) {
+				t.Errorf("round %d: the producer was dropped %d times", round, l)
+			} else {
+				drops[l]++
+			}
+		}
+		t.Logf("40 rounds: %d producers dropped once, %d without their destructor (WASM, cancelled mid-item)", drops[1], drops[0])
+
+		// Close alone stops a goroutine pulling forever; its error says why.
+		s, err := p.OpenStream(streamForever, FormatWire, wireString(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pulled atomic.Int64
+		done := pullUntilError(s, nil, &pulled)
+		waitPulled(t, &pulled, 10)
+		s.Close()
+		err = waitErr(t, "Close", done)
+		if err != ErrClosed && !(errors.Is(err, StatusCancelled) && errors.Is(err, ErrClosed)) {
+			t.Errorf("the pull Close stopped: %v", err)
+		}
+	})
+}
+
+// NextContext cancels the stream when its context is done: from another
+// goroutine, by a deadline, or already before the item is asked for (a
+// native stream too); the error matches the context's, then io.EOF.
+func TestStreamNextContext(t *testing.T) {
+	eachStreamer(t, func(t *testing.T, p *Plugin, markers string) {
+		// Cancelled from another goroutine.
+		marker := filepath.Join(markers, "ctx")
+		s, err := p.OpenStream(streamForever, FormatWire, wireString(marker))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var pulled atomic.Int64
+		done := pullUntilError(s, ctx, &pulled)
+		waitPulled(t, &pulled, 50)
+		cancel()
+		err = waitErr(t, "a cancelled context", done)
+		wantStatus(t, "the pull its context stopped", err, StatusCancelled)
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%v does not match context.Canceled", err)
+		}
+		if _, err := s.Next(); err != io.EOF {
+			t.Errorf("after the context's cancellation: %v, want io.EOF", err)
+		}
+		s.Close()
+		checkMarker(t, p, "forever under a context", marker)
+
+		// A 50 ms deadline.
+		s, err = p.OpenStream(streamForever, FormatWire, wireString(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		dctx, dcancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer dcancel()
+		started := time.Now()
+		pulled.Store(0)
+		err = waitErr(t, "a deadline", pullUntilError(s, dctx, &pulled))
+		took := time.Since(started)
+		wantStatus(t, "the pull past its deadline", err, StatusCancelled)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%v does not match context.DeadlineExceeded", err)
+		}
+		if took < 40*time.Millisecond || took > 10*time.Second {
+			t.Errorf("stopped after %v (deadline 50ms)", took)
+		}
+		t.Logf("%d items in %v", pulled.Load(), took)
+		if _, err := s.NextContext(context.Background()); err != io.EOF {
+			t.Errorf("after the deadline: %v, want io.EOF", err)
+		}
+
+		// Done before the item is asked for: refused, even natively.
+		s, err = p.OpenStream(streamCount, FormatWire, countInput(10, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		live, stopLive := context.WithCancel(context.Background())
+		for i := uint64(0); i < 3; i++ {
+			if item, err := s.NextContext(live); err != nil || unwireU64(t, item) != i {
+				t.Fatalf("item %d under a live context: %x %v", i, item, err)
+			}
+		}
+		stopLive()
+		_, err = s.NextContext(live)
+		wantStatus(t, "NextContext with a done context", err, StatusCancelled)
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%v does not match context.Canceled", err)
+		}
+		if _, err := s.NextContext(live); err != io.EOF {
+			t.Errorf("then: %v, want io.EOF", err)
+		}
+		// A context that never ends is just Next.
+		s, err = p.OpenStream(streamCount, FormatWire, countInput(5, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var got []uint64
+		for {
+			item, err := s.NextContext(context.Background())
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, unwireU64(t, item))
+		}
+		if !reflect.DeepEqual(got, upTo(5)) {
+			t.Errorf("count(5) through NextContext: %v", got)
+		}
 	})
 }

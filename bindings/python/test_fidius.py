@@ -1735,11 +1735,16 @@ class TestPythonPlugins(Base):
             traceback = json.loads(e.details)["traceback"]
             self.assertIn("pycalc_plugin.py", traceback)
             self.assertIn("ValueError: boom", traceback)
-            # Wrong arguments are the module's TypeError, reported the same way.
-            with self.assertRaises(PluginError) as cm:
-                p.invoke("add", 1)
-            self.assertEqual(cm.exception.code, "TypeError")
+            self.assertNotIn('File "<string>"', traceback, "the runner's own frames are left out")
             self.assertEqual(p.invoke("add", 1, 1), 2, "the plugin serves on")
+        # Wrong arguments: with the schema, refused by its types (as for WASM);
+        # without, the module's own TypeError, reported as any exception is.
+        with self.assertRaises(FidiusError) as cm:
+            self.load().invoke("add", 1)
+        self.assertEqual(cm.exception.status, Status.SERIALIZATION)
+        with self.assertRaises(PluginError) as cm:
+            self.load(schema=False).invoke("add", 1)
+        self.assertEqual(cm.exception.code, "TypeError")
         with self.assertRaises(PluginError) as cm:
             self.load().call_wire(self.CRASH, b"")
         self.assertEqual(cm.exception.code, "ValueError")
