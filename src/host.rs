@@ -346,6 +346,25 @@ impl Host {
     }
 
     fn load_python(&self, info: PluginInfo, manifest: &Manifest, files: &PackageFiles, options: &LoadOptions) -> Result<Plugin> {
+        // Settings that would promise a sandbox Python plugins do not have
+        // fail the load rather than be silently ignored.
+        let unenforceable = [
+            (options.grants.is_some(), "capability grants"),
+            (options.egress.is_some(), "an egress policy"),
+            (options.fuel.is_some(), "fuel"),
+        ];
+        let asked: Vec<&str> = unenforceable.iter().filter(|(set, _)| *set).map(|(_, what)| *what).collect();
+        if !asked.is_empty() {
+            return fail(
+                Status::Unsupported,
+                format!(
+                    "Python plugin {}: {} cannot be enforced: Python code runs unsandboxed, with the host user's rights \
+                     (a timeout and a memory limit can be)",
+                    info.name,
+                    asked.join(", ")
+                ),
+            );
+        }
         let config = match &options.config {
             None => None,
             Some(bytes) => Some(serde_json::from_slice(bytes).map_err(|e| {

@@ -495,7 +495,7 @@ impl Plugin {
         if let Some(i) = self.methods.iter().position(|m| m.name.as_deref().is_some_and(|n| n.replace('_', "-") == wanted)) {
             return Ok(i as u32);
         }
-        let why = if self.types_from.is_none() {
+        let why = if self.types_from.is_none() && matches!(self.backend, Backend::Native(_)) {
             "native plugin descriptors carry no method names: use the method's index (its declaration order), or give the plugin an interface schema"
         } else {
             "no such method"

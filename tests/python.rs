@@ -461,3 +461,89 @@ fn an_interpreter_whose_site_packages_have_a_fidius_module_still_runs_the_plugin
     let plugin = host.load("pycalc").unwrap();
     assert_eq!(plugin.json(plugin.index("add").unwrap(), "[1, 2]").unwrap(), json!(3));
 }
+
+struct Reenter {
+    plugin: *const fidius_plugin,
+    answered: Option<Status>,
+    sent: bool,
+}
+
+unsafe extern "C" fn reentering_source(user: *mut std::ffi::c_void, item: *mut *const u8, len: *mut usize) -> i32 {
+    let r = &mut *(user as *mut Reenter);
+    if r.sent {
+        return 0;
+    }
+    // Call the plugin this source feeds, from inside its call.
+    let mut out = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
+    let mut err = ptr::null_mut();
+    let status = fidius_plugin_call(r.plugin, ADD, 1, b"[1, 2]".as_ptr(), 6, &mut out, &mut err);
+    r.answered = Some(status);
+    fidius_error_free(err);
+    fidius_bytes_free(&mut out);
+    r.sent = true;
+    *item = b"5".as_ptr();
+    *len = 1;
+    1
+}
+
+unsafe extern "C" fn slow_source(user: *mut std::ffi::c_void, item: *mut *const u8, len: *mut usize) -> i32 {
+    let left = &mut *(user as *mut u32);
+    if *left == 0 {
+        return 0;
+    }
+    *left -= 1;
+    std::thread::sleep(Duration::from_millis(300));
+    *item = b"1".as_ptr();
+    *len = 1;
+    1
+}
+
+#[test]
+fn a_source_that_calls_its_own_python_plugin_is_refused_and_slow_sources_are_not_the_plugins_time() {
+    let dir = search("py_reenter");
+    let host = TestHost::new(&[&dir]);
+    let opts = schema_options().set(|o, e| unsafe { fidius_load_options_set_timeout_ms(o, 500, e) });
+    let plugin = Arc::new(host.load_opts("pycalc", Some(&opts)).unwrap());
+    let p = plugin.clone();
+    let total = within(Duration::from_secs(60), "a re-entrant source", move || unsafe {
+        let mut r = Reenter { plugin: p.0, answered: None, sent: false };
+        let mut out = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
+        let mut err = ptr::null_mut();
+        let status = fidius_plugin_call_streaming(p.0, TOTAL, 1, ptr::null(), 0, Some(reentering_source), &mut r as *mut Reenter as *mut _, None, &mut out, &mut err);
+        check(status, err).unwrap();
+        let total = std::slice::from_raw_parts(out.data, out.len).to_vec();
+        fidius_bytes_free(&mut out);
+        (total, r.answered)
+    });
+    assert_eq!(total.0, b"5");
+    assert_eq!(total.1, Some(Status::Unsupported), "refused, not a deadlock");
+    // Three items at 300 ms each, with a 500 ms timeout: the source's time
+    // is the host's, not the plugin's.
+    let mut left = 3u32;
+    unsafe {
+        let mut out = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
+        let mut err = ptr::null_mut();
+        let status = fidius_plugin_call_streaming(plugin.0, TOTAL, 1, ptr::null(), 0, Some(slow_source), &mut left as *mut u32 as *mut _, None, &mut out, &mut err);
+        check(status, err).unwrap();
+        assert_eq!(std::slice::from_raw_parts(out.data, out.len), b"3");
+        fidius_bytes_free(&mut out);
+    }
+}
+
+#[test]
+fn settings_a_python_plugin_cannot_honour_fail_the_load() {
+    let dir = search("py_unenforceable");
+    let host = TestHost::new(&[&dir]);
+    let grant = cstr("stdout");
+    let grants = [grant.as_ptr()];
+    for opts in [
+        TestOptions::new().set(|o, e| unsafe { fidius_load_options_set_grants(o, grants.as_ptr(), 1, e) }),
+        TestOptions::new().set(|o, e| unsafe { fidius_load_options_set_fuel(o, 1000, e) }),
+    ] {
+        let f = host.load_opts("pycalc", Some(&opts)).unwrap_err();
+        assert_eq!(f.status, Status::Unsupported, "{}", f.message);
+        assert!(f.message.contains("unsandboxed"), "{}", f.message);
+    }
+    let f = host.load("pycalc").unwrap().index("nope").unwrap_err();
+    assert!(!f.message.contains("native"), "{}", f.message);
+}

@@ -18,7 +18,7 @@ mod stage;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -102,10 +102,6 @@ pub fn load_package(files: &PackageFiles, manifest: &Manifest, options: PythonOp
 }
 
 impl Shared {
-    fn deadline(&self) -> Option<Instant> {
-        self.options.timeout.map(|t| Instant::now() + t)
-    }
-
     /// Start a runner and import the plugin in it. The import gets the
     /// call timeout but at least [`MIN_IMPORT_TIME`]: starting an
     /// interpreter and importing vendored packages on a busy machine can
@@ -120,12 +116,20 @@ impl Shared {
             "config": self.options.config,
         });
         let in_package = |e: Error| e.context(format!("Python plugin {}", self.name));
-        let deadline = Instant::now() + self.options.timeout.map_or(MIN_IMPORT_TIME, |t| t.max(MIN_IMPORT_TIME));
-        let reply = runner.exchange(&request, &[], Some(deadline), None, None).map_err(|e| match e.status {
+        let import_time = self.options.timeout.map_or(MIN_IMPORT_TIME, |t| t.max(MIN_IMPORT_TIME));
+        let reply = runner.exchange(&request, &[], Some(import_time), None, None).map_err(|e| match e.status {
             // No frame back at all: the interpreter is not a Python that runs the runner.
             Status::Trap | Status::Serialization => in_package(Error::new(
                 Status::LibraryLoad,
-                format!("{} did not run the Python runner ({})", self.options.interpreter.display(), e.message),
+                format!(
+                    "{} did not run the Python runner ({}){}",
+                    self.options.interpreter.display(),
+                    e.message,
+                    match self.options.memory_limit {
+                        Some(limit) => format!("; is the memory limit ({limit} bytes) too small for the interpreter to start?"),
+                        None => String::new(),
+                    }
+                ),
             )),
             _ => in_package(e),
         })?;
@@ -144,10 +148,11 @@ impl Shared {
                 } else {
                     Status::LibraryLoad
                 };
-                return Err(in_package(Error::new(
-                    status,
-                    format!("importing {} failed: {}: {}\n{traceback}", self.module, p.code, p.message),
-                )));
+                let what = match status {
+                    Status::ConfigRejected => format!("{}.__fidius_configure__ rejected the config", self.module),
+                    _ => format!("importing {} failed", self.module),
+                };
+                return Err(in_package(Error::new(status, format!("{what}: {}: {}\n{traceback}", p.code, p.message))));
             }
             Err(e) => return Err(in_package(e)),
             Ok(other) => return fail(Status::Serialization, format!("Python plugin {}: unexpected load reply {other:?}", self.name)),
@@ -182,10 +187,25 @@ impl Shared {
         generation: Option<u64>,
         cancel: Option<&Cancel>,
     ) -> Result<(Reply, u64)> {
+        // A stream source feeding this plugin runs on this thread while it
+        // holds the runner: calling the plugin from there would wait for itself.
+        let _busy = Busy::enter(self as *const Shared as usize).ok_or_else(|| {
+            Error::new(
+                Status::Unsupported,
+                format!(
+                    "Python plugin {}: re-entrant call: its runner is busy with a call on this thread \
+                     (a stream source called the plugin it feeds)",
+                    self.name
+                ),
+            )
+        })?;
         let mut slot = self.runner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(g) = generation {
             if slot.generation != g || slot.runner.is_none() {
-                return fail(Status::Trap, "the plugin's Python runner was restarted (a call failed or ran past its timeout), which ended this stream");
+                return fail(
+                    Status::Trap,
+                    "the plugin's Python runner was stopped (a call failed, ran past its timeout or was cancelled), which ended this stream",
+                );
             }
         }
         if slot.runner.is_none() {
@@ -193,8 +213,7 @@ impl Shared {
             slot.runner = Some(runner);
             slot.generation += 1;
         }
-        let deadline = self.deadline();
-        let result = slot.runner.as_mut().expect("started").exchange(request, data, deadline, feed, cancel);
+        let result = slot.runner.as_mut().expect("started").exchange(request, data, self.options.timeout, feed, cancel);
         match result {
             Ok(reply) => Ok((reply, slot.generation)),
             Err(e) => {
@@ -203,6 +222,32 @@ impl Shared {
                 Err(e.context(format!("Python plugin {}", self.name)))
             }
         }
+    }
+}
+
+thread_local! {
+    /// The Python plugins with an exchange running on this thread.
+    static BUSY: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Marks a plugin busy on this thread for one exchange.
+struct Busy(usize);
+
+impl Busy {
+    fn enter(plugin: usize) -> Option<Busy> {
+        BUSY.with(|b| {
+            let mut busy = b.borrow_mut();
+            (!busy.contains(&plugin)).then(|| {
+                busy.push(plugin);
+                Busy(plugin)
+            })
+        })
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        BUSY.with(|b| b.borrow_mut().retain(|p| *p != self.0));
     }
 }
 

@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -91,17 +91,19 @@ impl Runner {
     }
 
     /// Send one request and read its reply, answering the runner's pulls of
-    /// the host-fed stream from `feed` (on this thread) meanwhile.
+    /// the host-fed stream from `feed` (on this thread) meanwhile. The
+    /// runner has `timeout` to answer, counted afresh after each pull: the
+    /// time the host's own source takes is not the plugin's.
     /// `cancel`, once triggered, stops the wait (and so this runner).
     pub fn exchange(
         &mut self,
         request: &Value,
         data: &[u8],
-        deadline: Option<Instant>,
+        timeout: Option<Duration>,
         feed: Option<&Feed>,
         cancel: Option<&Cancel>,
     ) -> Result<Reply> {
-        let limits = Limits { deadline, cancel };
+        let mut limits = Limits { deadline: timeout.map(|t| Instant::now() + t), cancel };
         self.send(request, data, &limits)?;
         loop {
             let reply = self.receive(&limits)?;
@@ -123,6 +125,7 @@ impl Runner {
                 }
                 _ => serde_json::json!({ "end": true }),
             };
+            limits.deadline = timeout.map(|t| Instant::now() + t);
             self.send(&answer, &[], &limits)?;
         }
     }
