@@ -12,7 +12,8 @@
 // FidiusException with Status.Cancelled.
 //
 // Streams: Plugin.Stream opens a server or bidirectional stream as a PluginStream
-// (IEnumerable<byte[]>, IDisposable; fidius_stream_next per item, fidius_stream_free on Dispose);
+// (IEnumerable<byte[]>, IDisposable; fidius_stream_next per item, fidius_stream_cancel from any
+// thread by Cancel, fidius_stream_free on Dispose);
 // Plugin.CallStreaming feeds a client stream from an IEnumerable<byte[]>. An item source is a
 // GCHandle to an ItemFeed, freed by libfidius' destroy callback; what the IEnumerable throws is
 // caught in the callback and surfaces as the InnerException of FidiusException(StreamSource).
@@ -97,7 +98,7 @@ namespace Fidius
         /// <summary>Fidius wire bytes: the bincode (1.3, legacy) tuple of the arguments.</summary>
         Wire = 0,
         /// <summary>A JSON array (or object) of the arguments; the output is the JSON of the result.
-        /// WASM plugins, and native plugins with an interface schema (else Status.Unsupported).</summary>
+        /// WASM and Python plugins, and native plugins with an interface schema (else Status.Unsupported).</summary>
         Json = 1,
     }
 
@@ -357,6 +358,7 @@ namespace Fidius
         [DllImport(Lib)] public static extern Status fidius_host_builder_add_search_path(HostBuilderHandle b, byte[] path, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_set_load_policy(HostBuilderHandle b, uint policy, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_set_require_signature(HostBuilderHandle b, [MarshalAs(UnmanagedType.U1)] bool require, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_set_python_interpreter(HostBuilderHandle b, byte[] interpreter, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_set_trust_precompiled(HostBuilderHandle b, [MarshalAs(UnmanagedType.U1)] bool trust, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_allow_capability(HostBuilderHandle b, byte[] pattern, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_add_trusted_key(HostBuilderHandle b, byte[] key, UIntPtr len, out IntPtr error);
@@ -434,6 +436,7 @@ namespace Fidius
         [DllImport(Lib)] public static extern Status fidius_plugin_stream(PluginHandle plugin, uint method, uint format, byte[] input, UIntPtr len, StreamSourceFn source, IntPtr userData, DestroyFn destroy, out StreamHandle stream, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_plugin_call_streaming(PluginHandle plugin, uint method, uint format, byte[] input, UIntPtr len, StreamSourceFn source, IntPtr userData, DestroyFn destroy, out FidiusBytes output, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_stream_next(StreamHandle stream, out FidiusBytes item, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_stream_cancel(StreamHandle stream, out IntPtr error);
         [DllImport(Lib)] public static extern void fidius_stream_free(IntPtr stream);
 
         // cancel tokens
@@ -956,12 +959,19 @@ namespace Fidius
         public List<HostInterface> HostInterfaces = new List<HostInterface>();
         /// <summary>Receives log lines (level 1 error, 2 warning, 3 info) on any thread, concurrently.</summary>
         public Action<int, string> Log;
+        /// <summary>The Python interpreter that runs Python plugins (runtime = "python" packages): a path,
+        /// or a command name looked up on the PATH; null (the default) is "python3". Each Python plugin
+        /// runs in a process of its own started from it; libfidius never loads libpython, so a host that
+        /// loads no Python plugin needs no Python, and a missing interpreter fails only Python loads
+        /// (Status.LibraryLoad, naming it). Empty: Status.InvalidArgument when the host is built.</summary>
+        public string PythonInterpreter;
     }
 
     /// <summary>Per-load settings.</summary>
     public sealed class LoadOptions
     {
-        /// <summary>The bincode of the plugin's config type; null for none.</summary>
+        /// <summary>The bincode of the plugin's config type (Python plugins: UTF-8 JSON text, passed to the
+        /// module's __fidius_configure__); null for none.</summary>
         public byte[] Config;
         /// <summary>When not 0, required of the plugin.</summary>
         public ulong InterfaceHash;
@@ -972,11 +982,13 @@ namespace Fidius
         public List<HostInterface> HostInterfaces = new List<HostInterface>();
         /// <summary>The component's exported interface to use (WASM).</summary>
         public string InterfaceExport;
-        /// <summary>Stops WASM calls that run longer (zero: none); rounded up to milliseconds.</summary>
+        /// <summary>Stops WASM calls that run longer (zero: none); rounded up to milliseconds. Python plugins:
+        /// per call and per stream item, by killing the runner process (the next call starts a fresh one).</summary>
         public TimeSpan Timeout = TimeSpan.Zero;
-        /// <summary>Caps each WASM instance's memory, in bytes (0: 4 GiB).</summary>
+        /// <summary>Caps each WASM instance's memory, in bytes (0: 4 GiB); a Python plugin's runner
+        /// process's address space (RLIMIT_AS).</summary>
         public ulong MemoryLimit;
-        /// <summary>Fuel per WASM call (0: unmetered).</summary>
+        /// <summary>Fuel per WASM call (0: unmetered). Does not apply to Python plugins.</summary>
         public ulong Fuel;
         public bool ReuseInstance;
         /// <summary>Per WASM method name: whether it is #[wire(raw)].</summary>
@@ -984,11 +996,13 @@ namespace Fidius
         /// <summary>Packages: when not null, exactly the capabilities this load gets, replacing the
         /// manifest's list (empty: none). Not checked against HostConfig.AllowCapabilities.</summary>
         public List<string> Grants;
-        /// <summary>Native plugins: the interface schema, WIT text (Schema) or a file holding it (SchemaFile,
+        /// <summary>Native and Python plugins: the interface schema, WIT text (Schema) or a file holding it (SchemaFile,
         /// read when the load starts, at most 1 MiB); set at most one. Overrides a "&lt;library&gt;.wit" and
         /// HostConfig.Schemas; must list at least the plugin's methods (else Status.SchemaMismatch); methods
         /// beyond them are optional ones the plugin lacks (Status.NotImplemented when called). WIT cannot
-        /// pin the interface hash: set InterfaceHash where it matters. Ignored for WASM plugins.</summary>
+        /// pin the interface hash: set InterfaceHash where it matters. Ignored for WASM plugins. A Python
+        /// plugin takes the schema's method order and types (wire calls, raw methods), and every method
+        /// it lists must be in the module (else Status.SchemaMismatch).</summary>
         public string Schema;
         public string SchemaFile;
 
@@ -1092,6 +1106,8 @@ namespace Fidius
                     Native.Check(Native.fidius_host_builder_set_require_signature(b, true, out err), err);
                 if (config.TrustPrecompiled)
                     Native.Check(Native.fidius_host_builder_set_trust_precompiled(b, true, out err), err);
+                if (config.PythonInterpreter != null)
+                    Native.Check(Native.fidius_host_builder_set_python_interpreter(b, Native.Utf8z(config.PythonInterpreter), out err), err);
                 foreach (string pattern in config.AllowCapabilities)
                 {
                     if (pattern == null) throw new ArgumentNullException("AllowCapabilities", "a null capability pattern");
@@ -1249,6 +1265,8 @@ namespace Fidius
         /// a WASM call wherever it is (guest code within about 5 ms, a call blocked in a host function such
         /// as a sleep or a read at once; the plugin serves the next call), a native call only if the token
         /// was cancelled before it started (native code cannot be interrupted: a running one finishes).
+        /// A Python call wherever it is, within about 20 ms: its runner process is stopped (the plugin's
+        /// open streams end with it) and the next call starts a fresh one.
         /// The token's registration triggers a libfidius cancel token for the duration of the call.</summary>
         public byte[] Call(uint method, Format format, byte[] input, CancellationToken cancellationToken)
         {
@@ -1285,7 +1303,7 @@ namespace Fidius
         }
 
         /// <summary>Call with a JSON array (or object) of the arguments; returns the JSON of the result.
-        /// WASM plugins, and native plugins with an interface schema (else Status.Unsupported).</summary>
+        /// WASM and Python plugins, and native plugins with an interface schema (else Status.Unsupported).</summary>
         public string CallJson(uint method, string json)
         {
             return CallJson(method, json, CancellationToken.None);
@@ -1298,8 +1316,8 @@ namespace Fidius
         }
 
         /// <summary>Call the method named name (kebab- or snake_case) with .NET values, through JSON, and
-        /// convert its result to T (object: the parsed JSON as Json.Parse gives it). WASM plugins, and native
-        /// plugins with an interface schema. Arguments are written by Json.Serialize: records from objects
+        /// convert its result to T (object: the parsed JSON as Json.Parse gives it). WASM and Python plugins,
+        /// and native plugins with an interface schema. Arguments are written by Json.Serialize: records from objects
         /// (public properties and fields, names in snake_case: UnitCents is unit_cents) or dictionaries,
         /// variants as {"Case": payload} dictionaries or "Case" strings (or enum values), option none as null,
         /// a map (list&lt;tuple&lt;K, V&gt;&gt;) as KeyValuePairs or [key, value] arrays, list&lt;u8&gt; as
@@ -1323,11 +1341,13 @@ namespace Fidius
 
         /// <summary>Open method (`fn m(..) -&gt; Stream&lt;T&gt;`) as an output stream: input holds its
         /// arguments encoded as format, and its items come out in format too (wire bytes, the bincode
-        /// of one item; or the JSON text of each, UTF-8, where the item type is known: WASM plugins
-        /// and native plugins with an interface schema, else Status.Unsupported). With items, a
+        /// of one item; or the JSON text of each, UTF-8, where the item type is known: WASM and Python
+        /// plugins and native plugins with an interface schema, else Status.Unsupported; wire items from
+        /// a Python plugin need its schema). With items, a
         /// bidirectional stream (`fn m(.., Stream&lt;In&gt;) -&gt; Stream&lt;Out&gt;`) whose input the items
         /// feed, pulled as the plugin needs them on the thread that pulls the stream; each item is
-        /// the wire bytes of one In, whatever the format (the input stream is in no schema).
+        /// the wire bytes of one In, whatever the format (the input stream is in no schema); for a
+        /// Python plugin, the JSON text of one In.
         /// Dispose the stream to cancel it early (the plugin's producer is dropped). A method that
         /// does not return a stream is refused with Status.Unsupported where that is known (WASM,
         /// a native schema); on a native plugin without a schema, the wrong kind is undefined
@@ -1366,7 +1386,8 @@ namespace Fidius
         }
 
         /// <summary>Stream with a JSON array (or object) of the arguments; each item is the UTF-8 JSON
-        /// text of one item (PluginStream.As&lt;T&gt;() converts them). Source items stay wire bytes.</summary>
+        /// text of one item (PluginStream.As&lt;T&gt;() converts them). Source items stay wire bytes
+        /// (JSON text for a Python plugin).</summary>
         public PluginStream StreamJson(uint method, string json, IEnumerable<byte[]> items = null)
         {
             return Stream(method, Format.Json, Encoding.UTF8.GetBytes(json), items);
@@ -1379,17 +1400,20 @@ namespace Fidius
         }
 
         /// <summary>Open the server stream named name with .NET values as its arguments, through JSON
-        /// (written as for Invoke); read its items with As&lt;T&gt;(). WASM plugins, and native plugins
-        /// with an interface schema.</summary>
+        /// (written as for Invoke); read its items with As&lt;T&gt;(). WASM and Python plugins, and native
+        /// plugins with an interface schema.</summary>
         public PluginStream InvokeStream(string name, params object[] args)
         {
             return StreamJson(MethodIndex(name), Json.Serialize(args ?? new object[0]));
         }
 
         /// <summary>Call client-streaming method (`fn m(.., Stream&lt;T&gt;) -&gt; R`): items feed its
-        /// Stream&lt;T&gt; argument (each the wire bytes of one T, whatever the format), pulled on this
-        /// thread while the call runs; input holds its other arguments in format, and the result
-        /// comes back in format, as for Call. The items' enumerator is disposed by the time this
+        /// Stream&lt;T&gt; argument (each the wire bytes of one T, whatever the format; for a Python
+        /// plugin the JSON text of one T, else Status.StreamSource), pulled on this thread while the
+        /// call runs (a Python plugin's items must not call that same plugin: its calls are
+        /// serialized, and the call holds it while the items are pulled, so such a call never
+        /// returns); input holds its other arguments in format, and the result comes back in
+        /// format, as for Call. The items' enumerator is disposed by the time this
         /// returns. If the items throw, the plugin sees its input end there and the call throws
         /// FidiusException(Status.StreamSource) with the exception as its InnerException, whatever
         /// the plugin made of its shortened input. A method that returns a stream is refused with
@@ -1418,7 +1442,7 @@ namespace Fidius
         }
 
         /// <summary>CallStreaming with a JSON array (or object) of the other arguments; returns the
-        /// JSON of the result. The items stay wire bytes.</summary>
+        /// JSON of the result. The items stay wire bytes (JSON text for a Python plugin).</summary>
         public string CallStreamingJson(uint method, string json, IEnumerable<byte[]> items)
         {
             return Encoding.UTF8.GetString(CallStreaming(method, Format.Json, Encoding.UTF8.GetBytes(json), items));
@@ -1531,8 +1555,9 @@ namespace Fidius
     /// dropped and a bidirectional stream's items are disposed; twice is harmless, and an abandoned
     /// stream is released by the finalizer. Ending an enumeration early (break, Take) does not
     /// cancel: dispose the stream (using). Used by one thread at a time (a second thread pulling at
-    /// once, or its own items pulling it, throws InvalidOperationException); it may move between
-    /// threads, and outlives the Plugin it came from.</summary>
+    /// once, or its own items pulling it, throws InvalidOperationException), but Cancel may be called
+    /// from any thread while another pulls; it may move between threads, and outlives the Plugin it
+    /// came from.</summary>
     public sealed class PluginStream : IEnumerable<byte[]>, IDisposable
     {
         readonly StreamHandle handle;
@@ -1614,6 +1639,23 @@ namespace Fidius
         {
             foreach (byte[] item in this)
                 yield return Json.Deserialize<T>(Encoding.UTF8.GetString(item));
+        }
+
+        /// <summary>Cancel the stream from any thread, also while another thread pulls it: the pull it
+        /// interrupts (or the next one) throws FidiusException(Status.Cancelled), once, and the stream
+        /// ends. A WASM item stops wherever it is (guest code within about 5 ms, a blocked host call
+        /// at once); a Python plugin's runner is stopped (its other streams end too, and its next call
+        /// starts a fresh runner); a native item cannot be interrupted, so a native stream ends before
+        /// its next item. Idempotent, and nothing after Dispose. Dispose the stream as ever. With a
+        /// CancellationToken: token.Register(stream.Cancel).</summary>
+        public void Cancel()
+        {
+            if (handle.IsClosed) return;
+            IntPtr err;
+            Status st;
+            try { st = Native.fidius_stream_cancel(handle, out err); }
+            catch (ObjectDisposedException) { return; } // disposed meanwhile: already cancelled
+            Native.Check(st, err);
         }
 
         /// <summary>Dispose.</summary>

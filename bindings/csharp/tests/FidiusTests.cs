@@ -1,4 +1,5 @@
-// Tests of the C# bindings against the fixture plugins (examples-c/build/plugins).
+// Tests of the C# bindings against the fixture plugins (examples-c/build/plugins) and the
+// Python plugin package beside them (examples-c/build/python-plugins, or FIDIUS_PYTHON_PLUGIN_DIR).
 //
 //   mono FidiusTests.exe PLUGIN_DIR        (libfidius.so on LD_LIBRARY_PATH)
 //
@@ -1730,6 +1731,58 @@ static class FidiusTests
         });
     }
 
+    /// <summary>Throws on the pull that meets the cancel; what it threw (null: none).</summary>
+    static FidiusException PullUntilFailure(PluginStream s, ref int count)
+    {
+        try
+        {
+            byte[] item;
+            while (s.TryNext(out item)) count++;
+        }
+        catch (FidiusException e) { return e; }
+        return null;
+    }
+
+    static void TestStreamCancel()
+    {
+        EachStreamer((p, marker, rt) =>
+        {
+            using (PluginStream s = p.StreamWire(SForever, WireString(marker + ".forever")))
+            {
+                byte[] item;
+                Check(s.TryNext(out item) && s.TryNext(out item), rt + ": forever: two items");
+                s.Cancel();
+                s.Cancel(); // idempotent
+                FidiusException e = Throws(() => s.TryNext(out item));
+                Check(e != null && e.Status == Status.Cancelled, rt + ": the pull after Cancel throws Cancelled (" + (e == null ? "none" : e.Status.ToString()) + ")");
+                Check(!s.TryNext(out item) && s.Ended, rt + ": then the stream has ended");
+                s.Cancel();
+            }
+            // From another thread, while this one pulls.
+            using (PluginStream s = p.StreamWire(SForever, WireString(marker + ".forever2")))
+            {
+                int count = 0;
+                Thread canceller = new Thread(() => { Thread.Sleep(100); s.Cancel(); });
+                canceller.Start();
+                FidiusException e = PullUntilFailure(s, ref count);
+                canceller.Join();
+                Check(e != null && e.Status == Status.Cancelled && count > 0,
+                      rt + ": Cancel from another thread stops the pulling one (" + count + " items, " + (e == null ? "no error" : e.Status.ToString()) + ")");
+            }
+            PluginStream disposed = p.StreamWire(SCount, CountInput(3, ""));
+            disposed.Dispose();
+            disposed.Cancel();
+            Check(true, rt + ": Cancel after Dispose does nothing");
+            using (PluginStream s = p.StreamWire(SCount, CountInput(3, "")))
+            {
+                Check(IsRange(U64s(s), 3), rt + ": count(3) to its end");
+                s.Cancel();
+                byte[] item;
+                Check(!s.TryNext(out item), rt + ": Cancel after the end: still just the end");
+            }
+        });
+    }
+
     static void TestStreamFailure()
     {
         EachStreamer((p, marker, rt) =>
@@ -2106,6 +2159,357 @@ static class FidiusTests
         }
     }
 
+    // ------------------------------------------------------------ Python plugins
+    //
+    // The pycalc package (examples-c/build/python-plugins, beside the plugin directory; or
+    // FIDIUS_PYTHON_PLUGIN_DIR): a runtime = "python" package run by libfidius in a python3 runner
+    // process of its own. Interface Pycalc, in the order of its schema (pycalc.wit): add, greet
+    // (a vendored requirement), echo (raw, reversed), divide (DIV_ZERO), count (a server stream),
+    // total (a client stream of JSON items), crash (ValueError), spin (never returns), whoami.
+
+    static string pythonDir;
+
+    const uint PyAdd = 0, PyGreet = 1, PyEcho = 2, PyDivide = 3, PyCount = 4, PyTotal = 5, PyCrash = 6, PySpin = 7, PyWhoami = 8;
+
+    static string PyFile(string name) { return Path.Combine(pythonDir, name); }
+
+    static Host PythonHost(HostConfig config = null)
+    {
+        config = config ?? new HostConfig();
+        config.SearchPaths.Add(pythonDir);
+        return new Host(config);
+    }
+
+    /// <summary>Load options giving pycalc its interface schema: wire calls, raw echo, the schema's order.</summary>
+    static LoadOptions PySchema()
+    {
+        return new LoadOptions { SchemaFile = PyFile("pycalc.wit") };
+    }
+
+    static List<byte[]> JsonItems(params string[] texts)
+    {
+        List<byte[]> items = new List<byte[]>();
+        foreach (string t in texts) items.Add(Encoding.UTF8.GetBytes(t));
+        return items;
+    }
+
+    static IEnumerable<byte[]> JsonItemsThenThrow()
+    {
+        yield return Encoding.UTF8.GetBytes("1");
+        throw new InvalidOperationException("items broke");
+    }
+
+    static void TestPythonByName()
+    {
+        ulong hash = Convert.ToUInt64(File.ReadAllText(PyFile("pycalc.hash")).Trim(), 16);
+        using (Host host = PythonHost())
+        using (Plugin py = host.Load("pycalc"))
+        {
+            Check(py.Info.Name == "pycalc" && py.Info.Runtime == PluginRuntime.Python && py.Info.AbiVersion == 0,
+                  "pycalc: a Python plugin (" + py.Info + ")");
+            Check(py.Info.InterfaceHash == hash, string.Format("interface hash 0x{0:x16} is the module's __interface_hash__", py.Info.InterfaceHash));
+            uint add = py.MethodIndex("add");
+            Check(py.CallJson(add, "[2, 40]") == "42", "CallJson(add, [2, 40]) = 42");
+            Check(py.CallJson(add, "{\"a\": 1, \"b\": 2}") == "3", "CallJson(add) with arguments by name");
+            Check(py.Invoke<long>("add", 2, 40) == 42, "Invoke<long>(add, 2, 40) = 42");
+            Check(py.Invoke<string>("greet", "Ada") == "Hello, Ada!", "Invoke<string>(greet, Ada): the vendored requirement");
+            Check(py.CallJson(py.MethodIndex("greet"), "[\"Bo\"]") == "\"Hello, Bo!\"", "CallJson(greet, [Bo])");
+            Check(py.Invoke<string>("whoami") == "module", "Invoke<string>(whoami) = module");
+            Check(py.MethodName(add) == "add", "MethodName: the module's function names");
+            // Without a schema the module's functions are the methods, and wire bytes need types.
+            FidiusException e = Throws(() => py.CallWire(add, WireI64Pair(1, 2)));
+            Check(e != null && e.Status == Status.Unsupported, "no schema: CallWire is Unsupported (" + (e == null ? "no error" : e.Message) + ")");
+            e = Throws(() => py.MethodIndex("nope"));
+            Check(e != null && e.Status == Status.MethodIndex, "MethodIndex(nope): MethodIndex");
+            IDictionary<string, object> d = py.Describe();
+            Check((string)d["runtime"] == "python" && d["types_from"] == null, "Describe: runtime python, no types");
+        }
+    }
+
+    static void TestPythonSchema()
+    {
+        using (Host host = PythonHost())
+        using (Plugin py = host.Load("pycalc", PySchema()))
+        {
+            Check(py.MethodIndex("add") == PyAdd && py.MethodIndex("whoami") == PyWhoami && py.MethodName(PyEcho) == "echo",
+                  "the schema's method order");
+            Check(BitConverter.ToInt64(py.CallWire(PyAdd, WireI64Pair(40, 2)), 0) == 42, "CallWire(add, 40, 2) = 42");
+            Check(ReadWireString(py.CallWire(PyGreet, WireString("Bo"))) == "Hello, Bo!", "CallWire(greet, Bo)");
+            byte[] echoed = py.CallWire(PyEcho, new byte[] { 1, 2, 3 });
+            Check(echoed.Length == 3 && echoed[0] == 3 && echoed[1] == 2 && echoed[2] == 1, "raw echo: bytes as they are, reversed");
+            Check(py.CallJson(PyEcho, "[[1, 2, 3]]").Replace(" ", "") == "[3,2,1]", "raw echo through JSON");
+            Check(BitConverter.ToInt64(py.CallWire(PyDivide, WireI64Pair(9, 2)), 0) == 4, "CallWire(divide, 9, 2) = 4");
+            Check(py.Invoke<long>("divide", 9, 2) == 4, "Invoke<long>(divide, 9, 2) = 4");
+            // The result is checked against the declared type: i64 + i64 overflowing in Python.
+            FidiusException e = Throws(() => py.CallWire(PyAdd, WireI64Pair(long.MaxValue, 1)));
+            Check(e != null && e.Status == Status.Serialization, "add(i64 max, 1): Serialization (" + (e == null ? "no error" : e.Message) + ")");
+            IDictionary<string, object> d = py.Describe();
+            IList<object> methods = (IList<object>)d["methods"];
+            Check((string)d["types_from"] == PyFile("pycalc.wit"), "Describe: types from pycalc.wit");
+            Check((string)((IDictionary<string, object>)methods[(int)PyDivide])["result"] == "result<s64, plugin-error>" &&
+                  (string)((IDictionary<string, object>)methods[(int)PyCount])["stream_item"] == "u64", "Describe: divide's result, count's items");
+        }
+    }
+
+    static void TestPythonErrors()
+    {
+        using (Host host = PythonHost())
+        using (Plugin py = host.Load("pycalc", PySchema()))
+        {
+            CheckDivZero(() => py.CallJson(PyDivide, "[7, 0]"), "python CallJson");
+            CheckDivZero(() => py.Invoke<long>("divide", 7, 0), "python Invoke");
+            CheckDivZero(() => py.CallWire(PyDivide, WireI64Pair(7, 0)), "python CallWire");
+            PluginException pe = PluginErrorOf(() => py.CallJson(PyCrash, ""));
+            Check(pe != null && pe.Status == Status.PluginError && pe.Code == "ValueError" && pe.PluginMessage == "boom",
+                  "crash: ValueError, boom (" + (pe == null ? "no error" : pe.Code + ": " + pe.PluginMessage) + ")");
+            object traceback = null;
+            if (pe != null && pe.Details != null)
+                ((IDictionary<string, object>)Json.Parse(pe.Details)).TryGetValue("traceback", out traceback);
+            Check(traceback is string && ((string)traceback).Contains("pycalc_plugin.py") && ((string)traceback).Contains("ValueError"),
+                  "crash: the traceback in the details");
+            // Wrong arguments: with the schema, refused by its types; without, the module's TypeError.
+            FidiusException e = Throws(() => py.CallJson(PyAdd, "[1]"));
+            Check(e != null && !(e is PluginException) && e.Status == Status.Serialization,
+                  "add(1) with the schema: Serialization (" + (e == null ? "no error" : e.Message) + ")");
+            using (Plugin untyped = host.Load("pycalc"))
+            {
+                pe = PluginErrorOf(() => untyped.CallJson(untyped.MethodIndex("add"), "[1]"));
+                Check(pe != null && pe.Code == "TypeError", "add(1) without a schema: the module's TypeError");
+            }
+            Check(py.CallJson(PyAdd, "[1, 1]") == "2", "the plugin serves on");
+        }
+    }
+
+    static void TestPythonConfig()
+    {
+        using (Host host = PythonHost())
+        {
+            LoadOptions configured = PySchema();
+            configured.Config = Encoding.UTF8.GetBytes("{\"name\": \"ada\"}");
+            using (Plugin ada = host.Load("pycalc", configured))
+            using (Plugin plain = host.Load("pycalc", PySchema()))
+            {
+                Check(ada.Invoke<string>("whoami") == "ada", "configured with {\"name\": \"ada\"}: whoami = ada");
+                Check(ada.CallJson(PyAdd, "[2, 3]") == "5", "the configured instance adds");
+                Check(plain.Invoke<string>("whoami") == "module", "instances are independent: whoami = module");
+            }
+            FidiusException e = Throws(() => host.Load("pycalc", new LoadOptions { Config = Encoding.UTF8.GetBytes("{\"nom\": 1}") }).Dispose());
+            Check(e != null && e.Status == Status.ConfigRejected && e.Message.Contains("KeyError"),
+                  "a config the module rejects: ConfigRejected (" + (e == null ? "loaded" : e.Message.Split('\n')[0]) + ")");
+            e = Throws(() => host.Load("pycalc", new LoadOptions { Config = new byte[] { 0, 1 } }).Dispose());
+            Check(e != null && e.Status == Status.InvalidArgument, "a config that is not JSON: InvalidArgument");
+        }
+    }
+
+    static void TestPythonTimeout()
+    {
+        using (Host host = PythonHost())
+        {
+            LoadOptions options = PySchema();
+            options.Timeout = TimeSpan.FromMilliseconds(500);
+            using (Plugin py = host.Load("pycalc", options))
+            {
+                Stopwatch clock = Stopwatch.StartNew();
+                FidiusException e = Throws(() => py.CallJson(PySpin, ""));
+                clock.Stop();
+                Check(e != null && e.Status == Status.Timeout, "spin with a 500 ms timeout: Timeout (" + (e == null ? "returned" : e.Message) + ")");
+                Check(clock.Elapsed < TimeSpan.FromSeconds(20), "stopped in " + clock.ElapsedMilliseconds + " ms");
+                Check(py.CallJson(PyAdd, "[20, 22]") == "42", "the next call works: a fresh runner");
+                Check(py.Invoke<string>("greet", "again") == "Hello, again!", "and the one after");
+                e = Throws(() => py.CallJson(PySpin, ""));
+                Check(e != null && e.Status == Status.Timeout, "spin again: Timeout");
+                Check(py.Invoke<long>("add", 1, 2) == 3, "served again");
+            }
+        }
+    }
+
+    static void TestPythonCancel()
+    {
+        using (Host host = PythonHost())
+        using (Plugin py = host.Load("pycalc", PySchema()))
+        {
+            // A call's CancellationToken stops the runner wherever it is (no timeout set here).
+            using (CancellationTokenSource cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(300)))
+            {
+                Stopwatch clock = Stopwatch.StartNew();
+                FidiusException e = Throws(() => py.CallJson(PySpin, "", cts.Token));
+                Check(e != null && e.Status == Status.Cancelled && clock.Elapsed < TimeSpan.FromSeconds(20),
+                      "spin cancelled after 300 ms: Cancelled in " + clock.ElapsedMilliseconds + " ms (" + (e == null ? "returned" : e.Message) + ")");
+            }
+            Check(py.Invoke<long>("add", 20, 22) == 42, "the next call works: a fresh runner");
+            using (CancellationTokenSource cancelled = new CancellationTokenSource())
+            {
+                cancelled.Cancel();
+                FidiusException e = Throws(() => py.CallJson(PyAdd, "[1, 2]", cancelled.Token));
+                Check(e != null && e.Status == Status.Cancelled, "a token cancelled before the call: Cancelled");
+            }
+            // A stream cancelled from another thread while this one pulls; the runner is stopped,
+            // so the plugin's other open stream ends too, and the next call starts a fresh one.
+            using (PluginStream other = py.StreamJson(PyCount, "[10]"))
+            using (PluginStream s = py.StreamJson(PyCount, "[100000000]"))
+            {
+                byte[] first;
+                Check(other.TryNext(out first) && Encoding.UTF8.GetString(first) == "0", "another stream's first item");
+                int count = 0;
+                Thread canceller = new Thread(() => { Thread.Sleep(200); s.Cancel(); });
+                canceller.Start();
+                FidiusException e = PullUntilFailure(s, ref count);
+                canceller.Join();
+                Check(e != null && e.Status == Status.Cancelled && count > 0,
+                      "Cancel from another thread: Cancelled after " + count + " items (" + (e == null ? "no error" : e.Message) + ")");
+                int rest = 0;
+                e = PullUntilFailure(other, ref rest);
+                Check(e != null && other.Ended, "the plugin's other stream ended with the runner (" + (e == null ? "no error" : e.Status + ": " + e.Message) + ")");
+            }
+            Check(py.CallJson(PyAdd, "[2, 2]") == "4", "a call after the cancelled stream");
+        }
+    }
+
+    static void TestPythonStreams()
+    {
+        using (Host host = PythonHost())
+        using (Plugin py = host.Load("pycalc", PySchema()))
+        {
+            using (PluginStream s = py.StreamJson(PyCount, "[4]"))
+            {
+                List<string> raw = Drain(s).ConvertAll(b => Encoding.UTF8.GetString(b));
+                Check(s.Ended && string.Join(",", raw) == "0,1,2,3", "StreamJson(count, [4]): JSON items " + string.Join(",", raw));
+            }
+            using (PluginStream s = py.StreamWire(PyCount, WireU64(4)))
+                Check(IsRange(U64s(s), 4), "StreamWire(count, 4): wire items 0..3");
+            using (PluginStream s = py.InvokeStream("count", 5))
+                Check(IsRange(new List<ulong>(s.As<ulong>()), 5), "InvokeStream(count, 5).As<ulong>(): 0..4");
+            // Disposed early: the generator is dropped and the runner serves on.
+            using (PluginStream s = py.StreamJson(PyCount, "[1000000]"))
+            {
+                byte[] first;
+                Check(s.TryNext(out first) && Encoding.UTF8.GetString(first) == "0", "a long stream's first item");
+            }
+            Check(py.CallJson(PyAdd, "[1, 2]") == "3", "a call after a stream disposed early");
+
+            // Client stream: Python plugins take JSON items, not wire bytes.
+            Check(py.CallStreamingJson(PyTotal, "[]", JsonItems("3", "2", "1")) == "6", "CallStreamingJson(total, JSON items 3, 2, 1) = 6");
+            Check(py.InvokeStreaming<ulong>("total", JsonItems("10", "20")) == 30, "InvokeStreaming<ulong>(total, 10, 20) = 30");
+            Check(BitConverter.ToUInt64(py.CallStreaming(PyTotal, Format.Wire, new byte[0], JsonItems("4", "5")), 0) == 9,
+                  "CallStreaming(total, Wire): JSON items, a wire result");
+            Check(py.CallStreamingJson(PyTotal, "[]", JsonItems()) == "0", "no items: total 0");
+            FidiusException e = Throws(() => py.CallStreamingJson(PyTotal, "[]", WireU64Items(1, 2)));
+            Check(e != null && e.Status == Status.StreamSource && e.Message.Contains("JSON"),
+                  "wire items: StreamSource, not JSON (" + (e == null ? "no error" : e.Message) + ")");
+            e = Throws(() => py.CallStreamingJson(PyTotal, "[]", JsonItemsThenThrow()));
+            Check(e != null && e.Status == Status.StreamSource && e.InnerException is InvalidOperationException,
+                  "items that throw: StreamSource with the exception inside");
+            Check(py.CallStreamingJson(PyTotal, "[]", JsonItems("1")) == "1", "the plugin serves on");
+        }
+        // A stream outlives its plugin and host.
+        PluginStream late;
+        using (Host host = PythonHost())
+        using (Plugin py = host.Load("pycalc", PySchema()))
+            late = py.StreamJson(PyCount, "[3]");
+        Settle();
+        using (late)
+            Check(IsRange(new List<ulong>(late.As<ulong>()), 3), "a Python stream outlives its plugin and host");
+    }
+
+    static void TestPythonThreads()
+    {
+        using (Host host = PythonHost())
+        using (Plugin py = host.Load("pycalc", PySchema()))
+        {
+            int errors = 0, calls = 0;
+            Thread[] threads = new Thread[8];
+            for (int t = 0; t < threads.Length; t++)
+            {
+                int g = t;
+                threads[t] = new Thread(() =>
+                {
+                    for (int i = 0; i < 100; i++)
+                    {
+                        try
+                        {
+                            long got;
+                            switch (i % 3)
+                            {
+                                case 0: got = BitConverter.ToInt64(py.CallWire(PyAdd, WireI64Pair(g, i)), 0); break;
+                                case 1: got = long.Parse(py.CallJson(PyAdd, "[" + g + ", " + i + "]")); break;
+                                default: got = py.Invoke<long>("add", g, i); break;
+                            }
+                            if (got != g + i) Interlocked.Increment(ref errors);
+                            Interlocked.Increment(ref calls);
+                        }
+                        catch (Exception e)
+                        {
+                            Interlocked.Increment(ref errors);
+                            Console.WriteLine("  thread " + g + ": " + e.Message);
+                        }
+                    }
+                });
+                threads[t].Start();
+            }
+            foreach (Thread t in threads) t.Join();
+            Check(errors == 0 && calls == 800, "8 threads x 100 calls of add (wire, JSON, Invoke): " + calls + " right, " + errors + " wrong");
+        }
+    }
+
+    static void TestPythonFid()
+    {
+        using (Host host = new Host(new HostConfig()))
+        {
+            using (Plugin py = host.LoadFid(PyFile("pycalc.fid")))
+                Check(py.Info.Runtime == PluginRuntime.Python && py.Invoke<string>("greet", "Fid") == "Hello, Fid!", "LoadFid(pycalc.fid): greet");
+            using (Plugin py = host.LoadFid(PyFile("pycalc.fid"), PySchema()))
+                Check(BitConverter.ToInt64(py.CallWire(PyAdd, WireI64Pair(2, 3)), 0) == 5, "LoadFid with the schema: CallWire(add)");
+        }
+        using (Host host = PythonHost())
+        {
+            PluginInfo found = null;
+            foreach (PluginInfo p in host.Discover().Plugins) if (p.Name == "pycalc") found = p;
+            Check(found != null && found.Runtime == PluginRuntime.Python, "Discover lists pycalc as a Python plugin");
+        }
+    }
+
+    static string OnPath(string command)
+    {
+        foreach (string dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':'))
+        {
+            string candidate = Path.Combine(dir.Length == 0 ? "." : dir, command);
+            if (File.Exists(candidate)) return candidate;
+        }
+        return null;
+    }
+
+    static void TestPythonInterpreter()
+    {
+        // A host whose interpreter does not exist: Python loads fail, naming it; native and WASM
+        // plugins of the same host load and work (libfidius never loads libpython).
+        HostConfig config = new HostConfig { PythonInterpreter = "/nonexistent/python3" };
+        config.SearchPaths.Add(pluginDir);
+        using (Host host = PythonHost(config))
+        {
+            FidiusException e = Throws(() => host.Load("pycalc").Dispose());
+            Check(e != null && e.Status == Status.LibraryLoad && e.Message.Contains("/nonexistent/python3"),
+                  "interpreter /nonexistent/python3: pycalc fails with LibraryLoad naming it (" + (e == null ? "loaded" : e.Message) + ")");
+            e = Throws(() => host.LoadFid(PyFile("pycalc.fid")).Dispose());
+            Check(e != null && e.Status == Status.LibraryLoad, "and so does pycalc.fid");
+            using (Plugin basic = host.Load("BasicCalc"))
+                Check(BitConverter.ToInt64(basic.CallWire(CalcAdd, WireI64Pair(1, 2)), 0) == 3, "the same host: native BasicCalc adds");
+            using (Plugin calc = host.Load("calc"))
+                Check(calc.CallJson(calc.MethodIndex("add"), "[1, 2]") == "3", "the same host: WASM calc adds");
+        }
+        // An interpreter named as a command (looked up on the PATH) or by its path.
+        using (Host host = PythonHost(new HostConfig { PythonInterpreter = "python3" }))
+        using (Plugin py = host.Load("pycalc"))
+            Check(py.Invoke<long>("add", 1, 2) == 3, "interpreter python3 (a command on the PATH)");
+        string path = OnPath("python3");
+        if (path != null)
+            using (Host host = PythonHost(new HostConfig { PythonInterpreter = path }))
+            using (Plugin py = host.Load("pycalc"))
+                Check(py.Invoke<long>("add", 2, 2) == 4, "interpreter " + path);
+        // Empty: refused when the host is built.
+        FidiusException empty = Throws(() => PythonHost(new HostConfig { PythonInterpreter = "" }).Dispose());
+        Check(empty != null && empty.Status == Status.InvalidArgument, "an empty interpreter: InvalidArgument (" + (empty == null ? "built" : empty.Message) + ")");
+    }
+
     static int Native_LiveCallbacks() { return Fidius.Native.LiveCallbacks; }
 
     static int Main(string[] args)
@@ -2116,6 +2520,8 @@ static class FidiusTests
             Console.WriteLine("usage: FidiusTests.exe PLUGIN_DIR (make -C examples-c build/plugins)");
             return 2;
         }
+        pythonDir = Environment.GetEnvironmentVariable("FIDIUS_PYTHON_PLUGIN_DIR") ??
+                    Path.Combine(Path.GetDirectoryName(Path.GetFullPath(pluginDir).TrimEnd('/')), "python-plugins");
         Console.WriteLine("libfidius " + Library.Version + " from C#");
         Run("version", TestVersion);
         Run("version check", TestVersionCheck);
@@ -2152,6 +2558,7 @@ static class FidiusTests
         Run("server streams", TestServerStreams);
         Run("stream items over 100 KB", TestBigItems);
         Run("cancelling streams", TestCancelStreams);
+        Run("PluginStream.Cancel", TestStreamCancel);
         Run("a stream failing midway", TestStreamFailure);
         Run("8 threads, a stream each", TestStreamThreads);
         Run("client streams", TestClientStreams);
@@ -2160,6 +2567,24 @@ static class FidiusTests
         Run("stream kinds", TestStreamKinds);
         Run("JSON streams", TestJsonStreams);
         Run("streams outlive their plugin", TestStreamOutlivesPlugin);
+        if (File.Exists(Path.Combine(pythonDir, "pycalc.fid")))
+        {
+            Run("Python plugin: JSON and Invoke by name", TestPythonByName);
+            Run("Python plugin: with its schema", TestPythonSchema);
+            Run("Python plugin: errors", TestPythonErrors);
+            Run("Python plugin: a configured instance", TestPythonConfig);
+            Run("Python plugin: timeout", TestPythonTimeout);
+            Run("Python plugin: cancellation", TestPythonCancel);
+            Run("Python plugin: streams", TestPythonStreams);
+            Run("Python plugin: 8 threads", TestPythonThreads);
+            Run("Python plugin: .fid and discovery", TestPythonFid);
+            Run("Python interpreter setting", TestPythonInterpreter);
+        }
+        else
+        {
+            failed++;
+            Console.WriteLine("  FAIL no Python plugins in " + pythonDir + " (make -C examples-c build/python-plugins)");
+        }
         Run("library from the package", TestLibraryLocation);
         Console.WriteLine("csharp: {0} passed, {1} failed", passed, failed);
         // Main returns: the egress and log callbacks ran on threads libfidius started for them,
