@@ -38,9 +38,12 @@ echo "== measuring interface schemas (cargo bench --bench schema_json)" >&2
 schema_out="$(cargo bench -j"$jobs" --quiet --bench schema_json --manifest-path "$repo/Cargo.toml" -- \
     "$repo/target/fixtures/release/libfixture_typed.so" "$repo/tests/fixtures/native/typed/wit/typed.wit")"
 
-echo "== measuring streams (cargo bench --bench streams)" >&2
+echo "== building the Python fixture package (fidius-cli 0.5.9)" >&2
+make -C "$repo/examples-c" --quiet build/python-plugins >&2
+
+echo "== measuring streams and Python calls (cargo bench --bench streams)" >&2
 streams_out="$(cargo bench -j"$jobs" --quiet --bench streams --manifest-path "$repo/Cargo.toml" -- \
-    "$repo/target/fixtures/release/libfixture_stream.so" "$packages/stream")"
+    "$repo/target/fixtures/release/libfixture_stream.so" "$packages/stream" "$repo/examples-c/build/python-plugins")"
 
 echo "== running" >&2
 echo "libfidius at $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"

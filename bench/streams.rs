@@ -4,7 +4,10 @@
 //! the same plugin, in the same run. Uses libfidius's Rust core, as the C
 //! API's `fidius_plugin_stream` / `fidius_stream_next` do.
 //!
-//!   cargo bench --bench streams -- PATH/libfixture_stream.so PACKAGES/stream [SECONDS]
+//! With the `pycalc` Python package (tests/fixtures/python/build.sh), the
+//! same two rows for a Python plugin: its `count` stream and `add` call.
+//!
+//!   cargo bench --bench streams -- PATH/libfixture_stream.so PACKAGES/stream [PYTHON_OUT] [SECONDS]
 
 use std::time::{Duration, Instant};
 
@@ -50,17 +53,16 @@ fn median_ns(secs: f64, units_per_call: u64, mut f: impl FnMut()) -> f64 {
     means[means.len() / 2]
 }
 
-fn rows(name: &str, plugin: &Plugin, secs: f64) {
+fn rows(name: &str, plugin: &Plugin, secs: f64, input: &[u8], json_input: &[u8]) {
     let count = plugin.method_index("count").unwrap_or(0);
     let add = plugin.method_index("add").unwrap_or(5);
-    let input = wire_u64_str(ITEMS);
     let add_input = [2i64.to_le_bytes(), 40i64.to_le_bytes()].concat();
     assert_eq!(&*plugin.call(add, Format::Wire, &add_input).unwrap(), &42i64.to_le_bytes());
     let item_ns = median_ns(secs, ITEMS, || {
-        drain(plugin, count, Format::Wire, &input);
+        drain(plugin, count, Format::Wire, input);
     });
     let json_ns = median_ns(secs, ITEMS, || {
-        drain(plugin, count, Format::Json, br#"[10000, ""]"#);
+        drain(plugin, count, Format::Json, json_input);
     });
     let call_ns = median_ns(secs, 1, || {
         std::hint::black_box(plugin.call(add, Format::Wire, std::hint::black_box(&add_input)).unwrap());
@@ -79,7 +81,9 @@ fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let lib = args.next().expect("usage: streams PATH/libfixture_stream.so PACKAGES/stream [SECONDS]");
     let package = args.next().expect("the stream package directory");
-    let secs: f64 = args.next().map_or(2.0, |s| s.parse().expect("SECONDS is a number"));
+    let rest: Vec<String> = args.collect();
+    let python_out = rest.iter().find(|a| a.parse::<f64>().is_err()).cloned();
+    let secs: f64 = rest.iter().find_map(|a| a.parse().ok()).unwrap_or(2.0);
     let packages = std::path::Path::new(&package).parent().expect("PACKAGES/stream").to_path_buf();
     let host = Host::builder().search_path(packages).build().expect("host");
     let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/native/stream/wit/streamer.wit");
@@ -89,11 +93,21 @@ fn main() {
     let wasm = host.load("stream", &LoadOptions::default()).expect("load the stream package");
     println!("| {:<28} | {:>12} | {:>10} | {:>10} | {:>12} | {:>8} |", "10,000-item stream of u64", "items/s", "ns/item", "ns/item JSON", "ns/unary add", "add/item");
     println!("|{:-<30}|{:->14}|{:->12}|{:->12}|{:->14}|{:->10}|", "", ":", ":", ":", ":", ":");
-    rows("native (fidius 0.5.9)", &native, secs);
-    rows("wasm (fidius 0.5.9 guest)", &wasm, secs);
+    let input = wire_u64_str(ITEMS);
+    rows("native (fidius 0.5.9)", &native, secs, &input, br#"[10000, ""]"#);
+    rows("wasm (fidius 0.5.9 guest)", &wasm, secs, &input, br#"[10000, ""]"#);
+    if let Some(out) = python_out {
+        let out = std::path::PathBuf::from(out);
+        let host = Host::builder().search_path(&out).build().expect("host");
+        let schema = fidius::schema::Schema::read(&out.join("pycalc.wit")).expect("pycalc.wit");
+        let options = LoadOptions { schema: Some(std::sync::Arc::new(schema)), ..Default::default() };
+        let python = host.load("pycalc", &options).expect("load pycalc");
+        rows("python (runner process)", &python, secs, &ITEMS.to_le_bytes(), b"[10000]");
+    }
     println!();
     println!("Each row: open count(10000), pull every item (checked), end; per item over the whole stream,");
     println!("including the open. JSON: the same stream with JSON arguments and items. The unary add is");
     println!("one call of the same plugin (a fresh instance per call for WASM, as loaded); add/item is how");
-    println!("many stream items cost one call.");
+    println!("many stream items cost one call. Python: one runner process per plugin; a call is a round");
+    println!("trip over a socket to it (JSON arguments and results; wire bytes converted by the schema).");
 }
