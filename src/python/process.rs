@@ -27,6 +27,8 @@ pub struct Runner {
     /// runner that died is an error (MSG_NOSIGNAL), never a SIGPIPE that
     /// would kill the host process.
     socket: UnixStream,
+    /// The socket's current read and write timeout.
+    armed: Option<Duration>,
 }
 
 /// What bounds one exchange.
@@ -87,7 +89,7 @@ impl Runner {
             )
         })?;
         drop(command); // our copies of the runner's end
-        Ok(Runner { child, socket })
+        Ok(Runner { child, socket, armed: None })
     }
 
     /// Send one request and read its reply, answering the runner's pulls of
@@ -140,7 +142,7 @@ impl Runner {
         let fd = self.socket.as_raw_fd();
         let mut written = 0;
         while written < frame.len() {
-            wait(fd, libc::POLLOUT, limits)?;
+            self.arm(limits)?;
             let rest = &frame[written..];
             let n = unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL) };
             match n {
@@ -148,7 +150,7 @@ impl Runner {
                 0 => return fail(Status::Trap, "the Python runner closed its input"),
                 _ => {
                     let e = std::io::Error::last_os_error();
-                    if e.kind() != std::io::ErrorKind::Interrupted && e.kind() != std::io::ErrorKind::WouldBlock {
+                    if !waiting(&e) {
                         return fail(Status::Trap, format!("the Python runner is gone ({e})"));
                     }
                 }
@@ -175,10 +177,9 @@ impl Runner {
     }
 
     fn read_exact(&mut self, buf: &mut [u8], limits: &Limits<'_>) -> Result<()> {
-        let fd = self.socket.as_raw_fd();
         let mut got = 0;
         while got < buf.len() {
-            wait(fd, libc::POLLIN, limits)?;
+            self.arm(limits)?;
             match (&self.socket).read(&mut buf[got..]) {
                 Ok(0) => {
                     let status = self.child.try_wait().ok().flatten();
@@ -191,7 +192,7 @@ impl Runner {
                     );
                 }
                 Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if waiting(&e) => {}
                 Err(e) => return fail(Status::Trap, format!("reading from the Python runner failed ({e})")),
             }
         }
@@ -208,37 +209,45 @@ impl Drop for Runner {
 }
 
 /// How often a wait looks at its cancel token.
-const CANCEL_CHECK_MS: i32 = 20;
+const CANCEL_CHECK: Duration = Duration::from_millis(20);
 
-/// Wait until `fd` is ready for `events`, or fail with TIMEOUT at
-/// `deadline`, or CANCELLED once `cancel` is triggered.
-fn wait(fd: i32, events: i16, limits: &Limits<'_>) -> Result<()> {
-    let Limits { deadline, cancel } = *limits;
-    loop {
-        if cancel.is_some_and(Cancel::is_triggered) {
+impl Runner {
+    /// Before a blocking read or write: fail at the deadline or once
+    /// cancelled; otherwise bound the wait by the socket's own timeout (the
+    /// time left, in slices when a cancel token is watched). Blocking
+    /// reads rather than poll(2): measured here, poll before each read
+    /// added ~24 µs to a round trip between processes on a 2-vCPU VM.
+    fn arm(&mut self, limits: &Limits<'_>) -> Result<()> {
+        if limits.cancel.is_some_and(Cancel::is_triggered) {
             return fail(Status::Cancelled, "cancelled (the Python runner was stopped)");
         }
-        let mut timeout_ms = match deadline {
-            None => -1,
+        let left = match limits.deadline {
+            None => None,
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return fail(Status::Timeout, "the Python plugin ran past its timeout (its runner was stopped)");
                 }
-                left.as_millis().clamp(1, i32::MAX as u128) as i32
+                Some(left)
             }
         };
-        if cancel.is_some() && (timeout_ms < 0 || timeout_ms > CANCEL_CHECK_MS) {
-            timeout_ms = CANCEL_CHECK_MS;
+        let wait = match (left, limits.cancel.is_some()) {
+            (None, false) => None,
+            (None, true) => Some(CANCEL_CHECK),
+            (Some(left), watched) => Some(if watched { left.min(CANCEL_CHECK) } else { left }),
+        };
+        if wait != self.armed {
+            let io = |e: std::io::Error| Error::new(Status::Trap, format!("cannot set the Python runner's socket timeout: {e}"));
+            self.socket.set_read_timeout(wait).map_err(io)?;
+            self.socket.set_write_timeout(wait).map_err(io)?;
+            self.armed = wait;
         }
-        let mut pfd = libc::pollfd { fd, events, revents: 0 };
-        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-        if n > 0 {
-            return Ok(());
-        }
-        // n == 0: a slice passed; look at the deadline and the token again.
-        if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return fail(Status::Trap, format!("waiting for the Python runner failed ({})", std::io::Error::last_os_error()));
-        }
+        Ok(())
     }
+}
+
+/// A read or write that ended without data because its wait ran out (or a
+/// signal came): look at the deadline and the token again.
+fn waiting(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
 }
