@@ -45,6 +45,9 @@ echo "== measuring streams and Python calls (cargo bench --bench streams)" >&2
 streams_out="$(cargo bench -j"$jobs" --quiet --bench streams --manifest-path "$repo/Cargo.toml" -- \
     "$repo/target/fixtures/release/libfixture_stream.so" "$packages/stream" "$repo/examples-c/build/python-plugins")"
 
+echo "== measuring the compile cache (cargo bench --bench compile_cache)" >&2
+cache_out="$(cargo bench -j"$jobs" --quiet --bench compile_cache --manifest-path "$repo/Cargo.toml" -- "$packages")"
+
 echo "== running" >&2
 echo "libfidius at $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
 echo "wasmtime's per-call floor on libfidius's engine (bench/floor.rs):"
@@ -53,6 +56,8 @@ echo "interface schemas: JSON against wire calls of a native plugin, and convers
 echo "$schema_out"
 echo "streams: items per second of a server stream against a unary call (bench/streams.rs):"
 echo "$streams_out"
+echo "the persistent compilation cache (bench/cache.rs):"
+echo "$cache_out"
 exec "$here/target/release/fidius-bench" \
     --native "$repo/target/fixtures/release/libfixture_v5.so" \
     --wasm-package "$packages/calc" \

@@ -1134,6 +1134,28 @@ enum fidius_status fidius_host_builder_set_require_signature(struct fidius_host_
                                                              struct fidius_error **error);
 
 /**
+ * Keep compiled WASM components in the directory `dir` (absolute; made
+ * with mode 0700 when missing), so that the next process loading the same
+ * component deserializes it instead of compiling it (off by default).
+ * Entries are named by the component's SHA-256 and the engine's
+ * compatibility (wasmtime version and settings), so a libfidius of another
+ * version never reads them as its own. A compiled component is machine
+ * code that runs in the host unchecked, so the directory is the trust
+ * boundary: it must be owned by the user running the host and writable by
+ * no one else (FILE_REFUSED otherwise, here and, should it change, at each
+ * load, which then compiles without it and says so in
+ * `fidius_plugin_warning`); an entry is read only when it is a regular
+ * file owned by this user with mode 0600; entries are written to a fresh
+ * name with mode 0600 and renamed into place. Whoever can write there as
+ * this user could as well change the host's own files. A corrupt or stale
+ * entry is compiled afresh and replaced. Errors: NULL_ARGUMENT,
+ * INVALID_UTF8, INVALID_ARGUMENT (a relative path), IO, FILE_REFUSED.
+ */
+enum fidius_status fidius_host_builder_set_compile_cache(struct fidius_host_builder *builder,
+                                                         const char *dir,
+                                                         struct fidius_error **error);
+
+/**
  * The Python interpreter that runs Python plugins (`runtime = "python"`
  * packages): a path, or a command name looked up on the PATH (default
  * `python3`). Each loaded Python plugin runs in a process of its own

@@ -48,6 +48,7 @@ pub struct HostBuilder {
     schemas: Vec<Arc<Schema>>,
     host_interfaces: HostInterfaces,
     python: Option<PathBuf>,
+    compile_cache: Option<wasm::CompileCache>,
 }
 
 impl HostBuilder {
@@ -128,6 +129,13 @@ impl HostBuilder {
     pub fn python_interpreter(&mut self, path: impl Into<PathBuf>) -> &mut Self {
         self.python = Some(path.into());
         self
+    }
+
+    /// Keep compiled components in `dir` (see [`wasm::CompileCache`]):
+    /// refused unless it is private to this user.
+    pub fn compile_cache(&mut self, dir: &Path) -> Result<&mut Self> {
+        self.compile_cache = Some(wasm::CompileCache::open(dir)?);
+        Ok(self)
     }
 
     /// Receive egress denials and load warnings.
@@ -334,6 +342,7 @@ impl Host {
             capabilities: self.config.capabilities.clone(),
             trust_precompiled: self.config.trust_precompiled,
             host_interfaces: options.host_interfaces.over(&self.config.host_interfaces),
+            compile_cache: self.config.compile_cache.clone(),
             load: options.clone(),
         };
         let loaded = wasm::load_package(runtime, files, manifest, options)?;

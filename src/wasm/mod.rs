@@ -1,6 +1,7 @@
 //! WASM-component plugins: Fidius packages (`runtime = "wasm"`) run in a
 //! deny-all wasmtime sandbox opened by the package's capability list.
 
+mod cache;
 mod drive;
 pub mod egress;
 mod host_call;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 pub use egress::{Destination, EgressPolicy, RequestParts, ResponseDirective, ResponseHead};
 pub use crate::egress::{SocketRequest, SocketUse};
 pub use plugin::{Method as WasmMethod, WasmOptions, WasmPlugin};
+pub use cache::CompileCache;
 pub use runtime::WasmRuntime;
 pub use stream::WasmStream;
 
@@ -82,7 +84,9 @@ pub fn load_package(runtime: Arc<WasmRuntime>, files: &PackageFiles, manifest: &
         Some(c) => c,
         None => {
             let bytes = files.read(&component_path).map_err(|e| in_pkg(e.context("component")))?;
-            runtime.compile(&bytes).map_err(|e| in_pkg(e.context(component_path.display())))?
+            runtime
+                .compile_cached(&bytes, options.compile_cache.as_ref(), &mut warnings)
+                .map_err(|e| in_pkg(e.context(component_path.display())))?
         }
     };
     let mut plugin = WasmPlugin::new(runtime, &component, caps, options, files.origin()).map_err(in_pkg)?;

@@ -41,6 +41,8 @@ pub struct WasmOptions {
     pub trust_precompiled: bool,
     /// What the `fidius:host-call` import dispatches to (the load's, then the host's).
     pub host_interfaces: HostInterfaces,
+    /// Where compiled components persist across processes (opt-in).
+    pub compile_cache: Option<super::cache::CompileCache>,
     pub load: LoadOptions,
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::cache::CompileCache;
 use super::sandbox::StoreState;
 use crate::error::{Error, Result, Status};
 
@@ -93,12 +94,44 @@ impl WasmRuntime {
 
     /// Compile component bytes (or reuse an earlier compile of the same bytes).
     pub fn compile(&self, wasm: &[u8]) -> Result<Component> {
+        self.compile_cached(wasm, None, &mut Vec::new())
+    }
+
+    /// As [`WasmRuntime::compile`], through the persistent `cache` when
+    /// there is one: a hit is deserialized, a miss compiled and stored.
+    /// A cache that cannot be used is skipped, and `warnings` says why.
+    pub fn compile_cached(&self, wasm: &[u8], cache: Option<&CompileCache>, warnings: &mut Vec<String>) -> Result<Component> {
         let key = digest(wasm);
         if let Some(c) = self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(c.clone());
         }
+        let entry = cache.map(|c| (c, super::cache::key(&key, &self.engine)));
+        if let Some((cache, name)) = &entry {
+            match cache.get(name) {
+                // Safety: the cache directory is private to this user (checked
+                // on every use), and only this code writes its entries.
+                Ok(Some(bytes)) => match unsafe { Component::deserialize(&self.engine, &bytes) } {
+                    Ok(component) => {
+                        self.compiled.lock().unwrap_or_else(|p| p.into_inner()).insert(key, component.clone());
+                        return Ok(component);
+                    }
+                    Err(e) => warnings.push(format!("compile cache entry {name} not used ({e}); compiled and replaced it")),
+                },
+                Ok(None) => {}
+                Err(e) => warnings.push(format!("compile cache not used: {}", e.message)),
+            }
+        }
         let component = Component::new(&self.engine, wasm)
             .map_err(|e| Error::new(Status::InvalidManifest, format!("not a valid WebAssembly component: {e:#}")))?;
+        if let Some((cache, name)) = &entry {
+            let stored = component
+                .serialize()
+                .map_err(|e| Error::new(Status::Io, format!("cannot serialize the compiled component: {e}")))
+                .and_then(|cwasm| cache.put(name, &cwasm));
+            if let Err(e) = stored {
+                warnings.push(format!("compile cache not written: {}", e.message));
+            }
+        }
         self.compiled.lock().unwrap_or_else(|p| p.into_inner()).insert(key, component.clone());
         Ok(component)
     }

@@ -213,6 +213,7 @@ pub fn cstr(s: &str) -> CString {
 }
 
 /// A host over the given search paths, built through the C API.
+#[derive(Debug)]
 pub struct TestHost(pub *mut fidius_host);
 
 unsafe impl Send for TestHost {}
