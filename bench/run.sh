@@ -48,6 +48,10 @@ streams_out="$(cargo bench -j"$jobs" --quiet --bench streams --manifest-path "$r
 echo "== measuring the compile cache (cargo bench --bench compile_cache)" >&2
 cache_out="$(cargo bench -j"$jobs" --quiet --bench compile_cache --manifest-path "$repo/Cargo.toml" -- "$packages")"
 
+echo "== measuring threads (cargo bench --bench threads)" >&2
+threads_out="$(cargo bench -j"$jobs" --quiet --bench threads --manifest-path "$repo/Cargo.toml" -- \
+    "$repo/target/fixtures/release/libfixture_v5.so" "$packages")"
+
 echo "== running" >&2
 echo "libfidius at $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
 echo "wasmtime's per-call floor on libfidius's engine (bench/floor.rs):"
@@ -58,6 +62,8 @@ echo "streams: items per second of a server stream against a unary call (bench/s
 echo "$streams_out"
 echo "the persistent compilation cache (bench/cache.rs):"
 echo "$cache_out"
+echo "threads: calls per second with 1 and 8 threads (bench/threads.rs):"
+echo "$threads_out"
 exec "$here/target/release/fidius-bench" \
     --native "$repo/target/fixtures/release/libfixture_v5.so" \
     --wasm-package "$packages/calc" \
