@@ -360,6 +360,7 @@ namespace Fidius
         [DllImport(Lib)] public static extern Status fidius_host_builder_set_require_signature(HostBuilderHandle b, [MarshalAs(UnmanagedType.U1)] bool require, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_set_python_interpreter(HostBuilderHandle b, byte[] interpreter, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_set_trust_precompiled(HostBuilderHandle b, [MarshalAs(UnmanagedType.U1)] bool trust, out IntPtr error);
+        [DllImport(Lib)] public static extern Status fidius_host_builder_set_compile_cache(HostBuilderHandle b, byte[] dir, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_allow_capability(HostBuilderHandle b, byte[] pattern, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_add_trusted_key(HostBuilderHandle b, byte[] key, UIntPtr len, out IntPtr error);
         [DllImport(Lib)] public static extern Status fidius_host_builder_add_trusted_key_file(HostBuilderHandle b, byte[] path, out IntPtr error);
@@ -965,6 +966,16 @@ namespace Fidius
         /// loads no Python plugin needs no Python, and a missing interpreter fails only Python loads
         /// (Status.LibraryLoad, naming it). Empty: Status.InvalidArgument when the host is built.</summary>
         public string PythonInterpreter;
+        /// <summary>A persistent compilation cache for WASM components (null, the default: none): an
+        /// absolute directory (made with mode 0700 when missing) where compiled components are kept as
+        /// .cwasm files named by the component's SHA-256 and the engine's compatibility, so the next
+        /// process loading the same component deserializes it instead of compiling it. The files are
+        /// machine code that runs in the host unchecked, so the directory must belong to this user and be
+        /// writable by no one else: Status.FileRefused when the host is built otherwise (and, should it
+        /// change later, each load compiles without it and says so in Plugin.Warnings()); entries are read
+        /// only as regular 0600 files of this user. A relative path (or "") is Status.InvalidArgument when
+        /// the host is built; a directory that cannot be made, Status.Io.</summary>
+        public string CompileCache;
     }
 
     /// <summary>Per-load settings.</summary>
@@ -1108,6 +1119,8 @@ namespace Fidius
                     Native.Check(Native.fidius_host_builder_set_trust_precompiled(b, true, out err), err);
                 if (config.PythonInterpreter != null)
                     Native.Check(Native.fidius_host_builder_set_python_interpreter(b, Native.Utf8z(config.PythonInterpreter), out err), err);
+                if (config.CompileCache != null)
+                    Native.Check(Native.fidius_host_builder_set_compile_cache(b, Native.Utf8z(config.CompileCache), out err), err);
                 foreach (string pattern in config.AllowCapabilities)
                 {
                     if (pattern == null) throw new ArgumentNullException("AllowCapabilities", "a null capability pattern");

@@ -37,6 +37,21 @@ type HostConfig struct {
 	// unchecked: turn this on only when whoever can write the search paths
 	// is as trusted as the host itself.
 	TrustPrecompiled bool
+	// CompileCache, when not empty, is a directory (an absolute path; made
+	// with mode 0700 when missing) where compiled WASM components are kept
+	// as .cwasm files, so that the next process loading the same component
+	// deserializes it instead of compiling it. Off by default. Entries are
+	// named by the component's SHA-256 and the engine's compatibility
+	// (wasmtime version and settings). They are machine code run unchecked,
+	// so the directory is the trust boundary: it must be owned by the user
+	// running the host and writable by no one else (StatusFileRefused from
+	// NewHost otherwise; should it change later, each load compiles without
+	// it and says so in Plugin.Warnings); an entry is read only when it is a
+	// regular 0600 file of this user, and is written under a fresh name with
+	// mode 0600 and renamed into place. A corrupt or stale entry is compiled
+	// afresh and replaced. A relative path is StatusInvalidArgument (from
+	// libfidius), a NUL byte in it StatusInvalidArgument (C would cut it short).
+	CompileCache string
 	// AllowCapabilities is the host's allow-list of package capabilities:
 	// names ("stdout", "http", "env:HOME") or patterns where * matches any
 	// run of characters ("env:LOG_*", "*"). Empty (the default) allows every
@@ -133,6 +148,17 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	}
 	if cfg.TrustPrecompiled {
 		if err := takeError(C.fidius_host_builder_set_trust_precompiled(b, true, &cerr), cerr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.CompileCache != "" {
+		if strings.IndexByte(cfg.CompileCache, 0) >= 0 {
+			return nil, &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf("HostConfig.CompileCache %q contains a NUL byte", cfg.CompileCache)}
+		}
+		cs := C.CString(cfg.CompileCache)
+		st := C.fidius_host_builder_set_compile_cache(b, cs, &cerr)
+		C.free(unsafe.Pointer(cs))
+		if err := takeError(st, cerr); err != nil {
 			return nil, err
 		}
 	}

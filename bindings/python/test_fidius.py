@@ -20,6 +20,7 @@ import os
 import pathlib
 import shutil
 import socket
+import stat
 import struct
 import sys
 import tarfile
@@ -310,6 +311,65 @@ class TestWasm(Base):
             with self.assertRaises(FidiusError) as cm:
                 calc.method_index("no-such-method")
             self.assertEqual(cm.exception.status, Status.METHOD_INDEX)
+
+
+class TestCompileCache(Base):
+    """Host(compile_cache=dir): compiled WASM components persist as private .cwasm files.
+    Which entry is read, and when one is refused, is tested on the Rust side
+    (tests/compile_cache.rs)."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="fidius-py-")   # mode 0700: private to this user
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def host(self, cache):
+        return fidius.Host([PLUGIN_DIR], compile_cache=cache)
+
+    def test_compiled_calc_persists(self):
+        # The WASM engine, and the components it compiled in memory, live as long as any host
+        # or plugin using it: collect what earlier tests dropped, so this load compiles.
+        gc.collect()
+        cache = self.tmp
+        with self.host(cache) as host, host.load("calc") as calc:
+            self.assertEqual(calc.invoke("add", 1, 2), 3)
+            self.assertEqual(calc.warnings(), [])
+        entries = os.listdir(cache)
+        self.assertEqual(len(entries), 1, f"one entry, no partial files (none: another host in this "
+                                          f"process kept calc compiled in memory): {entries}")
+        entry = os.path.join(cache, entries[0])
+        self.assertTrue(entry.endswith(".cwasm"), entry)
+        st = os.lstat(entry)
+        self.assertTrue(stat.S_ISREG(st.st_mode))
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
+        # A second host (a path-like this time) loads calc from the entry; a miss would have
+        # compiled and renamed a fresh file into place.
+        with self.host(pathlib.Path(cache)) as host, host.load("calc") as calc:
+            self.assertEqual(calc.invoke("add", 1, 2), 3)
+            self.assertEqual(calc.warnings(), [])
+        self.assertEqual(os.listdir(cache), entries)
+        self.assertEqual(os.lstat(entry).st_ino, st.st_ino, "the entry was read, not replaced")
+
+    def test_a_missing_directory_is_made_private(self):
+        cache = os.path.join(self.tmp, "a", "compiled")
+        with self.host(cache):
+            pass
+        self.assertEqual(stat.S_IMODE(os.stat(cache).st_mode), 0o700)
+
+    def test_a_directory_others_can_write_is_refused(self):
+        os.chmod(self.tmp, 0o777)
+        with self.assertRaises(FidiusError) as cm:
+            self.host(self.tmp)
+        self.assertEqual(cm.exception.status, Status.FILE_REFUSED)
+        self.assertIn("writable by others", cm.exception.message)
+
+    def test_a_relative_path_is_refused(self):
+        # The binding passes the path through unresolved: libfidius refuses it.
+        with self.assertRaises(FidiusError) as cm:
+            self.host("relative/cache")
+        self.assertEqual(cm.exception.status, Status.INVALID_ARGUMENT)
+        self.assertIn("absolute", cm.exception.message)
 
 
 class TestCapabilities(Base):

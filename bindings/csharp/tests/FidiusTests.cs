@@ -273,6 +273,121 @@ static class FidiusTests
             Check(calc.CallJson(calc.MethodIndex("add"), "[2, 40]") == "42", "TrustPrecompiled: calc loads and adds");
     }
 
+    [DllImport("libc", SetLastError = true)]
+    static extern int chmod(string path, uint mode);
+
+    // statx(2) (glibc 2.28+), whose struct has the same layout on every architecture, unlike stat's:
+    // stx_uid at byte 20, stx_mode (u16) at byte 28.
+    [DllImport("libc", SetLastError = true)]
+    static extern int statx(int dirfd, string path, int flags, uint mask, byte[] buf);
+
+    const int AtFdcwd = -100, AtSymlinkNofollow = 0x100;
+    const uint StatxType = 1, StatxMode = 2;
+
+    // The file's type and permission bits (lstat: a link is not followed), or -1 with errno.
+    static int Mode(string path)
+    {
+        byte[] buf = new byte[256];
+        if (statx(AtFdcwd, path, AtSymlinkNofollow, StatxType | StatxMode, buf) != 0) return -1;
+        return BitConverter.ToUInt16(buf, 28);
+    }
+
+    static string Octal(int mode) { return mode < 0 ? "none" : Convert.ToString(mode & 0xfff, 8); }
+
+    static Host CachedHost(string cache)
+    {
+        return NewHost(new HostConfig { CompileCache = cache });
+    }
+
+    // Run before any other test loads a WASM plugin: hosts share the process's WASM engine and its
+    // in-memory compiled components while any host or plugin lives, and a component compiled there
+    // is neither written to nor read from the cache directory (as tests/compile_cache.rs).
+    static void TestCompileCache()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        const int IsDir = 0x4000, IsReg = 0x8000, TypeMask = 0xf000;
+        string root = TempDir();
+        try
+        {
+            string cache = Path.Combine(root, "compiled");   // missing: libfidius makes it, 0700
+            using (Host host = CachedHost(cache))
+            {
+                int dirMode = Mode(cache);
+                Check((dirMode & TypeMask) == IsDir && (dirMode & 0xfff) == Convert.ToInt32("700", 8),
+                      "the cache directory is made with mode 0700 (" + Octal(dirMode) + ")");
+                using (Plugin calc = host.Load("calc"))
+                {
+                    Check(calc.CallJson(calc.MethodIndex("add"), "[1, 2]") == "3", "a cached host: calc add(1, 2) = 3");
+                    IList<string> warnings = calc.Warnings();
+                    Check(warnings.Count == 0, "no warnings (" + string.Join("; ", warnings) + ")");
+                }
+            }
+            string[] entries = Directory.GetFileSystemEntries(cache);
+            Check(entries.Length == 1 && entries[0].EndsWith(".cwasm", StringComparison.Ordinal),
+                  "the host freed, the directory holds exactly one .cwasm (" + string.Join(", ", entries) + ")");
+            if (entries.Length == 1)
+            {
+                int mode = Mode(entries[0]);
+                Check((mode & TypeMask) == IsReg && (mode & 0xfff) == Convert.ToInt32("600", 8),
+                      "the entry is a regular file with mode 0600 (" + Octal(mode) + ")");
+                Check(new FileInfo(entries[0]).Length > 1000, "the entry holds a compiled component (" + new FileInfo(entries[0]).Length + " bytes)");
+            }
+            using (Host host = CachedHost(cache))
+            using (Plugin calc = host.Load("calc"))
+            {
+                Check(calc.CallJson(calc.MethodIndex("add"), "[1, 2]") == "3", "a second host with the same cache: calc add(1, 2) = 3");
+                IList<string> warnings = calc.Warnings();
+                Check(warnings.Count == 0, "no warnings (" + string.Join("; ", warnings) + ")");
+            }
+            entries = Directory.GetFileSystemEntries(cache);
+            Check(entries.Length == 1 && entries[0].EndsWith(".cwasm", StringComparison.Ordinal),
+                  "still exactly one entry (" + string.Join(", ", entries) + ")");
+
+            // The entry is what a new host reads (no engine of an earlier host lingers in memory): a
+            // corrupt one is seen, reported, compiled afresh and replaced.
+            if (entries.Length == 1)
+            {
+                File.WriteAllText(entries[0], "not a cwasm");
+                using (Host host = CachedHost(cache))
+                using (Plugin calc = host.Load("calc"))
+                {
+                    Check(calc.CallJson(calc.MethodIndex("add"), "[2, 2]") == "4", "a corrupt entry: calc still compiles and adds");
+                    IList<string> warnings = calc.Warnings();
+                    Check(warnings.Count == 1 && warnings[0].Contains("not used"),
+                          "and warns that the entry was not used (" + string.Join("; ", warnings) + ")");
+                }
+                Check(new FileInfo(entries[0]).Length > 1000 && (Mode(entries[0]) & 0xfff) == Convert.ToInt32("600", 8),
+                      "the corrupt entry is replaced by a valid 0600 one");
+                Check(Directory.GetFileSystemEntries(cache).Length == 1, "still exactly one entry");
+            }
+
+            // A directory others can write is refused when the host is built.
+            if (chmod(cache, Convert.ToUInt32("777", 8)) != 0)
+            {
+                Check(false, "chmod 0777 failed: errno " + Marshal.GetLastWin32Error());
+                return;
+            }
+            FidiusException e = Throws(() => CachedHost(cache).Dispose());
+            Check(e != null && e.Status == Status.FileRefused && e.Message.Contains("writable by others"),
+                  "a cache directory with mode 0777: FileRefused, writable by others (" + (e == null ? "built" : e.Status + ": " + e.Message) + ")");
+            chmod(cache, Convert.ToUInt32("700", 8));
+
+            // A relative path (the binding passes it on: libfidius checks it).
+            e = Throws(() => CachedHost("relative/cache").Dispose());
+            Check(e != null && e.Status == Status.InvalidArgument && e.Message.Contains("absolute"),
+                  "a relative cache path: InvalidArgument (" + (e == null ? "built" : e.Status + ": " + e.Message) + ")");
+            Check(!Directory.Exists("relative"), "and nothing is made for it");
+            e = Throws(() => CachedHost("").Dispose());
+            Check(e != null && e.Status == Status.InvalidArgument, "an empty cache path: InvalidArgument (" + (e == null ? "built" : e.Message) + ")");
+        }
+        finally
+        {
+            chmod(Path.Combine(root, "compiled"), Convert.ToUInt32("700", 8));
+            Directory.Delete(root, true);
+        }
+    }
+
     static void TestCapabilities()
     {
         Environment.SetEnvironmentVariable("FIDIUS_FIXTURE_VAR", "csharp-value");
@@ -2527,6 +2642,7 @@ static class FidiusTests
         Run("version check", TestVersionCheck);
         Run("status names", TestStatusNames);
         Run("file refused", TestFileRefused);
+        Run("compile cache", TestCompileCache);   // first to load a WASM plugin: see the test
         Run("discover", TestDiscover);
         Run("native plugins", TestNative);
         Run("WASM plugin", TestWasm);

@@ -291,6 +291,7 @@ _SIGNATURES = {
     "fidius_host_builder_set_require_signature": (_S, [_P, c_bool, _E]),
     "fidius_host_builder_set_trust_precompiled": (_S, [_P, c_bool, _E]),
     "fidius_host_builder_set_python_interpreter": (_S, [_P, c_char_p, _E]),
+    "fidius_host_builder_set_compile_cache": (_S, [_P, c_char_p, _E]),
     "fidius_host_builder_allow_capability": (_S, [_P, c_char_p, _E]),
     "fidius_host_builder_add_trusted_key": (_S, [_P, c_char_p, c_size_t, _E]),
     "fidius_host_builder_add_trusted_key_file": (_S, [_P, c_char_p, _E]),
@@ -1242,7 +1243,8 @@ class Host(_Owner):
                  schemas: Sequence[Union[str, bytes]] = (),
                  schema_files: Sequence[str] = (),
                  host_interfaces: Sequence[HostInterface] = (),
-                 python_interpreter: Optional[Union[str, "os.PathLike[str]"]] = None):
+                 python_interpreter: Optional[Union[str, "os.PathLike[str]"]] = None,
+                 compile_cache: Optional[Union[str, "os.PathLike[str]"]] = None):
         """``log(level, message)`` (1 error, 2 warning, 3 info) runs on any thread, concurrently.
 
         ``trust_precompiled``: deserialize a package's ``.cwasm`` even when no trusted key's
@@ -1271,6 +1273,16 @@ class Host(_Owner):
         from it; no second interpreter is loaded into this process. It is not checked here: a
         missing one fails only Python loads (Status.LIBRARY_LOAD, naming it). ``""``:
         Status.INVALID_ARGUMENT.
+
+        ``compile_cache``: a directory (absolute; made with mode 0700 when missing) where
+        compiled WASM components are kept as ``.cwasm`` files named by the component's SHA-256
+        and the engine's compatibility, so that the next process loading the same package
+        deserializes instead of compiling (None, the default: no cache). A compiled component
+        is machine code that runs in this process unchecked, so the directory must belong to
+        this user and be writable by no one else (Status.FILE_REFUSED here; should it change
+        later, each load compiles without it and says so in ``plugin.warnings()``); only
+        regular 0600 files of this user are read. A relative path: Status.INVALID_ARGUMENT
+        (libfidius checks it; it is not resolved against the working directory here).
         """
         b = _lib.fidius_host_builder_new()
         if not b:
@@ -1286,6 +1298,8 @@ class Host(_Owner):
                 _check(_lib.fidius_host_builder_set_trust_precompiled, b, True)
             if python_interpreter is not None:
                 _check(_lib.fidius_host_builder_set_python_interpreter, b, _b(os.fspath(python_interpreter)))
+            if compile_cache is not None:
+                _check(_lib.fidius_host_builder_set_compile_cache, b, _b(os.fspath(compile_cache)))
             if isinstance(allow_capabilities, str):
                 raise TypeError("allow_capabilities must be a sequence of patterns, not a str")
             for pattern in allow_capabilities:
