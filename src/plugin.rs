@@ -261,17 +261,9 @@ impl Plugin {
                 let out = self.call_python(p, index, Format::Wire, &wire, feed, cancel)?;
                 json::output_to_json(sig.outcome(), &out).map_err(in_method)
             }
-            (Format::Wire, None) => fail(
-                Status::Unsupported,
-                format!(
-                    "Python plugin {} has no interface schema, so its calls take JSON, not wire bytes \
-                     (give it one: fidius_load_options_set_schema or fidius_host_builder_add_schema)",
-                    self.info.name
-                ),
-            ),
+            (Format::Wire, None) => Err(self.untyped()),
             (Format::Wire, Some(sig)) => {
-                let args = json::output_to_exact_json(Some(&Ty::Tuple(sig.params.iter().map(|(_, t)| t.clone()).collect())), input)
-                    .map_err(|e| in_method(e.context("the arguments")))?;
+                let args = python_args(sig, input).map_err(in_method)?;
                 let out = p.call_json(&name, &args, feed, cancel)?;
                 match sig.outcome() {
                     None => Ok(Vec::new()),
@@ -357,7 +349,7 @@ impl Plugin {
                     let Some(item) = &sig.item else {
                         return fail(Status::Unsupported, format!("method {name}: its stream's item type is unknown, so items cannot be wire bytes"));
                     };
-                    let args = json::output_to_exact_json(Some(&Ty::Tuple(sig.params.iter().map(|(_, t)| t.clone()).collect())), input)?;
+                    let args = python_args(sig, input)?;
                     p.stream(&python_name, &args, feed.clone(), Some(item.clone()), cancel.clone())
                 }
             };
@@ -446,18 +438,25 @@ impl Plugin {
         }
     }
 
-    /// The method's types, for a JSON call.
+    /// The method's types, for a conversion between JSON and wire bytes.
     fn typed<'a>(&self, method: &'a MethodInfo) -> Result<&'a Signature> {
-        method.signature.as_ref().ok_or_else(|| {
-            Error::new(
-                Status::Unsupported,
-                format!(
-                    "plugin {} is native and has no interface schema, so its calls take wire bytes, not JSON \
-                     (give it one: fidius_load_options_set_schema, <library>.wit, or fidius_host_builder_add_schema)",
-                    self.info.name
-                ),
-            )
-        })
+        method.signature.as_ref().ok_or_else(|| self.untyped())
+    }
+
+    /// Why a call needs types this plugin does not have.
+    fn untyped(&self) -> Error {
+        let (runtime, takes, not, sidecar) = match self.backend {
+            Backend::Python(_) => ("Python", "JSON", "wire bytes", ""),
+            _ => ("native", "wire bytes", "JSON", ", <library>.wit"),
+        };
+        Error::new(
+            Status::Unsupported,
+            format!(
+                "plugin {} is a {runtime} plugin without an interface schema, so its calls take {takes}, not {not} \
+                 (give it one: fidius_load_options_set_schema{sidecar} or fidius_host_builder_add_schema)",
+                self.info.name
+            ),
+        )
     }
 
     /// A native plugin's optional methods past its descriptor (known from a
@@ -641,6 +640,13 @@ impl PluginStream {
             None => step,
         }
     }
+}
+
+/// A call's wire arguments as the JSON array a Python plugin takes, with
+/// 64-bit integers kept as numbers (Python reads them exactly).
+fn python_args(sig: &Signature, input: &[u8]) -> Result<Vec<u8>> {
+    json::output_to_exact_json(Some(&Ty::Tuple(sig.params.iter().map(|(_, t)| t.clone()).collect())), input)
+        .map_err(|e| e.context("the arguments"))
 }
 
 /// One JSON value (a plugin's result) as the wire bytes of `ty`.

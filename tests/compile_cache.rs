@@ -121,6 +121,8 @@ fn compiled_components_persist_in_a_private_cache_directory() {
         let b = fidius_host_builder_new();
         let mut err = std::ptr::null_mut();
         assert_eq!(check(fidius_host_builder_set_compile_cache(b, std::ptr::null(), &mut err), err).unwrap_err().status, Status::NullArgument);
+        let bad = b"/tmp/c\xffache\0";
+        assert_eq!(check(fidius_host_builder_set_compile_cache(b, bad.as_ptr().cast(), &mut err), err).unwrap_err().status, Status::InvalidUtf8);
         fidius_host_builder_free(b);
     }
 }

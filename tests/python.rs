@@ -383,6 +383,11 @@ fn without_python_native_and_wasm_plugins_still_load() {
         assert_eq!(check(fidius_host_builder_set_python_interpreter(b, ptr::null(), &mut err), err).unwrap_err().status, Status::NullArgument);
         let empty = cstr("");
         assert_eq!(check(fidius_host_builder_set_python_interpreter(b, empty.as_ptr(), &mut err), err).unwrap_err().status, Status::InvalidArgument);
+        let bad = b"/usr/bin/py\xffthon\0";
+        assert_eq!(
+            check(fidius_host_builder_set_python_interpreter(b, bad.as_ptr().cast(), &mut err), err).unwrap_err().status,
+            Status::InvalidUtf8
+        );
         fidius_host_builder_free(b);
     }
 }

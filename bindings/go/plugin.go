@@ -242,6 +242,12 @@ func (p *Plugin) invoke(ctx context.Context, name string, out any, args []any) e
 	if err != nil || out == nil {
 		return err
 	}
+	return decodeResult(name, result, out)
+}
+
+// decodeResult unmarshals the JSON result of the call named name into out,
+// numbers as json.Number (as Invoke promises).
+func decodeResult(name string, result []byte, out any) error {
 	dec := json.NewDecoder(bytes.NewReader(result))
 	dec.UseNumber()
 	if err := dec.Decode(out); err != nil {

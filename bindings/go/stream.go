@@ -712,12 +712,7 @@ func (p *Plugin) InvokeStreaming(name string, out any, items Source, args ...any
 	if err != nil || out == nil {
 		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(result))
-	dec.UseNumber()
-	if err := dec.Decode(out); err != nil {
-		return fmt.Errorf("fidius: %s: result %s: %w", name, result, err)
-	}
-	return nil
+	return decodeResult(name, result, out)
 }
 
 // invokeArgs is name's index and args as a JSON array.

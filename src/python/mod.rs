@@ -133,6 +133,8 @@ impl Shared {
             )),
             _ => in_package(e),
         })?;
+        // The runner says whether importing or configuring failed.
+        let configuring = reply.message.get("phase").and_then(Value::as_str) == Some("configure");
         let loaded = match answer(reply) {
             Ok(Answer::Value(v)) => v,
             Err(e) if e.status == Status::PluginError => {
@@ -143,17 +145,15 @@ impl Shared {
                     .and_then(|d| serde_json::from_str::<Value>(d).ok())
                     .and_then(|d| d.get("traceback").and_then(Value::as_str).map(str::to_string))
                     .unwrap_or_default();
-                let status = if self.options.config.is_some() && traceback.contains("__fidius_configure__") {
-                    Status::ConfigRejected
+                let (status, what) = if configuring {
+                    (Status::ConfigRejected, format!("{}.__fidius_configure__ rejected the config", self.module))
                 } else {
-                    Status::LibraryLoad
-                };
-                let what = match status {
-                    Status::ConfigRejected => format!("{}.__fidius_configure__ rejected the config", self.module),
-                    _ => format!("importing {} failed", self.module),
+                    (Status::LibraryLoad, format!("importing {} failed", self.module))
                 };
                 return Err(in_package(Error::new(status, format!("{what}: {}: {}\n{traceback}", p.code, p.message))));
             }
+            // The runner's own refusal (a config for a module without __fidius_configure__).
+            Err(e) if e.status == Status::Serialization => return Err(in_package(Error::new(Status::InvalidArgument, e.message))),
             Err(e) => return Err(in_package(e)),
             Ok(other) => return fail(Status::Serialization, format!("Python plugin {}: unexpected load reply {other:?}", self.name)),
         };

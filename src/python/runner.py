@@ -125,7 +125,10 @@ def load(msg):
         configure = getattr(module, "__fidius_configure__", None)
         if configure is None:
             return {"fail": "the entry module has no __fidius_configure__, so it takes no config"}
-        target = configure(msg.get("config"))
+        try:
+            target = configure(msg.get("config"))
+        except Exception as exc:
+            return {"error": plugin_error(exc), "phase": "configure"}
     if target is module:
         names = [n for n, v in vars(module).items()
                  if not n.startswith("_") and isinstance(v, types.FunctionType) and v.__module__ == module.__name__]
