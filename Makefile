@@ -31,7 +31,7 @@ STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 # The fixture search path every host test uses (native fixtures + WASM packages).
 PLUGINS := $(ROOT)/examples-c/build/plugins
 
-.PHONY: demo test test-rust test-c header-check build clean \
+.PHONY: demo test test-rust test-fuzz test-c header-check build clean \
         release-lib install install-strip test-install \
         test-bindings test-go test-csharp test-python python-wheel csharp-nupkg plugins uninstalled-pc
 
@@ -58,7 +58,13 @@ test-rust:
 test-c:
 	$(MAKE) -C examples-c check
 
-test: header-check test-rust test-c test-bindings test-install
+# The fuzz targets (fuzz/): every committed corpus input replayed under
+# ASan/LSan, then a short live run of each (FUZZ_SECONDS, default 15).
+test-fuzz:
+	$(MAKE) -C examples-c fixtures
+	bash fuzz/ci.sh
+
+test: header-check test-rust test-fuzz test-c test-bindings test-install
 	@echo "all test suites passed"
 
 # --- install -----------------------------------------------------------------

@@ -83,6 +83,210 @@ pub fn key(data: &[u8]) {
     let _ = fidius::signing::key_from_bytes(data);
 }
 
+/// A native registry synthesized from the input, as a hostile library's
+/// statics would be (every pointer NULL or to real memory of the ABI's
+/// size, every value the fuzzer's), validated the way a loaded library's
+/// is. No dlopen. An accepted descriptor must be one the host can call.
+pub fn descriptor(data: &[u8]) {
+    use fidius::native::abi::{DescriptorTail500, MetaKv, MethodMetaEntry, PluginDescriptor, PluginRegistry};
+    use std::ffi::c_void;
+    use std::ptr;
+
+    unsafe extern "C" fn free_buffer(_: *mut u8, _: usize) {}
+    unsafe extern "C" fn construct(_: *const u8, _: u32) -> *mut c_void {
+        ptr::null_mut()
+    }
+    unsafe extern "C" fn destroy(_: *mut c_void) {}
+
+    /// A 400 descriptor and its 500 tail, laid out as the ABI has them.
+    #[repr(C)]
+    struct Full {
+        d: PluginDescriptor,
+        tail: DescriptorTail500,
+    }
+
+    let mut bytes = Bytes(data);
+    // Strings: NUL-terminated pieces of the input (maybe not UTF-8).
+    let strings: Vec<Vec<u8>> = (0..4)
+        .map(|_| {
+            let len = bytes.byte() as usize % 24;
+            bytes.take(len).iter().map(|&b| b.max(1)).chain([0]).collect()
+        })
+        .collect();
+    let string = |bytes: &mut Bytes| match bytes.byte() % 5 {
+        4 => ptr::null(),
+        i => strings[i as usize].as_ptr().cast(),
+    };
+    let plugin_count = bytes.byte() as u32 % 4;
+    let mut kvs_store: Vec<Vec<MetaKv>> = Vec::new();
+    let mut method_meta_store: Vec<Vec<MethodMetaEntry>> = Vec::new();
+    let vtable = [ptr::null::<c_void>(); 64];
+    let mut fulls: Vec<Box<Full>> = Vec::new();
+    for _ in 0..plugin_count {
+        let method_count = match bytes.byte() % 4 {
+            0 => bytes.u32(),
+            _ => bytes.byte() as u32 % 8,
+        };
+        // Metadata arrays as long as the descriptor claims (the ABI's
+        // promise), or NULL; counts in them are the fuzzer's.
+        let kvs = |bytes: &mut Bytes, store: &mut Vec<Vec<MetaKv>>| -> (*const MetaKv, u32) {
+            let claimed = if bytes.byte() % 8 == 0 { bytes.u32() } else { bytes.byte() as u32 % 4 };
+            if claimed > 64 || bytes.byte() % 6 == 0 {
+                return (ptr::null(), claimed);
+            }
+            let list: Vec<MetaKv> = (0..claimed).map(|_| MetaKv { key: string(bytes), value: string(bytes) }).collect();
+            let p = list.as_ptr();
+            store.push(list);
+            (p, claimed)
+        };
+        let method_metadata = if method_count <= 64 && bytes.byte() % 3 != 0 {
+            let entries: Vec<MethodMetaEntry> = (0..method_count)
+                .map(|_| {
+                    let (kvs, kv_count) = kvs(&mut bytes, &mut kvs_store);
+                    MethodMetaEntry { kvs, kv_count }
+                })
+                .collect();
+            let p = entries.as_ptr();
+            method_meta_store.push(entries);
+            p
+        } else {
+            ptr::null()
+        };
+        let (trait_metadata, trait_metadata_count) = kvs(&mut bytes, &mut kvs_store);
+        let abi_version = match bytes.byte() % 4 {
+            0 => 400,
+            1 | 2 => 500,
+            _ => bytes.u32(),
+        };
+        let descriptor_size = match bytes.byte() % 4 {
+            0 => 104,
+            1 | 2 => 120,
+            _ => bytes.u32(),
+        };
+        fulls.push(Box::new(Full {
+            d: PluginDescriptor {
+                descriptor_size,
+                abi_version,
+                interface_name: string(&mut bytes),
+                interface_hash: bytes.u64(),
+                interface_version: bytes.u32(),
+                capabilities: bytes.u64(),
+                buffer_strategy: bytes.byte() % 4,
+                plugin_name: string(&mut bytes),
+                // A real vtable only as long as a plausible method count.
+                vtable: if method_count <= 64 && bytes.byte() % 5 != 0 { vtable.as_ptr().cast() } else { ptr::null() },
+                free_buffer: (bytes.byte() % 4 != 0).then_some(free_buffer as _),
+                method_count,
+                method_metadata,
+                trait_metadata,
+                trait_metadata_count,
+            },
+            tail: DescriptorTail500 {
+                construct: (bytes.byte() % 4 != 0).then_some(construct as _),
+                destroy: (bytes.byte() % 4 != 0).then_some(destroy as _),
+            },
+        }));
+    }
+    let mut list: Vec<*const PluginDescriptor> = fulls.iter().map(|f| &f.d as *const PluginDescriptor).collect();
+    if bytes.byte() % 8 == 0 && !list.is_empty() {
+        list[0] = ptr::null();
+    }
+    let magic = if bytes.byte() % 8 == 0 { [bytes.byte(); 8] } else { *b"FIDIUS\0\0" };
+    let registry = PluginRegistry {
+        magic,
+        registry_version: if bytes.byte() % 8 == 0 { bytes.u32() } else { 1 },
+        // Never more than the list holds: a registry's promise.
+        plugin_count: list.len() as u32,
+        descriptors: if list.is_empty() && bytes.byte() % 2 == 0 { ptr::null() } else { list.as_ptr() },
+    };
+    let registry = if bytes.byte() % 16 == 0 { ptr::null() } else { &registry as *const PluginRegistry };
+    let Ok(entries) = (unsafe { fidius::native::library::read_entries(registry, Path::new("fuzz.so")) }) else { return };
+    assert_eq!(entries.len(), list.len());
+    for (entry, full) in entries.iter().zip(&fulls) {
+        let Ok(entry) = entry else { continue };
+        let d = &full.d;
+        assert!(matches!(d.abi_version, 400 | 500), "accepted ABI {}", d.abi_version);
+        assert!(d.descriptor_size >= if d.abi_version == 500 { 120 } else { 104 });
+        assert!(matches!(d.buffer_strategy, 1 | 2));
+        assert!(d.method_count <= 4096 && (d.method_count == 0 || !d.vtable.is_null()));
+        assert_eq!(entry.info.method_count, d.method_count);
+        assert_eq!(entry.method_metadata.len(), d.method_count as usize);
+        assert!(!d.plugin_name.is_null() && !d.interface_name.is_null());
+    }
+}
+
+/// Package signatures: `u8 file count`, then per file `u8 path length,
+/// path, u16_le content length, content`, then the signature bytes. The
+/// files signed with a fixed key must verify; the fuzzer's own signature
+/// must not, unless it is that exact signature; and any change to the files
+/// must break the real one.
+pub fn signature(data: &[u8]) {
+    use ed25519_dalek::{Signer, SigningKey};
+    use fidius::signing::{package_digest, verify_package, PackageContent};
+
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    let trusted = [key.verifying_key()];
+    let mut bytes = Bytes(data);
+    let mut files = PackageContent::new();
+    for _ in 0..bytes.byte() % 6 {
+        let len = bytes.byte() as usize % 32;
+        let path = String::from_utf8_lossy(bytes.take(len)).into_owned();
+        let len = bytes.u16() as usize;
+        files.insert(path, bytes.take(len).to_vec());
+    }
+    let theirs = bytes.rest();
+    let origin = Path::new("/fuzz/pkg");
+    let real = key.sign(&package_digest(&files)).to_bytes();
+    assert!(verify_package(origin, &files, Some(&real), &trusted).is_ok(), "a real signature was refused");
+    let verdict = verify_package(origin, &files, Some(theirs), &trusted);
+    assert_eq!(verdict.is_ok(), theirs == real, "a signature the key did not make was accepted");
+    assert!(verify_package(origin, &files, None, &trusted).is_err());
+    // One more file, or one byte more in a file: the real signature fails.
+    let mut changed = files.clone();
+    match changed.iter_mut().next() {
+        Some((_, content)) => content.push(0),
+        None => {
+            changed.insert("added".into(), Vec::new());
+        }
+    }
+    assert!(verify_package(origin, &changed, Some(&real), &trusted).is_err(), "a changed package kept its signature");
+    for path in files.keys() {
+        let _ = fidius::signing::is_signed_path(path);
+    }
+}
+
+/// What a Python plugin's runner writes to the host: reply frames, read as
+/// the host reads its socket, each taken as a call's outcome.
+pub fn python_reply(data: &[u8]) {
+    let _ = fidius::python::read_replies(data);
+}
+
+/// A reader of fuzz input that never fails: past the end it yields zeros.
+struct Bytes<'a>(&'a [u8]);
+
+impl<'a> Bytes<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let (head, tail) = self.0.split_at(n.min(self.0.len()));
+        self.0 = tail;
+        head
+    }
+    fn byte(&mut self) -> u8 {
+        self.take(1).first().copied().unwrap_or(0)
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.byte(), self.byte()])
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.byte(), self.byte(), self.byte(), self.byte()])
+    }
+    fn u64(&mut self) -> u64 {
+        (self.u32() as u64) | (self.u32() as u64) << 32
+    }
+    fn rest(&mut self) -> &'a [u8] {
+        self.take(usize::MAX)
+    }
+}
+
 /// A C-API session in fuzzer-chosen order: builders, hosts, load options,
 /// discovery, loads of the native fixture plugins (from
 /// target/fixtures/debug, where the test harness builds them), calls with
@@ -108,18 +312,19 @@ pub fn capi_sequence(data: &[u8]) {
         concat!(env!("CARGO_MANIFEST_DIR"), "/target/fixtures/debug"),
         concat!(env!("CARGO_MANIFEST_DIR"), "/../target/fixtures/debug"),
     ];
-    let names: [&[u8]; 7] = [b"BasicCalc", b"LegacyCalc", b"ArenaImpl", b"TypedImpl", b"KvUserImpl", b"nope", b"Basic\xffCalc"];
+    let names: [&[u8]; 9] =
+        [b"BasicCalc", b"LegacyCalc", b"ArenaImpl", b"TypedImpl", b"KvUserImpl", b"Streamer", b"Counter", b"nope", b"Basic\xffCalc"];
     let mut bytes = data.iter().copied();
     let mut next = move || bytes.next();
-    let mut builder = unsafe { fidius_host_builder_new() };
+    let mut builder = fidius_host_builder_new();
     let mut hosts: Vec<*mut fidius_host> = Vec::new();
     let mut plugins: Vec<*mut fidius_plugin> = Vec::new();
-    let options = unsafe { fidius_load_options_new() };
+    let options = fidius_load_options_new();
     while let Some(op) = next() {
         let arg = next().unwrap_or(0);
         let mut err = ptr::null_mut();
         unsafe {
-            match op % 12 {
+            match op % 14 {
                 0 => {
                     let path = match arg % 3 {
                         0 => CString::new(fixtures[0]).unwrap(),
@@ -164,7 +369,7 @@ pub fn capi_sequence(data: &[u8]) {
                     let host = hosts.get(arg as usize % hosts.len().max(1)).copied().unwrap_or(ptr::null_mut());
                     let name = names[next().unwrap_or(0) as usize % names.len()];
                     let name = CString::new(name).unwrap();
-                    let opts = if op % 12 == 6 { options } else { ptr::null_mut() };
+                    let opts = if op % 14 == 6 { options } else { ptr::null_mut() };
                     let mut plugin = ptr::null_mut();
                     checked(fidius_host_load(host, name.as_ptr(), opts, &mut plugin, &mut err), err);
                     if !plugin.is_null() {
@@ -197,6 +402,50 @@ pub fn capi_sequence(data: &[u8]) {
                         fidius_plugin_free(plugins.swap_remove(arg as usize % plugins.len()));
                     }
                 }
+                12 => {
+                    // A stream (the fuzzer's method, format and input), a
+                    // few items, maybe a cancel, then freed.
+                    let plugin = plugins.get(arg as usize % plugins.len().max(1)).copied().unwrap_or(ptr::null_mut());
+                    let method = next().unwrap_or(0) as u32 % 12;
+                    let format = next().unwrap_or(0) as u32 % 3;
+                    let len = next().unwrap_or(0) as usize % 64;
+                    let input: Vec<u8> = (0..len).map_while(|_| next()).collect();
+                    let mut stream = ptr::null_mut();
+                    let status =
+                        fidius_plugin_stream(plugin, method, format, input.as_ptr(), input.len(), None, ptr::null_mut(), None, &mut stream, &mut err);
+                    checked(status, err);
+                    assert_eq!(status == fidius::Status::Ok, !stream.is_null());
+                    let pulls = next().unwrap_or(0) % 8;
+                    for i in 0..pulls {
+                        if i == 3 {
+                            let mut err = ptr::null_mut();
+                            checked(fidius_stream_cancel(stream, &mut err), err);
+                        }
+                        let mut item = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
+                        let mut err = ptr::null_mut();
+                        let status = fidius_stream_next(stream, &mut item, &mut err);
+                        if status == fidius::Status::StreamEnd {
+                            assert!(err.is_null() && item.data.is_null(), "the end carries no error and no item");
+                        } else {
+                            checked(status, err);
+                        }
+                        fidius_bytes_free(&mut item);
+                    }
+                    fidius_stream_free(stream);
+                }
+                13 => {
+                    // Wrong handle kinds and NULLs on the stream functions.
+                    let wrong = plugins.first().copied().unwrap_or(ptr::null_mut()).cast::<fidius_stream>();
+                    let mut item = fidius_bytes { data: ptr::null_mut(), len: 0, release: ptr::null_mut() };
+                    let status = fidius_stream_next(wrong, &mut item, &mut err);
+                    assert_ne!(status, fidius::Status::Ok);
+                    if !err.is_null() {
+                        fidius_error_free(err);
+                    }
+                    let mut err = ptr::null_mut();
+                    checked(fidius_stream_cancel(wrong, &mut err), err);
+                    fidius_stream_free(wrong);
+                }
                 _ => {
                     if !hosts.is_empty() {
                         fidius_host_free(hosts.swap_remove(arg as usize % hosts.len()));
@@ -225,7 +474,7 @@ fn split(data: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// Every target, by name (the corpus directories are named the same).
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+pub const TARGETS: [(&str, fn(&[u8])); 10] = [
     ("json_wire", json_wire),
     ("wire_json", wire_json),
     ("manifest", manifest),
@@ -233,4 +482,7 @@ pub const TARGETS: [(&str, fn(&[u8])); 7] = [
     ("elf", elf),
     ("key", key),
     ("capi_sequence", capi_sequence),
+    ("descriptor", descriptor),
+    ("signature", signature),
+    ("python_reply", python_reply),
 ];

@@ -26,6 +26,10 @@ pub mod schema;
 pub mod signing;
 pub mod stream;
 pub mod value;
+#[cfg(feature = "wasm")]
+pub mod wasm;
+#[cfg(not(feature = "wasm"))]
+#[path = "wasm/disabled.rs"]
 pub mod wasm;
 pub mod wire;
 

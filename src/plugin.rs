@@ -98,26 +98,10 @@ impl Plugin {
     }
 
     pub(crate) fn wasm(mut info: PluginInfo, plugin: WasmPlugin, warnings: Vec<String>) -> Self {
-        info.interface_hash = plugin.interface_hash;
-        info.method_count = plugin.methods.len() as u32;
-        let methods = plugin
-            .methods
-            .iter()
-            .map(|m| MethodInfo {
-                name: Some(m.name.clone()),
-                metadata: Vec::new(),
-                signature: Some(Signature {
-                    params: m.params.clone(),
-                    result: m.result.clone(),
-                    raw: m.raw,
-                    streaming: m.streaming,
-                    item: m.item.clone(),
-                }),
-                implemented: true,
-                optional: Some(false),
-            })
-            .collect();
-        let capabilities = plugin.granted.clone();
+        let methods = plugin.method_infos();
+        info.interface_hash = plugin.interface_hash();
+        info.method_count = methods.len() as u32;
+        let capabilities = plugin.granted().to_vec();
         Plugin {
             info,
             methods,

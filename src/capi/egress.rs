@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use super::{c_bytes, c_str, fidius_error, guard, guard_value, out_param, to_cstring, Handle, Tagged};
 use crate::error::{Error, Result, Status};
 use crate::host::{LogHook, LogLevel};
-use crate::wasm::{Destination, EgressPolicy, RequestParts, ResponseDirective, ResponseHead, SocketRequest};
+use crate::egress::{Destination, EgressPolicy, RequestParts, ResponseDirective, ResponseHead, SocketRequest};
 
 /// What an egress callback returns.
 #[repr(C)]

@@ -6,7 +6,7 @@ use std::ffi::{c_char, c_void, CString};
 use super::egress::{fidius_egress_policy, fidius_http_request, read_lock, CEgressPolicy, RequestView};
 use super::{fidius_error, guard, guard_value, out_param, to_cstring, Handle, Tagged};
 use crate::error::{Error, Result, Status};
-use crate::wasm::{Destination, RequestParts, ResponseDirective, ResponseHead};
+use crate::egress::{Destination, RequestParts, ResponseDirective, ResponseHead};
 
 /// What a response callback returns.
 #[repr(C)]

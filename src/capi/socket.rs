@@ -7,7 +7,7 @@ use std::ptr;
 use super::egress::{fidius_egress_policy, fidius_egress_verdict, read_lock, CEgressPolicy};
 use super::{c_str, fidius_error, guard, guard_value, to_cstring, Handle, Tagged};
 use crate::error::Status;
-use crate::wasm::{SocketRequest, SocketUse};
+use crate::egress::{SocketRequest, SocketUse};
 
 /// What a socket request is about (`fidius_socket_request_use`).
 #[repr(C)]

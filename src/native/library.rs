@@ -91,16 +91,7 @@ pub fn open(path: &Path, source: Source<'_>) -> Result<NativeLibrary> {
         })?;
         get()
     };
-    let descriptors = read_registry(registry)?;
-    let entries = descriptors
-        .into_iter()
-        .map(|d| unsafe {
-            read_descriptor(d, path).map(Arc::new).map_err(|error| BadEntry {
-                plugin: (!d.is_null()).then(|| string((*d).plugin_name, "").ok()).flatten(),
-                error,
-            })
-        })
-        .collect();
+    let entries = unsafe { read_entries(registry, path)? };
     let host_imports = host_imports::read(&library);
     Ok(NativeLibrary { path: path.to_path_buf(), library, entries, host_imports })
 }
@@ -184,6 +175,28 @@ fn dlopen_bytes(path: &Path, _bytes: &[u8]) -> Result<Library> {
         Status::Unsupported,
         format!("{}: loading verified bytes is only implemented on Linux", path.display()),
     )
+}
+
+/// Validate the registry `fidius_get_registry` returned: one result per
+/// descriptor, so a bad descriptor does not hide its neighbours.
+///
+/// # Safety
+/// `registry` is NULL or points to a registry whose pointers are NULL or
+/// point to memory of the sizes the ABI gives (as a loaded library's
+/// statics do); the values in it may be anything. The fuzz target
+/// `descriptor` synthesizes such registries.
+#[doc(hidden)]
+pub unsafe fn read_entries(registry: *const PluginRegistry, path: &Path) -> Result<Vec<Result<Arc<NativeEntry>, BadEntry>>> {
+    let descriptors = read_registry(registry)?;
+    Ok(descriptors
+        .into_iter()
+        .map(|d| {
+            read_descriptor(d, path).map(Arc::new).map_err(|error| BadEntry {
+                plugin: (!d.is_null()).then(|| string((*d).plugin_name, "").ok()).flatten(),
+                error,
+            })
+        })
+        .collect())
 }
 
 fn read_registry(registry: *const PluginRegistry) -> Result<Vec<*const PluginDescriptor>> {

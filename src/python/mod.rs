@@ -258,6 +258,28 @@ enum Answer {
     End,
 }
 
+/// Read `bytes` as a runner's output, frame after frame, as the host reads
+/// its socket, and take each reply as a call's outcome: what the fuzz
+/// target `python_reply` drives. Returns how many replies were read.
+#[doc(hidden)]
+pub fn read_replies(bytes: &[u8]) -> usize {
+    let mut rest = bytes;
+    let mut read = 0;
+    loop {
+        let reply = process::read_reply(|buf| match rest.split_at_checked(buf.len()) {
+            Some((head, tail)) => {
+                buf.copy_from_slice(head);
+                rest = tail;
+                Ok(())
+            }
+            None => fail(Status::Trap, "the Python runner closed its output"),
+        });
+        let Ok(reply) = reply else { return read };
+        read += 1;
+        let _ = answer(reply);
+    }
+}
+
 /// A runner's reply as the call's outcome.
 fn answer(reply: Reply) -> Result<Answer> {
     let Reply { mut message, data } = reply;

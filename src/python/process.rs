@@ -43,6 +43,26 @@ pub struct Reply {
     pub data: Vec<u8>,
 }
 
+/// One reply frame: `u32_le(JSON length) u32_le(bytes length) JSON bytes`,
+/// read with `read_exact`. Neither part may exceed [`MAX_FRAME`], which is
+/// checked before anything is allocated.
+pub(super) fn read_reply(mut read_exact: impl FnMut(&mut [u8]) -> Result<()>) -> Result<Reply> {
+    let mut header = [0u8; 8];
+    read_exact(&mut header)?;
+    let json_len = u32::from_le_bytes(header[..4].try_into().unwrap());
+    let bin_len = u32::from_le_bytes(header[4..].try_into().unwrap());
+    if json_len > MAX_FRAME || bin_len > MAX_FRAME {
+        return fail(Status::Serialization, format!("the Python runner sent a {}-byte reply, more than the limit", json_len as u64 + bin_len as u64));
+    }
+    let mut text = vec![0u8; json_len as usize];
+    read_exact(&mut text)?;
+    let mut data = vec![0u8; bin_len as usize];
+    read_exact(&mut data)?;
+    let message = serde_json::from_slice(&text)
+        .map_err(|e| Error::new(Status::Serialization, format!("the Python runner sent a reply that is not JSON: {e}")))?;
+    Ok(Reply { message, data })
+}
+
 impl Runner {
     /// Start `interpreter` on the runner script. `memory_limit` caps the
     /// process's address space (RLIMIT_AS).
@@ -160,20 +180,7 @@ impl Runner {
     }
 
     fn receive(&mut self, limits: &Limits<'_>) -> Result<Reply> {
-        let mut header = [0u8; 8];
-        self.read_exact(&mut header, limits)?;
-        let json_len = u32::from_le_bytes(header[..4].try_into().unwrap());
-        let bin_len = u32::from_le_bytes(header[4..].try_into().unwrap());
-        if json_len > MAX_FRAME || bin_len > MAX_FRAME {
-            return fail(Status::Serialization, format!("the Python runner sent a {}-byte reply, more than the limit", json_len as u64 + bin_len as u64));
-        }
-        let mut text = vec![0u8; json_len as usize];
-        self.read_exact(&mut text, limits)?;
-        let mut data = vec![0u8; bin_len as usize];
-        self.read_exact(&mut data, limits)?;
-        let message = serde_json::from_slice(&text)
-            .map_err(|e| Error::new(Status::Serialization, format!("the Python runner sent a reply that is not JSON: {e}")))?;
-        Ok(Reply { message, data })
+        read_reply(|buf| self.read_exact(buf, limits))
     }
 
     fn read_exact(&mut self, buf: &mut [u8], limits: &Limits<'_>) -> Result<()> {

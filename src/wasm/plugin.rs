@@ -11,7 +11,7 @@ use wasmtime::{Store, Trap};
 use super::drive::drive;
 use super::egress::{Denials, EgressHooks, EgressPolicy};
 use super::runtime::WasmRuntime;
-use crate::info::Signature;
+use crate::info::{MethodInfo, Signature};
 use crate::options::{LoadOptions, LogHook};
 use crate::host_fn::HostInterfaces;
 use super::sandbox::{Capabilities, MemoryLimitExceeded, StoreState};
@@ -94,6 +94,37 @@ pub struct WasmPlugin {
 }
 
 impl WasmPlugin {
+    /// The interface hash the component exports.
+    pub fn interface_hash(&self) -> u64 {
+        self.interface_hash
+    }
+
+    /// The capabilities granted (the manifest's, or the load's grants).
+    pub fn granted(&self) -> &[String] {
+        &self.granted
+    }
+
+    /// The component's methods as the host describes them: every name and
+    /// type is known (a component carries its types).
+    pub fn method_infos(&self) -> Vec<MethodInfo> {
+        self.methods
+            .iter()
+            .map(|m| MethodInfo {
+                name: Some(m.name.clone()),
+                metadata: Vec::new(),
+                signature: Some(Signature {
+                    params: m.params.clone(),
+                    result: m.result.clone(),
+                    raw: m.raw,
+                    streaming: m.streaming,
+                    item: m.item.clone(),
+                }),
+                implemented: true,
+                optional: Some(false),
+            })
+            .collect()
+    }
+
     /// Link and check a compiled component.
     pub fn new(
         runtime: Arc<WasmRuntime>,
