@@ -20,6 +20,14 @@ pub fn json_wire(data: &[u8]) {
     let Ok(schema) = Schema::parse(wit, "fuzz") else { return };
     for interface in &schema.interfaces {
         for method in &interface.methods {
+            // The fast path, where it answers, answers as the full reader does.
+            let full = fidius::value::json::args_to_wire_full(&method.params, json);
+            if let Some(fast) = fidius::value::json::args_to_wire_fast(&method.params, json) {
+                match &full {
+                    Ok(w) => assert_eq!(&fast, w, "{}: the fast path wrote other bytes", method.name),
+                    Err(e) => panic!("{}: the fast path accepted what the full reader refuses: {}", method.name, e.message),
+                }
+            }
             let Ok(wire) = args_to_wire(&method.params, json) else { continue };
             // Argument by argument: value -> JSON -> value is the identity.
             if let [(name, ty)] = method.params.as_slice() {

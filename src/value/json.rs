@@ -66,13 +66,18 @@ impl std::fmt::Display for Path<'_> {
 
 /// The same name, whatever the spelling: `shape-rect`, `shape_rect`, `ShapeRect`.
 fn same_name(given: &str, kebab_name: &str) -> bool {
+    same_name_bytes(given.as_bytes(), kebab_name)
+}
+
+/// [`same_name`] of a name given as bytes (not necessarily UTF-8).
+pub(super) fn same_name_bytes(given: &[u8], kebab_name: &str) -> bool {
     // The usual spelling first: snake_case (or kebab-case) of the same length.
     if given.len() == kebab_name.len()
-        && given.bytes().zip(kebab_name.bytes()).all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+        && given.iter().zip(kebab_name.bytes()).all(|(&a, b)| a == b || (a == b'_' && b == b'-'))
     {
         return true;
     }
-    let mut a = given.bytes().filter(|b| *b != b'_' && *b != b'-').map(|b| b.to_ascii_lowercase());
+    let mut a = given.iter().copied().filter(|b| *b != b'_' && *b != b'-').map(|b| b.to_ascii_lowercase());
     let mut b = kebab_name.bytes().filter(|b| *b != b'-');
     loop {
         match (a.next(), b.next()) {
@@ -87,13 +92,30 @@ fn same_name(given: &str, kebab_name: &str) -> bool {
 /// by parameter name; empty input is no arguments) as the wire bytes of the
 /// argument tuple. The JSON is read once, straight into wire bytes.
 pub fn args_to_wire(params: &[(String, Ty)], input: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(input.len());
     if input.iter().all(u8::is_ascii_whitespace) {
         if params.is_empty() {
-            return Ok(out);
+            return Ok(Vec::new());
         }
         return err("args", format!("expected {} arguments, got none", params.len()));
     }
+    match super::fast::args_to_wire(params, input) {
+        Some(out) => Ok(out),
+        None => args_to_wire_full(params, input),
+    }
+}
+
+/// The fast path of [`args_to_wire`] alone (`None`: it gave up), for the
+/// fuzz target that checks it against the full reader.
+#[doc(hidden)]
+pub fn args_to_wire_fast(params: &[(String, Ty)], input: &[u8]) -> Option<Vec<u8>> {
+    super::fast::args_to_wire(params, input)
+}
+
+/// [`args_to_wire`] by the full reader alone (serde_json, every rule and
+/// message), for input that is not all whitespace.
+#[doc(hidden)]
+pub fn args_to_wire_full(params: &[(String, Ty)], input: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len());
     let mut de = serde_json::Deserializer::from_slice(input);
     let mut failure = None;
     let seed = ArgsSeed { params, out: &mut out, failure: &mut failure };

@@ -6,6 +6,7 @@
 //! JSON call is the same wire call with a conversion on each side, whatever
 //! runs the plugin.
 
+mod fast;
 pub mod json;
 mod names;
 pub mod ty;
