@@ -36,6 +36,12 @@ fn entries(cache: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// An entry as the cache writes it: `FIDIUSC1`, SHA-256 of the `.cwasm`, the `.cwasm`.
+fn framed(cwasm: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    [&b"FIDIUSC1"[..], &sha2::Sha256::digest(cwasm), cwasm].concat()
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -65,7 +71,7 @@ fn compiled_components_persist_in_a_private_cache_directory() {
     // component. That is why the directory must be private.
     let hostile = wat::parse_file(repo().join("tests/hostile/hostile.wat")).unwrap();
     let hostile_cwasm = TestHost::new(&[]).precompile(&hostile);
-    std::fs::write(&entry, &hostile_cwasm).unwrap();
+    std::fs::write(&entry, framed(&hostile_cwasm)).unwrap();
     {
         let host = cached_host(&[&dir], &cache).unwrap();
         let swapped = host.load("calc").unwrap();
@@ -81,7 +87,7 @@ fn compiled_components_persist_in_a_private_cache_directory() {
         assert_eq!(calc.json(ADD, "[1, 2]").unwrap(), json!(3), "compiled from calc.wasm");
     }
     assert_eq!(mode(&entry), 0o600, "replaced by a private entry");
-    assert_ne!(std::fs::read(&entry).unwrap(), hostile_cwasm);
+    assert_ne!(std::fs::read(&entry).unwrap(), framed(&hostile_cwasm));
 
     // 4. A corrupt entry is compiled afresh and replaced, with a warning.
     std::fs::write(&entry, b"not a cwasm").unwrap();
@@ -94,10 +100,27 @@ fn compiled_components_persist_in_a_private_cache_directory() {
     }
     assert!(std::fs::metadata(&entry).unwrap().len() > 1000, "a valid entry again");
 
+    // 4b. A truncated entry, and one with a byte changed inside the machine
+    // code (which wasmtime's own checks would take), are caught by the
+    // checksum stored with them: compiled afresh and replaced, with a warning.
+    let good = std::fs::read(&entry).unwrap();
+    let mut flipped = good.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x40;
+    for (what, bad) in [("truncated", good[..good.len() / 2].to_vec()), ("flipped", flipped)] {
+        std::fs::write(&entry, &bad).unwrap();
+        let host = cached_host(&[&dir], &cache).unwrap();
+        let calc = host.load("calc").unwrap();
+        assert_eq!(calc.json(ADD, "[3, 4]").unwrap(), json!(7), "{what}");
+        let warnings = calc.warnings();
+        assert!(warnings.iter().any(|w| w.contains("truncated or corrupt") && w.contains("checksum")), "{what}: {warnings:?}");
+        assert_eq!(std::fs::read(&entry).unwrap(), good, "{what}: replaced by the same good entry");
+    }
+
     // 5. A directory that became writable by others after the host was
     // built is not used: the load compiles without it and says why, and the
     // (again hostile) entry in it is not read.
-    std::fs::write(&entry, &hostile_cwasm).unwrap();
+    std::fs::write(&entry, framed(&hostile_cwasm)).unwrap();
     {
         let host = cached_host(&[&dir], &cache).unwrap();
         std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();

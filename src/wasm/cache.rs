@@ -10,6 +10,12 @@
 //! name and renamed into place, so a reader never sees half a file. Anyone
 //! who can write there as this user could as well replace the host's own
 //! binary: that is the trust boundary, the same as for `$HOME`.
+//!
+//! Each entry is `FIDIUSC1`, the SHA-256 of the `.cwasm`, then the `.cwasm`:
+//! a truncated or corrupted entry (a full disk, a crash mid-write on a
+//! filesystem that reorders, a flipped bit) is caught before wasmtime sees
+//! it, and compiled afresh and replaced with a warning. wasmtime's own
+//! checks would not notice a changed byte inside the machine code.
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::{Read, Write};
@@ -20,6 +26,24 @@ use crate::error::{Error, Result, Status};
 
 /// The largest `.cwasm` read back (a compiled component is a few MiB).
 const MAX_ENTRY: u64 = 512 << 20;
+
+/// What an entry starts with: the format, then the SHA-256 of the rest.
+const MAGIC: &[u8; 8] = b"FIDIUSC1";
+const HEADER: usize = MAGIC.len() + 32;
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// An entry's bytes for a `.cwasm`.
+fn frame(cwasm: &[u8]) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(HEADER + cwasm.len());
+    entry.extend_from_slice(MAGIC);
+    entry.extend_from_slice(&sha256(cwasm));
+    entry.extend_from_slice(cwasm);
+    entry
+}
 
 /// A checked cache directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +118,14 @@ impl CompileCache {
         }
         let mut bytes = Vec::with_capacity(meta.len() as usize);
         file.take(MAX_ENTRY).read_to_end(&mut bytes).map_err(|e| Error::new(Status::Io, format!("{}: {e}", path.display())))?;
+        let intact = bytes.len() >= HEADER && bytes[..MAGIC.len()] == *MAGIC && bytes[MAGIC.len()..HEADER] == sha256(&bytes[HEADER..]);
+        if !intact {
+            return Err(Error::new(
+                Status::Io,
+                format!("entry {} is truncated or corrupt (its checksum does not match): compiled afresh and replaced", path.display()),
+            ));
+        }
+        bytes.drain(..HEADER);
         Ok(Some(bytes))
     }
 
@@ -106,7 +138,7 @@ impl CompileCache {
         let partial = self.dir.join(format!(".{key}.{}.{nanos:08x}.partial", std::process::id()));
         let io = |e: std::io::Error| Error::new(Status::Io, format!("compile cache {}: {e}", partial.display()));
         let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&partial).map_err(io)?;
-        let written = file.write_all(cwasm).and_then(|()| file.sync_all());
+        let written = file.write_all(&frame(cwasm)).and_then(|()| file.sync_all());
         drop(file);
         if let Err(e) = written.and_then(|()| std::fs::rename(&partial, &path)) {
             let _ = std::fs::remove_file(&partial);
