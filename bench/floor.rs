@@ -11,7 +11,9 @@
 //! per call) for asynchronous calls, as libfidius makes them (so a deadline
 //! can stop a guest blocked in a host call), then `wasm_floor_sync_ns` for
 //! the same on a synchronous WASI linker (what that safety costs), then
-//! where one asynchronous call's time goes, phase by phase.
+//! `wasm_floor_reuse_ns`: a bare typed asynchronous call on one instance
+//! kept across calls (the floor of libfidius's reuse mode), then where one
+//! asynchronous fresh-instance call's time goes, phase by phase.
 
 use std::time::{Duration, Instant};
 
@@ -72,8 +74,47 @@ fn main() {
     };
     let async_ns = median(&call);
     let sync_ns = median(&sync_call);
+    // One instance for every call: the floor of reuse mode.
+    let reuse_ns = {
+        let mut store = Store::new(&runtime.engine, StoreState::new(&caps, None, None, None, no_host_fns.clone()));
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = wasmtime_wasi::runtime::in_tokio(pre.instantiate_async(&mut store)).expect("instantiate");
+        let f = instance.get_typed_func::<(i64, i64), (i64,)>(&mut store, &add).expect("add is (s64, s64) -> s64");
+        let store = std::cell::RefCell::new(store);
+        let reused = |a: i64| -> i64 {
+            let mut store = store.borrow_mut();
+            wasmtime_wasi::runtime::in_tokio(f.call_async(&mut *store, (a, 1))).expect("call").0
+        };
+        assert_eq!(reused(41), 42);
+        median(&reused)
+    };
     println!("wasm_floor_ns {async_ns:.0}");
+    println!("wasm_floor_reuse_ns {reuse_ns:.0}");
     println!("wasm_floor_sync_ns {sync_ns:.0} (asynchronous / synchronous = {:.2})", async_ns / sync_ns);
+
+    // What a shared runtime costs to make and to tear down (the engine with
+    // its pool, the WASI linker, the epoch ticker), as the first load in a
+    // process and the last host's free pay it; and the engine alone.
+    let mut made = Vec::new();
+    let mut dropped = Vec::new();
+    let mut engine_only = Vec::new();
+    for _ in 0..30 {
+        let t = Instant::now();
+        let r = WasmRuntime::new(false).expect("engine");
+        made.push(t.elapsed());
+        let t = Instant::now();
+        drop(r);
+        dropped.push(t.elapsed());
+        let t = Instant::now();
+        drop(std::hint::black_box(wasmtime::Engine::new(&fidius::wasm::engine_config(false)).expect("engine")));
+        engine_only.push(t.elapsed());
+    }
+    for v in [&mut made, &mut dropped, &mut engine_only] {
+        v.sort();
+    }
+    println!("runtime_new_us {:.0}", made[15].as_secs_f64() * 1e6);
+    println!("runtime_drop_us {:.0}", dropped[15].as_secs_f64() * 1e6);
+    println!("  engine alone, new + drop {:>6.0} us", engine_only[15].as_secs_f64() * 1e6);
 
     // The same asynchronous call split into its phases (timing each adds a little overhead).
     let mut phases = [Duration::ZERO; 4];

@@ -407,6 +407,8 @@ struct Args {
     only: Vec<String>,
     /// wasmtime's own per-call floor with isolation (from `cargo bench --bench wasm_floor`), in ns.
     wasm_floor_ns: Option<f64>,
+    /// wasmtime's own typed call on one kept instance (`wasm_floor_reuse_ns`), in ns.
+    wasm_floor_reuse_ns: Option<f64>,
 }
 
 impl Args {
@@ -422,6 +424,7 @@ fn args() -> Args {
     let mut scale = 1.0;
     let mut only = Vec::new();
     let mut wasm_floor_ns = None;
+    let mut wasm_floor_reuse_ns = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| usage(&format!("{a} needs a value")));
@@ -437,6 +440,9 @@ fn args() -> Args {
             "--wasm-floor-ns" => {
                 wasm_floor_ns = Some(val().parse().unwrap_or_else(|_| usage("--wasm-floor-ns takes a number")))
             }
+            "--wasm-floor-reuse-ns" => {
+                wasm_floor_reuse_ns = Some(val().parse().unwrap_or_else(|_| usage("--wasm-floor-reuse-ns takes a number")))
+            }
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -448,6 +454,7 @@ fn args() -> Args {
         scale,
         only,
         wasm_floor_ns,
+        wasm_floor_reuse_ns,
     }
 }
 
@@ -456,7 +463,7 @@ fn usage(problem: &str) -> ! {
         eprintln!("fidius-bench: {problem}");
     }
     eprintln!(
-        "usage: fidius-bench --native PATH/libfixture_v5.so --wasm-package DIR/calc [--work DIR] [--scale F] [--only GROUP]... [--wasm-floor-ns N]\n\
+        "usage: fidius-bench --native PATH/libfixture_v5.so --wasm-package DIR/calc [--work DIR] [--scale F] [--only GROUP]... [--wasm-floor-ns N] [--wasm-floor-reuse-ns N]\n\
          --wasm-package is the calc package directory (package.toml + calc.wasm) from tests/fixtures/wasm/build.sh;\n\
          --scale multiplies every time budget (default 1: about 90 s in all);\n\
          --only runs one group of rows: native, wasm (calls) or load (may be repeated)."
@@ -735,6 +742,15 @@ fn main() {
                 (wasm_add.lf.median / floor - 1.0) * 100.0
             );
         }
+    }
+    if let (Some(reused), Some(floor)) = (find("wasm add, one reused instance (*)"), args.wasm_floor_reuse_ns) {
+        let over = reused.lf.median / floor;
+        println!(
+            "target: wasm add in reuse mode within 1.5x of a bare wasmtime typed call on one instance ({}): {:.2}x -> {}",
+            human(floor),
+            over,
+            verdict(over <= 1.5)
+        );
     }
     for name in ["native add(i64,i64)", "native echo raw 64 B", "native echo raw 256 KiB"] {
         let Some(r) = find(name) else { continue };

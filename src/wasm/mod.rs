@@ -19,7 +19,7 @@ pub use egress::{Destination, EgressPolicy, RequestParts, ResponseDirective, Res
 pub use crate::egress::{SocketRequest, SocketUse};
 pub use plugin::{Method as WasmMethod, WasmOptions, WasmPlugin};
 pub use cache::CompileCache;
-pub use runtime::WasmRuntime;
+pub use runtime::{engine_config, WasmRuntime};
 pub use stream::WasmStream;
 
 use crate::error::{fail, Error, Result, Status};

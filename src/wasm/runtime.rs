@@ -176,6 +176,12 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 
+/// The engine configuration of a runtime (with the pooling allocator), for benches.
+#[doc(hidden)]
+pub fn engine_config(fuel: bool) -> Config {
+    config(fuel, true)
+}
+
 fn config(fuel: bool, pooling: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
