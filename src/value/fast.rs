@@ -62,6 +62,19 @@ impl<'a> Fast<'a> {
         (self.peek()? == byte).then(|| self.pos += 1)
     }
 
+    /// After an item: `,` (more follow: false) or `close` (true).
+    #[inline(always)]
+    fn closes(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        let byte = self.peek()?;
+        self.pos += 1;
+        match byte {
+            b',' => Some(false),
+            b if b == close => Some(true),
+            _ => None,
+        }
+    }
+
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         self.input.get(self.pos..)?.starts_with(word).then(|| self.pos += word.len())
     }
@@ -213,14 +226,8 @@ impl<'a> Fast<'a> {
                         self.ws();
                         self.value(elem, depth + 1)?;
                         n += 1;
-                        self.ws();
-                        match self.peek()? {
-                            b',' => self.pos += 1,
-                            b']' => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return None,
+                        if self.closes(b']')? {
+                            break;
                         }
                     }
                 }
@@ -255,14 +262,8 @@ impl<'a> Fast<'a> {
                         self.ws();
                         self.value(&field.ty, depth + 1)?;
                         next += 1;
-                        self.ws();
-                        match self.peek()? {
-                            b',' => self.pos += 1,
-                            b'}' => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return None,
+                        if self.closes(b'}')? {
+                            break;
                         }
                     }
                 }

@@ -13,29 +13,16 @@ use std::sync::Arc;
 
 pub use crate::egress::{Destination, EgressPolicy, RequestParts, ResponseDirective, ResponseHead, SocketRequest, SocketUse};
 use crate::cancel::Cancel;
-use crate::capability::CapabilityPolicy;
 use crate::error::{Error, Result, Status};
-use crate::host::LoadOptions;
-use crate::host_fn::HostInterfaces;
-use crate::options::LogHook;
 use crate::package::{Manifest, PackageFiles};
 use crate::stream::Feed;
 
+#[path = "options.rs"]
+mod options;
+pub use options::WasmOptions;
+
 fn unsupported() -> Error {
     Error::new(Status::Unsupported, "this libfidius was built without WASM support (the `wasm` cargo feature)")
-}
-
-/// As in the full build; nothing reads it.
-#[derive(Clone, Default)]
-pub struct WasmOptions {
-    pub name: String,
-    pub egress: Option<Arc<dyn EgressPolicy>>,
-    pub log: Option<Arc<LogHook>>,
-    pub capabilities: CapabilityPolicy,
-    pub trust_precompiled: bool,
-    pub host_interfaces: HostInterfaces,
-    pub compile_cache: Option<CompileCache>,
-    pub load: LoadOptions,
 }
 
 pub enum WasmRuntime {}

@@ -5,6 +5,7 @@ mod cache;
 mod drive;
 pub mod egress;
 mod host_call;
+mod options;
 mod plugin;
 mod runtime;
 pub mod sandbox;
@@ -17,7 +18,8 @@ use std::sync::Arc;
 
 pub use egress::{Destination, EgressPolicy, RequestParts, ResponseDirective, ResponseHead};
 pub use crate::egress::{SocketRequest, SocketUse};
-pub use plugin::{Method as WasmMethod, WasmOptions, WasmPlugin};
+pub use options::WasmOptions;
+pub use plugin::{Method as WasmMethod, WasmPlugin};
 pub use cache::CompileCache;
 pub use runtime::{engine_config, WasmRuntime};
 pub use stream::WasmStream;

@@ -10,41 +10,21 @@ use wasmtime::{Store, Trap};
 
 use super::drive::drive;
 use super::egress::{Denials, EgressHooks, EgressPolicy};
+use super::options::WasmOptions;
 use super::runtime::WasmRuntime;
 use crate::info::{MethodInfo, Signature};
-use crate::options::{LoadOptions, LogHook};
 use crate::host_fn::HostInterfaces;
 use super::sandbox::{Capabilities, MemoryLimitExceeded, StoreState};
 use super::sockets::SocketGate;
 use super::types::Types;
 use super::wire;
 use crate::cancel::{Cancel, Cancelled};
-use crate::capability::CapabilityPolicy;
 use crate::error::{fail, Error, PluginError, Result, Status};
 use crate::stream::Feed;
 use crate::value::{snake, Ty};
 
 const HASH_EXPORT: &str = "fidius-interface-hash";
 const CONFIGURE_EXPORT: &str = "fidius-configure";
-
-/// Per-plugin settings: the load options, plus what the host resolves.
-#[derive(Clone, Default)]
-pub struct WasmOptions {
-    /// The plugin's name, for egress decisions and logs.
-    pub name: String,
-    /// The egress policy (the load's own, else the host's default).
-    pub egress: Option<Arc<dyn EgressPolicy>>,
-    pub log: Option<Arc<LogHook>>,
-    /// What the host allows packages (the load's grants bypass it).
-    pub capabilities: CapabilityPolicy,
-    /// Deserialize a `.cwasm` no trusted signature covers.
-    pub trust_precompiled: bool,
-    /// What the `fidius:host-call` import dispatches to (the load's, then the host's).
-    pub host_interfaces: HostInterfaces,
-    /// Where compiled components persist across processes (opt-in).
-    pub compile_cache: Option<super::cache::CompileCache>,
-    pub load: LoadOptions,
-}
 
 /// One exported method.
 pub struct Method {
