@@ -520,6 +520,30 @@ fn the_kinds_that_can_be_checked_are() {
     assert_eq!(probe.destroyed(), 1);
 }
 
+/// Found by the capi_sequence fuzz target: fidius returns an empty result
+/// (a unit method, an empty raw output) as a length-0 buffer with a
+/// dangling pointer (0x1); opened as a stream, that pointer was read as a
+/// handle, which crashes the host. Such results, of ABI 500 and 400
+/// plugins, are refused and given back, and the plugin keeps serving.
+#[test]
+fn an_empty_result_is_never_taken_for_a_stream_handle() {
+    const CALC_ADD: u32 = 0;
+    const ECHO: u32 = 2;
+    const NOTHING: u32 = 5;
+    let dir = search_path("streams_empty_result", &[&native().v5, &native().v4]);
+    let host = TestHost::new(&[&dir]);
+    for name in ["BasicCalc", "LegacyCalc"] {
+        let plugin = host.load(name).unwrap();
+        for (method, what) in [(NOTHING, "a unit method"), (ECHO, "an empty raw output")] {
+            let f = open(&plugin, method, WIRE, &[]).unwrap_err();
+            assert_eq!(f.status, Status::Unsupported, "{name} {what}: {}", f.message);
+            assert!(f.message.contains("an empty result, not a stream handle"), "{name} {what}: {}", f.message);
+        }
+        assert_eq!(unwire::<i64>(&plugin.call(CALC_ADD, &wire(&(40i64, 2i64))).unwrap()), 42, "{name} still serves");
+        assert!(plugin.call(NOTHING, &[]).unwrap().is_empty());
+    }
+}
+
 #[test]
 fn describe_names_each_streams_item_type() {
     let check = |doc: serde_json::Value, runtime: &str| {

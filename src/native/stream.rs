@@ -84,16 +84,25 @@ impl NativePlugin {
         if out_len != 0 {
             // A unary method's output, not a stream handle: give it back.
             drop(unsafe { PluginBuffer::new(out_ptr, out_len as usize, free) });
-            return fail(
-                Status::Unsupported,
-                format!(
-                    "plugin {name}: method {index} returned {out_len} bytes, not a stream handle: it is not a streaming method \
-                     (native descriptors do not say which methods stream; the caller's kind was wrong)"
-                ),
-            );
+            return fail(Status::Unsupported, not_a_handle(name, index, &format!("{out_len} bytes")));
+        }
+        // An empty unary result comes back as a length-0 buffer whose
+        // pointer fidius leaves dangling (unaligned, near 0): never read it
+        // as a handle. A real handle is the plugin's boxed StreamHandle,
+        // whose functions are the plugin library's own code.
+        if (out_ptr as usize) % std::mem::align_of::<StreamHandle>() != 0 || (out_ptr as usize) < 4096 {
+            drop(unsafe { PluginBuffer::new(out_ptr, 0, free) });
+            return fail(Status::Unsupported, not_a_handle(name, index, "an empty result"));
+        }
+        let handle = out_ptr as *mut StreamHandle;
+        let (next, drop_fn) = unsafe { ((*handle).next as *const (), (*handle).drop_fn as *const ()) };
+        if !same_object(next, slot) || !same_object(drop_fn, slot) {
+            // Not the plugin's code: calling it (even drop_fn) could run
+            // anything, so the memory is left alone.
+            return fail(Status::Unsupported, not_a_handle(name, index, "a structure whose functions are not the plugin's code"));
         }
         Ok(NativeStream {
-            handle: out_ptr as *mut StreamHandle,
+            handle,
             buffer: vec![0; FIRST_ITEM_BUFFER],
             plugin: name.clone(),
             input: source,
@@ -116,6 +125,21 @@ impl NativePlugin {
         // plugin that never wrapped it, e.g. on a decode failure, never drops it).
         drop(source);
         self.allocated_output(status, out_ptr, out_len)
+    }
+}
+
+fn not_a_handle(plugin: &str, index: u32, what: &str) -> String {
+    format!(
+        "plugin {plugin}: method {index} returned {what}, not a stream handle: it is not a streaming method \
+         (native descriptors do not say which methods stream; the caller's kind was wrong)"
+    )
+}
+
+/// Whether two code addresses lie in the same loaded object (dladdr).
+fn same_object(a: *const (), b: *const ()) -> bool {
+    unsafe {
+        let (mut ia, mut ib): (libc::Dl_info, libc::Dl_info) = (std::mem::zeroed(), std::mem::zeroed());
+        libc::dladdr(a.cast(), &mut ia) != 0 && libc::dladdr(b.cast(), &mut ib) != 0 && ia.dli_fbase == ib.dli_fbase
     }
 }
 
