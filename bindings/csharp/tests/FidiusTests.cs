@@ -2458,8 +2458,11 @@ static class FidiusTests
                 FidiusException e = Throws(() => py.CallJson(PyAdd, "[1, 2]", cancelled.Token));
                 Check(e != null && e.Status == Status.Cancelled, "a token cancelled before the call: Cancelled");
             }
-            // A stream cancelled from another thread while this one pulls; the runner is stopped,
-            // so the plugin's other open stream ends too, and the next call starts a fresh one.
+            // A stream cancelled from another thread while this one pulls. Cancelled mid-item, the
+            // runner is stopped, so the plugin's other open stream ends too (with an error); if the
+            // cancel lands between two items, the stream just ends and the runner lives on, so the
+            // other stream delivers the rest of its items. Both are the header's contract; which one
+            // happens is timing. Either way the next call works.
             using (PluginStream other = py.StreamJson(PyCount, "[10]"))
             using (PluginStream s = py.StreamJson(PyCount, "[100000000]"))
             {
@@ -2474,7 +2477,9 @@ static class FidiusTests
                       "Cancel from another thread: Cancelled after " + count + " items (" + (e == null ? "no error" : e.Message) + ")");
                 int rest = 0;
                 e = PullUntilFailure(other, ref rest);
-                Check(e != null && other.Ended, "the plugin's other stream ended with the runner (" + (e == null ? "no error" : e.Status + ": " + e.Message) + ")");
+                Check(other.Ended && (e != null || rest == 9),
+                      "the plugin's other stream ended with the runner (" + (e == null ? "no error" : e.Status + ": " + e.Message) +
+                      ") or, cancelled between items, delivered its 9 other items (" + rest + ")");
             }
             Check(py.CallJson(PyAdd, "[2, 2]") == "4", "a call after the cancelled stream");
         }
