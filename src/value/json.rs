@@ -830,6 +830,22 @@ mod tests {
         assert_eq!(back(&Ty::F64, &f64::NAN.to_le_bytes()), "\"NaN\"");
     }
 
+    /// Found by the wire_json fuzz target: serde_json's default float
+    /// reader took this subnormal's shortest decimal back 1 ULP off.
+    #[test]
+    fn floats_round_trip_exactly() {
+        for bits in [0x0008_002a_0000_0002u64, 1, 0x000f_ffff_ffff_ffff, 0x7fef_ffff_ffff_ffff, 0x3fb9_9999_9999_999a] {
+            let wire = bits.to_le_bytes();
+            let text = back(&Ty::F64, &wire);
+            assert_eq!(wire1(&Ty::F64, &text).unwrap(), wire, "{text}");
+        }
+        for bits in [1u32, 0x007f_ffff, 0x3dcc_cccd] {
+            let wire = bits.to_le_bytes();
+            let text = back(&Ty::F32, &wire);
+            assert_eq!(wire1(&Ty::F32, &text).unwrap(), wire, "{text}");
+        }
+    }
+
     #[test]
     fn records_in_any_order_and_paths_in_errors() {
         let point = Ty::Named(std::sync::Arc::new(Named {
