@@ -256,6 +256,21 @@ impl TypeMap {
     fn def(&mut self, resolve: &Resolve, id: TypeId) -> Result<Ty> {
         let def = &resolve.types[id];
         let name = def.name.clone().unwrap_or_default();
+        // Names JSON cannot tell apart (wit-parser accepts `variant v { a, a(u8) }`)
+        // would make a value read back as another: refused.
+        let names: Vec<&str> = match &def.kind {
+            TypeDefKind::Record(r) => r.fields.iter().map(|f| f.name.as_str()).collect(),
+            TypeDefKind::Variant(v) => v.cases.iter().map(|c| c.name.as_str()).collect(),
+            TypeDefKind::Enum(e) => e.cases.iter().map(|c| c.name.as_str()).collect(),
+            TypeDefKind::Flags(f) => f.flags.iter().map(|c| c.name.as_str()).collect(),
+            _ => Vec::new(),
+        };
+        if let Some((a, b)) = crate::value::indistinct(names) {
+            return fail(
+                Status::InvalidArgument,
+                format!("type {name}: \"{a}\" and \"{b}\" are the same name in JSON (kebab-case, snake_case and PascalCase are one spelling)"),
+            );
+        }
         let named = |kind| Ty::Named(Arc::new(Named { name: name.clone(), kind }));
         Ok(match &def.kind {
             TypeDefKind::Record(r) => named(NamedKind::Record(
@@ -333,6 +348,21 @@ interface price-engine {
         let hidden = format!("package a:b;\ninterface x {{ f: func(a: {}u8{}); }}", "list<\n// >>>\n/* > /* > */ > */ -> ".repeat(100), ">".repeat(100));
         assert!(Schema::parse(&hidden, "hidden.wit").unwrap_err().message.contains("nest deeper"));
         assert_eq!(nesting(b"interface x { f: func(a: list<u8>) -> list<u8>; }"), 3);
+    }
+
+    #[test]
+    fn names_json_cannot_tell_apart_are_refused() {
+        // Found by the wire_json fuzz target (fuzz/corpus/wire_json/crash-variant-duplicate-case):
+        // `{"A": 102}` of case `a(u8)` read back as the payload-free case `a`.
+        for body in ["variant v { a, a(u8) }", "variant v { shape-rect, shape-rect(u8) }", "record v { a-b: u8, a-b: u8 }", "enum v { x, x }"] {
+            let wit = format!("package a:b;\ninterface x {{\n  {body}\n  f: func(a: v) -> v;\n}}\n");
+            match Schema::parse(&wit, "dup.wit") {
+                Ok(_) => {} // wit-parser itself refused it: nothing to convert
+                Err(e) => assert_eq!(e.status, Status::InvalidArgument, "{body}: {}", e.message),
+            }
+        }
+        let e = Schema::parse("package a:b;\ninterface x {\n  variant v { a, a(u8) }\n  f: func(a: v) -> v;\n}\n", "dup.wit").unwrap_err();
+        assert!(e.message.contains("same name in JSON"), "{}", e.message);
     }
 
     #[test]

@@ -12,5 +12,5 @@ mod names;
 pub mod ty;
 pub mod wire;
 
-pub use names::{kebab, pascal, snake};
+pub use names::{indistinct, kebab, pascal, snake};
 pub use ty::{Case, Field, Named, NamedKind, Ty};

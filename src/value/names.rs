@@ -16,6 +16,21 @@ pub fn pascal(kebab: &str) -> String {
         .collect()
 }
 
+/// Two names JSON cannot tell apart (input accepts kebab-case, snake_case
+/// and PascalCase alike), if `names` holds such a pair.
+pub fn indistinct<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<(&'a str, &'a str)> {
+    let folded = |n: &str| n.bytes().filter(|b| *b != b'-' && *b != b'_').map(|b| b.to_ascii_lowercase()).collect::<Vec<u8>>();
+    let mut seen: Vec<(Vec<u8>, &str)> = Vec::new();
+    for name in names {
+        let key = folded(name);
+        if let Some((_, earlier)) = seen.iter().find(|(k, _)| *k == key) {
+            return Some((earlier, name));
+        }
+        seen.push((key, name));
+    }
+    None
+}
+
 /// PascalCase, snake_case or kebab-case -> kebab-case.
 pub fn kebab(name: &str) -> String {
     let mut out = String::new();
