@@ -100,6 +100,8 @@ pub fn descriptor(data: &[u8]) {
     use std::ffi::c_void;
     use std::ptr;
 
+    // Stand-ins for a descriptor's function slots: validation only checks
+    // that they are present and never calls them (no dlopen, no calls).
     unsafe extern "C" fn free_buffer(_: *mut u8, _: usize) {}
     unsafe extern "C" fn construct(_: *const u8, _: u32) -> *mut c_void {
         ptr::null_mut()

@@ -126,13 +126,9 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		}
 	}
 	if cfg.PythonInterpreter != "" {
-		if strings.IndexByte(cfg.PythonInterpreter, 0) >= 0 {
-			return nil, &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf("HostConfig.PythonInterpreter %q contains a NUL byte", cfg.PythonInterpreter)}
-		}
-		cs := C.CString(cfg.PythonInterpreter)
-		st := C.fidius_host_builder_set_python_interpreter(b, cs, &cerr)
-		C.free(unsafe.Pointer(cs))
-		if err := takeError(st, cerr); err != nil {
+		if err := setPath("PythonInterpreter", cfg.PythonInterpreter, func(cs *C.char, cerr **C.fidius_error) C.enum_fidius_status {
+			return C.fidius_host_builder_set_python_interpreter(b, cs, cerr)
+		}); err != nil {
 			return nil, err
 		}
 	}
@@ -152,13 +148,9 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		}
 	}
 	if cfg.CompileCache != "" {
-		if strings.IndexByte(cfg.CompileCache, 0) >= 0 {
-			return nil, &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf("HostConfig.CompileCache %q contains a NUL byte", cfg.CompileCache)}
-		}
-		cs := C.CString(cfg.CompileCache)
-		st := C.fidius_host_builder_set_compile_cache(b, cs, &cerr)
-		C.free(unsafe.Pointer(cs))
-		if err := takeError(st, cerr); err != nil {
+		if err := setPath("CompileCache", cfg.CompileCache, func(cs *C.char, cerr **C.fidius_error) C.enum_fidius_status {
+			return C.fidius_host_builder_set_compile_cache(b, cs, cerr)
+		}); err != nil {
 			return nil, err
 		}
 	}
@@ -618,4 +610,16 @@ func fidiusGoLog(h C.uintptr_t, level C.uint32_t, message *C.char) {
 	defer func() { _ = recover() }() // a panic must not unwind into libfidius
 	fn := cgo.Handle(h).Value().(func(int, string))
 	fn(int(level), C.GoString(message))
+}
+
+// setPath hands a HostConfig path to a builder setter as a C string,
+// refusing one with a NUL byte (C would read it cut short there).
+func setPath(field, value string, set func(*C.char, **C.fidius_error) C.enum_fidius_status) error {
+	if strings.IndexByte(value, 0) >= 0 {
+		return &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf("HostConfig.%s %q contains a NUL byte", field, value)}
+	}
+	cs := C.CString(value)
+	defer C.free(unsafe.Pointer(cs))
+	var cerr *C.fidius_error
+	return takeError(set(cs, &cerr), cerr)
 }
