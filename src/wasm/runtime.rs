@@ -164,9 +164,7 @@ impl WasmRuntime {
         }
         let component = Component::deserialize(&self.engine, cwasm)
             .map_err(|e| Error::new(Status::InvalidManifest, format!("{e:#}")))?;
-        if same(&component) {
-            self.precompiled.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_default().push(component.clone());
-        }
+        self.precompiled.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_default().push(component.clone());
         Ok(component)
     }
 
@@ -294,7 +292,7 @@ impl Drop for Ticker {
 mod tests {
     /// The same .cwasm bytes deserialize once per runtime (the cache's hit
     /// rests on wasmtime keeping a component's image equal to its bytes);
-    /// other bytes, even of the same fingerprint, are another component.
+    /// other bytes are another component.
     #[test]
     fn precompiled_bytes_are_deserialized_once() {
         let runtime = super::WasmRuntime::new(false).unwrap();
