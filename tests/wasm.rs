@@ -397,6 +397,14 @@ fn precompiled_components_load_and_stale_ones_fall_back_with_a_reason() {
     let calc = host.load("calc").unwrap();
     assert_eq!(calc.warnings(), Vec::<String>::new());
     assert_eq!(calc.json(ADD, "[20, 22]").unwrap(), json!(42));
+    // Another host of the process loads the same .cwasm while this one is
+    // loaded: the shared runtime finds it deserialized (byte-equal image).
+    let second_host = trusting(&dir);
+    let again = second_host.load("calc").unwrap();
+    assert_eq!(again.warnings(), Vec::<String>::new());
+    assert_eq!(again.json(ADD, "[1, 2]").unwrap(), json!(3));
+    drop(again);
+    drop(second_host);
     drop(calc);
 
     // A .cwasm that is not ours: used as a warning, never silently.
