@@ -22,6 +22,7 @@ thread_local! {
 /// tokio's `block_on`, nests: a host function may call a plugin that waits
 /// while the outer call is itself being driven on this thread. Between
 /// polls it runs the jobs [`on_calling_thread`] queued.
+#[inline(always)] // in the caller: its pinned future is then polled without a call layer
 pub(super) fn drive<F: Future>(future: F) -> F::Output {
     struct Unpark(std::thread::Thread);
     impl Wake for Unpark {

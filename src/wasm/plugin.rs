@@ -43,11 +43,7 @@ pub struct Method {
     pub(super) stream_next: Option<ComponentExportIndex>,
 }
 
-/// One call's (or stream item's) limits.
-pub(super) struct Budget {
-    pub(super) deadline: Option<std::time::Instant>,
-    pub(super) cancel: Option<Arc<Cancel>>,
-}
+pub(super) use super::sandbox::Budget;
 
 enum Mode {
     /// A fresh store and instance per call.
@@ -263,6 +259,8 @@ impl WasmPlugin {
         let state = StoreState::new(&self.caps, self.options.load.memory_limit, egress, sockets, self.host_interfaces.clone());
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limiter);
+        // Registered once per store; each call's budget is read from the store.
+        store.epoch_deadline_callback(|store| store.data().budget.check());
         self.arm(&mut store, budget)?;
         Ok(store)
     }
@@ -336,12 +334,12 @@ impl WasmPlugin {
         }
         let budget = self.budget(cancel);
         match &self.mode {
-            Mode::Isolated => run(&method.name, &budget, async {
+            Mode::Isolated => run(&method.name, &budget, std::pin::pin!(async {
                 let (mut store, instance) = self.instantiate(&budget).await?;
                 store.data_mut().feed = feed;
                 let result = invoke(method, &mut store, &instance, input).await;
                 with_denials(result, store.data())
-            }),
+            })),
             Mode::Reused(slot) => {
                 // A host function calling back into this plugin on the thread
                 // its call runs on would wait for itself.
@@ -359,7 +357,7 @@ impl WasmPlugin {
                 // Taken out for the call: a call stopped at its deadline drops
                 // the instance with it, and the next call starts afresh.
                 let live = slot.take();
-                let (result, keep) = run(&method.name, &budget, async {
+                let (result, keep) = run(&method.name, &budget, std::pin::pin!(async {
                     let (mut store, instance) = match live {
                         Some(live) => live,
                         None => self.instantiate(&budget).await?,
@@ -376,7 +374,7 @@ impl WasmPlugin {
                         Err(e) => e.status == Status::PluginError || e.status == Status::Serialization,
                     };
                     Ok((result, healthy.then_some((store, instance))))
-                })?;
+                }))?;
                 *slot = keep;
                 result
             }
@@ -388,12 +386,16 @@ impl WasmPlugin {
 /// deadline or cancellation wherever it is: in guest code the epoch
 /// callback traps it; blocked in a host function (a clock, a stream, an
 /// HTTP response), the pending future is dropped, which releases its
-/// store and pool slot.
+/// store and pool slot. Calls pass `operation` pinned (`pin!(async {..})`):
+/// built in place, the future (over a KiB) is not copied on each move.
 pub(super) fn run<T>(during: &str, budget: &Budget, operation: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     let deadline = budget.deadline.map(tokio::time::Instant::from_std);
     let cancel = budget.cancel.clone();
     if cancel.as_ref().is_some_and(|c| c.is_triggered()) {
         return fail(Status::Cancelled, format!("{during}: the call was cancelled before it started"));
+    }
+    if deadline.is_none() && cancel.is_none() {
+        return drive(operation);
     }
     drive(async move {
         let timed_out = async {
@@ -408,7 +410,10 @@ pub(super) fn run<T>(during: &str, budget: &Budget, operation: impl std::future:
                 None => std::future::pending().await,
             }
         };
+        // The operation first: most calls finish at their first poll, and
+        // then no timer is ever registered.
         tokio::select! {
+            biased;
             result = operation => result,
             () = timed_out => Err(Error::new(Status::Timeout, format!("{during}: the call ran past its timeout (blocked in a host call)"))),
             () = cancelled => Err(Error::new(Status::Cancelled, format!("{during}: the call was cancelled"))),
@@ -418,23 +423,11 @@ pub(super) fn run<T>(during: &str, budget: &Budget, operation: impl std::future:
 
 /// Set the per-call budgets: deadline, cancellation and fuel. At every
 /// epoch tick (5 ms) a running guest is checked against its deadline
-/// and token.
+/// and token (by the store's callback, [`Budget::check`]).
 pub(super) fn arm(store: &mut Store<StoreState>, budget: &Budget, fuel: Option<u64>) -> Result<()> {
-    let (deadline, cancel) = (budget.deadline, budget.cancel.clone());
-    if deadline.is_some() || cancel.is_some() {
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if cancel.as_ref().is_some_and(|c| c.is_triggered()) {
-                return Err(wasmtime::Error::new(Cancelled));
-            }
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                return Err(Trap::Interrupt.into());
-            }
-            Ok(wasmtime::UpdateDeadline::Continue(1))
-        });
-    } else {
-        store.set_epoch_deadline(u64::MAX / 2);
-    }
+    let watched = budget.deadline.is_some() || budget.cancel.is_some();
+    store.set_epoch_deadline(if watched { 1 } else { u64::MAX / 2 });
+    store.data_mut().budget = budget.clone();
     if let Some(fuel) = fuel {
         store
             .set_fuel(fuel)
@@ -450,7 +443,12 @@ thread_local! {
 
 /// Marks reused instances busy on this thread (and the host-function
 /// threads it waits on) for the length of a call.
-pub(super) struct ReentryGuard(Vec<usize>);
+pub(super) enum ReentryGuard {
+    /// A call's own instance (no allocation on the call path).
+    One(usize),
+    /// The instances a host function's thread inherits.
+    Inherited(Vec<usize>),
+}
 
 impl ReentryGuard {
     fn enter(instance: usize) -> Option<ReentryGuard> {
@@ -458,7 +456,7 @@ impl ReentryGuard {
             let mut busy = b.borrow_mut();
             (!busy.contains(&instance)).then(|| {
                 busy.push(instance);
-                ReentryGuard(vec![instance])
+                ReentryGuard::One(instance)
             })
         })
     }
@@ -471,13 +469,19 @@ impl ReentryGuard {
     /// Mark `instances` busy on this (new) thread too.
     pub(super) fn inherit(instances: Vec<usize>) -> ReentryGuard {
         BUSY.with(|b| b.borrow_mut().extend(&instances));
-        ReentryGuard(instances)
+        ReentryGuard::Inherited(instances)
     }
 }
 
 impl Drop for ReentryGuard {
     fn drop(&mut self) {
-        BUSY.with(|b| b.borrow_mut().retain(|i| !self.0.contains(i)));
+        BUSY.with(|b| {
+            let mut busy = b.borrow_mut();
+            match self {
+                ReentryGuard::One(i) => busy.retain(|b| b != i),
+                ReentryGuard::Inherited(mine) => busy.retain(|b| !mine.contains(b)),
+            }
+        });
     }
 }
 
@@ -520,10 +524,12 @@ async fn invoke(method: &Method, store: &mut Store<StoreState>, instance: &Insta
         return call_raw(method, store, func, input).await;
     }
     let args = wire::params(&method.params, input).map_err(|e| e.context(format!("method {}", method.name)))?;
-    let mut results = vec![Val::Bool(false); method.result.is_some() as usize];
-    func.call_async(&mut *store, &args, &mut results).await.map_err(|e| runtime_error(e, &method.name))?;
+    let returns = method.result.is_some() as usize;
+    let mut results = [Val::Bool(false)];
+    func.call_async(&mut *store, &args, &mut results[..returns]).await.map_err(|e| runtime_error(e, &method.name))?;
+    let [result] = results;
     // The outcome: for `result<T, plugin-error>`, `ok` is the value and `err` the plugin error.
-    let (ty, value) = match (&method.result, results.pop()) {
+    let (ty, value) = match (&method.result, (returns == 1).then_some(result)) {
         (Some(Ty::Result { ok, .. }), Some(Val::Result(r))) if method.fallible => match r {
             Ok(v) => (ok.as_deref(), v.map(|b| *b)),
             Err(e) => return Err(Error::plugin(plugin_error(e.as_deref()))),

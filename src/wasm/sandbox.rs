@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use wasmtime::UpdateDeadline;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::{WasiHttpCtxView, WasiHttpView};
@@ -14,6 +15,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 use super::egress::EgressHooks;
 use super::sockets::{Lookup, LookupView, SocketGate};
 use crate::egress::DenyAll;
+use crate::cancel::{Cancel, Cancelled};
 use crate::host_fn::HostInterfaces;
 
 use crate::error::{fail, Result, Status};
@@ -223,6 +225,27 @@ impl Preopen {
 
 pub use crate::net::is_blocked_ip;
 
+/// One call's (or stream item's) limits, kept in its store while it runs.
+#[derive(Clone, Default)]
+pub(crate) struct Budget {
+    pub(crate) deadline: Option<std::time::Instant>,
+    pub(crate) cancel: Option<Arc<Cancel>>,
+}
+
+impl Budget {
+    /// The store's epoch callback, at every tick while a budgeted call runs:
+    /// trap a cancelled call or one past its deadline.
+    pub(crate) fn check(&self) -> wasmtime::Result<UpdateDeadline> {
+        if self.cancel.as_ref().is_some_and(|c| c.is_triggered()) {
+            return Err(wasmtime::Error::new(Cancelled));
+        }
+        if self.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return Err(wasmtime::Trap::Interrupt.into());
+        }
+        Ok(UpdateDeadline::Continue(1))
+    }
+}
+
 /// What each store holds: WASI state, the egress hooks, the memory limiter.
 pub struct StoreState {
     wasi: WasiCtx,
@@ -238,6 +261,8 @@ pub struct StoreState {
     /// The host's items for the guest's `Stream<T>` argument, during a
     /// client-streaming call or for a bidirectional stream's life.
     pub(crate) feed: Option<Arc<crate::stream::Feed>>,
+    /// The running call's deadline and cancel token.
+    pub(crate) budget: Budget,
 }
 
 impl StoreState {
@@ -272,6 +297,7 @@ impl StoreState {
             host_interfaces,
             lookup,
             feed: None,
+            budget: Budget::default(),
         }
     }
 

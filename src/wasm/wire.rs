@@ -11,13 +11,16 @@ use crate::value::{NamedKind, Ty};
 /// The most zero-sized items (`tuple<>`) a list may claim.
 const MAX_EMPTY_ITEMS: usize = 1 << 20;
 
+/// One call's arguments: most methods take a few, kept off the heap.
+pub type Args = smallvec::SmallVec<[Val; 4]>;
+
 /// Decode the argument tuple into one value per parameter.
-pub fn params(params: &[(String, Ty)], input: &[u8]) -> Result<Vec<Val>> {
+pub fn params(params: &[(String, Ty)], input: &[u8]) -> Result<Args> {
     let mut r = Reader::new(input);
-    let vals = params
-        .iter()
-        .map(|(name, ty)| decode(ty, &mut r, 0).map_err(|e| e.context(format!("argument {name}"))))
-        .collect::<Result<Vec<_>>>()?;
+    let mut vals = Args::new();
+    for (name, ty) in params {
+        vals.push(decode(ty, &mut r, 0).map_err(|e| e.context(format!("argument {name}")))?);
+    }
     r.finish("the arguments")?;
     Ok(vals)
 }
