@@ -33,7 +33,6 @@ cargo build --release -j"$jobs" --quiet \
 echo "== measuring wasmtime's own per-call floor (cargo bench --bench wasm_floor)" >&2
 floor_out="$(cargo bench -j"$jobs" --quiet --bench wasm_floor --manifest-path "$repo/Cargo.toml" -- "$packages/calc/calc.wasm")"
 floor="$(awk '/^wasm_floor_ns/ {print $2}' <<<"$floor_out")"
-floor_reuse="$(awk '/^wasm_floor_reuse_ns/ {print $2}' <<<"$floor_out")"
 
 echo "== measuring interface schemas (cargo bench --bench schema_json)" >&2
 schema_out="$(cargo bench -j"$jobs" --quiet --bench schema_json --manifest-path "$repo/Cargo.toml" -- \
@@ -70,5 +69,4 @@ exec "$here/target/release/fidius-bench" \
     --wasm-package "$packages/calc" \
     --work "$here/target/work" \
     --wasm-floor-ns "$floor" \
-    --wasm-floor-reuse-ns "$floor_reuse" \
     "$@"
