@@ -188,7 +188,7 @@ impl Plugin {
     /// is triggered: a WASM call wherever it is (guest code at the next epoch
     /// tick, a blocked host call at once); a native call only before it
     /// starts, since native code cannot be interrupted safely.
-    #[inline]
+    #[inline(always)]
     pub fn call_cancellable(&self, index: u32, format: Format, input: &[u8], cancel: Option<Arc<Cancel>>) -> Result<Output> {
         if let Some(MethodInfo { signature: Some(sig), name, .. }) = self.methods.get(index as usize) {
             if sig.streaming {
@@ -257,7 +257,7 @@ impl Plugin {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn call_wire(&self, index: u32, input: &[u8], cancel: Option<Arc<Cancel>>) -> Result<Output> {
         match &self.backend {
             Backend::Native(p) => {

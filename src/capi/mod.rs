@@ -127,21 +127,27 @@ macro_rules! handle {
 pub(crate) use handle;
 
 /// Run an entry point's body: catch panics, clear or fill `*error`, return the status.
+#[inline(always)] // the success path stays in the entry point; failures go to `failed`
 pub(crate) fn guard(error: *mut *mut fidius_error, body: impl FnOnce() -> Result<()>) -> Status {
     if !error.is_null() {
         unsafe { *error = ptr::null_mut() };
     }
-    let result = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| Err(panic_error(payload)));
-    match result {
-        Ok(()) => Status::Ok,
-        Err(e) => {
-            let status = e.status;
-            if !error.is_null() {
-                unsafe { *error = fidius_error::into_raw(ErrorBox::new(e)) };
-            }
-            status
-        }
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => Status::Ok,
+        Ok(Err(e)) => failed(error, e),
+        Err(payload) => failed(error, panic_error(payload)),
     }
+}
+
+/// A failed or panicked entry point: its status, and its error object in `*error`.
+#[cold]
+#[inline(never)]
+fn failed(error: *mut *mut fidius_error, e: Error) -> Status {
+    let status = e.status;
+    if !error.is_null() {
+        unsafe { *error = fidius_error::into_raw(ErrorBox::new(e)) };
+    }
+    status
 }
 
 /// For entry points that return a value instead of a status: `fallback` on any failure.

@@ -178,7 +178,7 @@ pub unsafe extern "C" fn fidius_plugin_call(
 }
 
 /// The body of the call entry points.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn call(
     plugin: *const fidius_plugin,
     method: u32,
