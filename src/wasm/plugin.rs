@@ -386,8 +386,9 @@ impl WasmPlugin {
 /// deadline or cancellation wherever it is: in guest code the epoch
 /// callback traps it; blocked in a host function (a clock, a stream, an
 /// HTTP response), the pending future is dropped, which releases its
-/// store and pool slot. Calls pass `operation` pinned (`pin!(async {..})`):
-/// built in place, the future (over a KiB) is not copied on each move.
+/// store and pool slot. The per-call and per-item paths pass `operation`
+/// pinned (`pin!(async {..})`): built in place, the future (over a KiB) is
+/// not copied on each move; one-off operations (load, stream open) need not.
 pub(super) fn run<T>(during: &str, budget: &Budget, operation: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     let deadline = budget.deadline.map(tokio::time::Instant::from_std);
     let cancel = budget.cancel.clone();

@@ -121,7 +121,7 @@ impl ItemStream for WasmStream {
         let budget = self.budget();
         let Some(live) = self.live.as_mut() else { return Ok(None) };
         let step = arm(&mut live.store, &budget, self.fuel).and_then(|()| {
-            run(&self.during, &budget, async {
+            run(&self.during, &budget, std::pin::pin!(async {
                 let mut out = [Val::Bool(false)];
                 live.next
                     .call_async(&mut live.store, &[Val::Resource(live.resource)], &mut out)
@@ -141,7 +141,7 @@ impl ItemStream for WasmStream {
                     Val::Result(Err(e)) => Err(Error::plugin(plugin_error(e.as_deref()))),
                     other => fail(Status::Serialization, format!("{}: next returned {other:?}, not a result", self.during)),
                 }
-            })
+            }))
         });
         match step {
             Ok(Some(item)) => Ok(Some(item)),
